@@ -1,0 +1,59 @@
+"""Entry point: ``python -m sluice`` or ``sluice-operator``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from sluice import controller
+from sluice.settings import Settings
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, the service account; elsewhere, the kubeconfig."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
+        **kwargs
+    )
+    return info
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sluice-operator", description=__doc__)
+    parser.add_argument("--namespace", help="watch only this namespace (default: all; env SLUICE_NAMESPACE)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--health-port", type=int, default=None, help="port of the /healthz liveness endpoint (default 8080)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = Settings.from_env()
+    if args.namespace:
+        settings = Settings(**{**settings.__dict__, "namespace": args.namespace})
+    if args.health_port is not None:
+        settings = Settings(**{**settings.__dict__, "health_port": args.health_port})
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    controller.register(settings)
+    kopf.configure(verbose=args.verbose)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=settings.namespace is None,
+            namespaces=[settings.namespace] if settings.namespace else None,
+            standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The sluice.dev/v1alpha1 API: Pipeline and PipelineRun.
+
+These pydantic models are the single source of truth for the API: the CRD
+schemas in ``crds/`` are generated from them (``hack/gen-crds``) and a test
+fails when the committed CRDs drift. Validation that an OpenAPI schema can
+express (types, patterns, required fields, unique names) is declared here so
+the API server rejects bad input at ``kubectl apply`` time; what it cannot
+express (cycles, unknown dependencies, parameter binding) is checked by the
+operator and reported in status.
+
+Kubernetes types that Sluice only passes through to the Job (tolerations,
+security contexts, envFrom sources...) are kept as open objects: the API
+server validates them when the Job is created, and a rejection is reported on
+the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sluice.api.schema_hints import (
+    dns_label,
+    int_or_string,
+    list_map,
+    list_set,
+    open_object,
+)
+
+GROUP = "sluice.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# A container image reference (registry/path:tag@digest), as the container
+# runtimes parse it. Upper case is only allowed in the registry host.
+IMAGE_PATTERN = (
+    r"^((([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+    r"(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*)"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+PARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+TASK_NAME_MAX = 63
+MAX_TASKS = 500
+
+
+def camel(name: str) -> str:
+    """snake_case field name -> camelCase wire name."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class ApiModel(BaseModel):
+    """Base for API types: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", alias_generator=camel)
+
+    def to_api(self) -> dict[str, Any]:
+        """The object as the API server stores it (camelCase, no nulls)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# --- shared -------------------------------------------------------------------
+
+
+class EnvVar(ApiModel):
+    """An environment variable; ``value`` may use ``$(params.NAME)``."""
+
+    name: str = Field(min_length=1, pattern=ENV_NAME_PATTERN)
+    value: str | None = None
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=open_object("A core/v1 EnvVarSource, passed to the Job as is."),
+    )
+
+
+Quantity = int | str
+
+
+class ResourceRequirements(ApiModel):
+    """CPU and memory requests and limits for a task's container."""
+
+    requests: dict[str, Quantity] | None = Field(
+        default=None, json_schema_extra={"additionalProperties": int_or_string()}
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None, json_schema_extra={"additionalProperties": int_or_string()}
+    )
+
+
+class LocalObjectReference(ApiModel):
+    name: str = Field(min_length=1)
+
+
+class PodMetadata(ApiModel):
+    """Labels and annotations added to a task's pod (e.g. for sidecar injection)."""
+
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class PodDefaults(ApiModel):
+    """Pod settings applied to every task of a pipeline; a task's own
+    ``resources`` and ``env`` take precedence over these."""
+
+    service_account_name: str | None = Field(default=None, json_schema_extra=dns_label(253))
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = Field(
+        default=None, json_schema_extra={"items": open_object("A core/v1 Toleration.")}
+    )
+    resources: ResourceRequirements | None = None
+    env: list[EnvVar] | None = Field(default=None, json_schema_extra=list_map("name"))
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        default=None, json_schema_extra=list_map("name")
+    )
+    security_context: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=open_object("A core/v1 SecurityContext for every task container."),
+    )
+    pod_security_context: dict[str, Any] | None = Field(
+        default=None, json_schema_extra=open_object("A core/v1 PodSecurityContext.")
+    )
+    metadata: PodMetadata | None = None
+
+
+# --- Pipeline -----------------------------------------------------------------
+
+
+class ParamSpec(ApiModel):
+    """A pipeline parameter; without ``default`` a run must supply it."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=PARAM_NAME_PATTERN)
+    description: str | None = None
+    default: str | None = None
+
+
+class TaskSpec(ApiModel):
+    """One containerised step; it becomes one Kubernetes Job per run."""
+
+    name: str = Field(json_schema_extra=dns_label(TASK_NAME_MAX))
+    image: str = Field(min_length=1, max_length=512, pattern=IMAGE_PATTERN)
+    command: list[str] | None = None
+    args: list[str] | None = None
+    working_dir: str | None = None
+    env: list[EnvVar] | None = Field(default=None, json_schema_extra=list_map("name"))
+    env_from: list[dict[str, Any]] | None = Field(
+        default=None, json_schema_extra={"items": open_object("A core/v1 EnvFromSource.")}
+    )
+    resources: ResourceRequirements | None = None
+    depends_on: list[str] | None = Field(
+        default=None, max_length=MAX_TASKS, json_schema_extra=list_set(dns_label(TASK_NAME_MAX))
+    )
+    metadata: PodMetadata | None = None
+
+
+class PipelineSpec(ApiModel):
+    """A DAG of tasks; edges come from each task's ``dependsOn``."""
+
+    description: str | None = None
+    params: list[ParamSpec] | None = Field(
+        default=None, max_length=100, json_schema_extra=list_map("name")
+    )
+    tasks: list[TaskSpec] = Field(
+        min_length=1, max_length=MAX_TASKS, json_schema_extra=list_map("name")
+    )
+    defaults: PodDefaults | None = None
+
+
+class PipelineStatus(ApiModel):
+    """What the operator last saw of a Pipeline; the spec stays the user's."""
+
+    observed_generation: int | None = None
+    task_count: int | None = None
+    conditions: list[Condition] | None = Field(default=None, json_schema_extra=list_map("type"))
+    last_run_name: str | None = None
+    last_schedule_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    next_schedule_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+
+
+# --- PipelineRun --------------------------------------------------------------
+
+
+class PipelineRef(ApiModel):
+    name: str = Field(json_schema_extra=dns_label(253))
+
+
+class ParamValue(ApiModel):
+    name: str = Field(min_length=1, max_length=128, pattern=PARAM_NAME_PATTERN)
+    value: str
+
+
+class PipelineRunSpec(ApiModel):
+    """Runs a Pipeline by reference or an inline pipelineSpec (exactly one)."""
+
+    pipeline_ref: PipelineRef | None = None
+    pipeline_spec: PipelineSpec | None = None
+    params: list[ParamValue] | None = Field(
+        default=None, max_length=100, json_schema_extra=list_map("name")
+    )
+
+
+RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped"]
+
+
+class Condition(ApiModel):
+    """The metav1.Condition shape."""
+
+    type: str = Field(min_length=1, max_length=316)
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(min_length=1, max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = None
+
+
+class TaskRunStatus(ApiModel):
+    """One task's state in a run; kept small so 500-task runs fit in etcd."""
+
+    name: str
+    phase: TaskPhase
+    job_name: str | None = None
+    pod_name: str | None = None
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = Field(default=None, max_length=4096)
+
+
+class PipelineRunStatus(ApiModel):
+    phase: RunPhase | None = None
+    conditions: list[Condition] | None = Field(default=None, json_schema_extra=list_map("type"))
+    observed_generation: int | None = None
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    duration: str | None = None
+    progress: str | None = None
+    pipeline_name: str | None = None
+    pipeline_spec: PipelineSpec | None = None
+    params: list[ParamValue] | None = Field(default=None, json_schema_extra=list_map("name"))
+    tasks: list[TaskRunStatus] | None = Field(default=None, json_schema_extra=list_map("name"))
+
+
+PipelineStatus.model_rebuild()

@@ -1,0 +1,250 @@
+"""kopf wiring: watches feed the cache and the work queue; workers reconcile.
+
+kopf provides the watch streams, reconnects and the process lifecycle. The
+reconciliation itself does not run inside kopf's per-object handlers, because
+a Job finishing must wake its *parent* run: handlers here only record what
+they saw and enqueue the run's key, and a pool of workers drains the queue
+(coalesced, one worker per run at a time). That keeps the path from "Job
+complete" to "dependent Job created" to one watch event plus one reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from sluice import labels
+from sluice.api.v1alpha1 import GROUP, VERSION, PipelineSpec
+from sluice.cache import ChildCache
+from sluice.dag import InvalidPipeline, build_graph
+from sluice.events import EventRecorder, now_rfc3339
+from sluice.kube import ApiError, KubeClient, pipeline_path
+from sluice.progress import set_condition
+from sluice.reconciler import Reconciler, RunKey
+from sluice.settings import Settings
+from sluice.workqueue import WorkQueue
+
+log = logging.getLogger("sluice")
+
+MANAGED = {labels.MANAGED_BY: labels.MANAGER}
+MAX_BACKOFF = 30.0
+
+
+class Controller:
+    """Everything the handlers share; one per operator process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache = ChildCache()
+        self.queue: WorkQueue[RunKey] = WorkQueue()
+        self.failures: dict[RunKey, int] = {}
+        self.client: KubeClient | None = None
+        self.reconciler: Reconciler | None = None
+        self.workers: list[asyncio.Task[None]] = []
+        self.primed = asyncio.Event()
+        self.run_uids: dict[RunKey, str] = {}
+
+    async def start(self, info: kopf.ConnectionInfo) -> None:
+        self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
+        self.reconciler = Reconciler(self.client, self.cache, EventRecorder(self.client), self.settings)
+        await self._prime_cache()
+        self.workers = [asyncio.create_task(self._work(i)) for i in range(self.settings.workers)]
+
+    async def stop(self) -> None:
+        for worker in self.workers:
+            worker.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
+        if self.client is not None:
+            await self.client.close()
+
+    async def _prime_cache(self) -> None:
+        """List existing Jobs and pods before the first reconcile, so a
+        restarted operator never mistakes "not seen yet" for "not created"."""
+        assert self.client is not None
+        selector = f"{labels.MANAGED_BY}={labels.MANAGER}"
+        scope = f"/namespaces/{self.settings.namespace}" if self.settings.namespace else ""
+        jobs = await self.client.request("GET", f"/apis/batch/v1{scope}/jobs", params={"labelSelector": selector})
+        for job in jobs.get("items") or ():
+            self.cache.upsert_job(job)
+        pods = await self.client.request("GET", f"/api/v1{scope}/pods", params={"labelSelector": selector})
+        for pod in pods.get("items") or ():
+            self.cache.upsert_pod(pod)
+        log.info("cache primed with %d jobs and %d pods", len(jobs.get("items") or ()), len(pods.get("items") or ()))
+        self.primed.set()
+
+    async def _work(self, number: int) -> None:
+        assert self.reconciler is not None
+        while True:
+            key = await self.queue.get()
+            try:
+                again = await self.reconciler.reconcile(key)
+                self.failures.pop(key, None)
+                if again is not None:
+                    self.queue.add_after(key, again)
+            except ApiError as error:
+                if error.conflict:
+                    # Our view was stale; the newer version's event re-queues the run.
+                    log.debug("conflict on %s, retrying: %s", key, error)
+                    self.queue.add_after(key, 0.05)
+                else:
+                    self._backoff(key, error)
+            except Exception as error:
+                self._backoff(key, error)
+            finally:
+                self.queue.done(key)
+
+    def _backoff(self, key: RunKey, error: BaseException) -> None:
+        count = self.failures.get(key, 0) + 1
+        self.failures[key] = count
+        delay = min(MAX_BACKOFF, 0.1 * 2 ** (count - 1))
+        log.exception("reconcile of %s failed (attempt %d), retrying in %.1fs: %s", key, count, delay, error)
+        self.queue.add_after(key, delay)
+
+    def enqueue_owner(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        run = (meta.get("labels") or {}).get(labels.RUN)
+        for owner in meta.get("ownerReferences") or ():
+            if owner.get("kind") == "PipelineRun":
+                run = owner["name"]
+        if run:
+            self.queue.add(RunKey(meta["namespace"], run))
+
+
+CONTROLLER: Controller | None = None
+
+
+def controller() -> Controller:
+    assert CONTROLLER is not None, "operator not started"
+    return CONTROLLER
+
+
+def register(settings: Settings) -> None:
+    """Create the process's Controller; handlers below use it."""
+    global CONTROLLER  # noqa: PLW0603
+    CONTROLLER = Controller(settings)
+
+
+@kopf.on.startup()
+async def on_startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+    ours = controller().settings
+    # Latency: kopf's default batch window (0.1 s) would delay every Job event.
+    settings.batching.batch_window = 0.01
+    settings.batching.worker_limit = None
+    # Watches have been seen to hang silently; have the server end them.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.posting.level = logging.WARNING
+    settings.persistence.finalizer = "sluice.dev/finalizer"
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.PermanentError("no Kubernetes credentials: neither in-cluster nor a kubeconfig")
+    await controller().start(info)
+    logger.info("sluice started: %d workers, api qps %s", ours.workers, ours.api_qps or "unlimited")
+
+
+@kopf.on.cleanup()
+async def on_cleanup(**_: Any) -> None:
+    await controller().stop()
+
+
+@kopf.on.event(GROUP, VERSION, "pipelineruns")
+async def on_run_event(event: dict[str, Any], **_: Any) -> None:
+    obj = event.get("object") or {}
+    meta = obj.get("metadata") or {}
+    if not meta.get("name"):
+        return
+    key = RunKey(meta["namespace"], meta["name"])
+    ctl = controller()
+    if event.get("type") == "DELETED":
+        ctl.queue.forget(key)
+        uid = ctl.run_uids.pop(key, None)
+        if uid:
+            ctl.cache.forget_run(uid)
+        return
+    ctl.run_uids[key] = meta.get("uid", "")
+    ctl.queue.add(key)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+async def on_job_event(event: dict[str, Any], **_: Any) -> None:
+    obj = event.get("object") or {}
+    if not (obj.get("metadata") or {}).get("name"):
+        return
+    ctl = controller()
+    if event.get("type") == "DELETED":
+        ctl.cache.delete_job(obj)
+    else:
+        ctl.cache.upsert_job(obj)
+    ctl.enqueue_owner(obj)
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
+async def on_pod_event(event: dict[str, Any], **_: Any) -> None:
+    obj = event.get("object") or {}
+    if not (obj.get("metadata") or {}).get("name"):
+        return
+    ctl = controller()
+    if event.get("type") == "DELETED":
+        ctl.cache.delete_pod(obj)
+        return
+    _, changed = ctl.cache.upsert_pod(obj)
+    if changed:
+        ctl.enqueue_owner(obj)
+
+
+@kopf.on.event(GROUP, VERSION, "pipelines")
+async def on_pipeline_event(event: dict[str, Any], **_: Any) -> None:
+    """Report a Pipeline's validity and size in its status, and wake runs
+    that were waiting for it to exist."""
+    obj = event.get("object") or {}
+    meta = obj.get("metadata") or {}
+    if event.get("type") == "DELETED" or not meta.get("name"):
+        return
+    ctl = controller()
+    if ctl.reconciler is not None:
+        for key in ctl.reconciler.waiters.release(meta["namespace"], meta["name"]):
+            ctl.queue.add(key)
+    await report_pipeline_status(ctl, obj)
+
+
+async def report_pipeline_status(ctl: Controller, pipeline: dict[str, Any]) -> None:
+    from sluice.api.v1alpha1 import Condition, PipelineStatus  # noqa: PLC0415
+
+    meta = pipeline["metadata"]
+    status = PipelineStatus.model_validate(pipeline.get("status") or {})
+    if status.observed_generation == meta.get("generation") and status.conditions:
+        return
+    try:
+        spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
+        build_graph(spec)
+        condition = Condition(type="Valid", status="True", reason="Valid", message="the DAG is valid",
+                              last_transition_time=now_rfc3339())  # fmt: skip
+        task_count: int | None = len(spec.tasks)
+    except InvalidPipeline as error:
+        condition = Condition(type="Valid", status="False", reason=error.reason, message=error.message,
+                              last_transition_time=now_rfc3339())  # fmt: skip
+        task_count = len((pipeline.get("spec") or {}).get("tasks") or ())
+    except ValueError as error:
+        condition = Condition(type="Valid", status="False", reason="InvalidSpec", message=str(error)[:1024],
+                              last_transition_time=now_rfc3339())  # fmt: skip
+        task_count = None
+    new = status.model_copy(
+        update={
+            "observed_generation": meta.get("generation"),
+            "task_count": task_count,
+            "conditions": set_condition(status.conditions, condition),
+        }
+    )
+    if ctl.client is None:
+        return
+    try:
+        await ctl.client.merge_patch(
+            pipeline_path(meta["namespace"], meta["name"], "status"), {"status": new.to_api()}
+        )
+    except ApiError as error:
+        if not error.not_found:
+            raise

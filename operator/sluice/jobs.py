@@ -1,0 +1,141 @@
+"""Render a task into the Kubernetes Job that runs it (pure, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sluice import labels
+from sluice.api.v1alpha1 import API_VERSION, EnvVar, PipelineSpec, PodDefaults, TaskSpec
+from sluice.naming import job_name, label_value
+from sluice.params import substitute
+
+CONTAINER_NAME = "task"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a Job needs to know about the run that owns it."""
+
+    namespace: str
+    name: str
+    uid: str
+    pipeline_name: str
+
+
+def owner_reference(run: RunIdentity) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "PipelineRun",
+        "name": run.name,
+        "uid": run.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def task_labels(run: RunIdentity, task: str) -> dict[str, str]:
+    return {
+        labels.MANAGED_BY: labels.MANAGER,
+        labels.PIPELINE: label_value(run.pipeline_name),
+        labels.RUN: label_value(run.name),
+        labels.RUN_UID: run.uid,
+        labels.TASK: task,
+    }
+
+
+def _merge_env(defaults: list[EnvVar] | None, own: list[EnvVar] | None) -> list[EnvVar]:
+    """Defaults first, a task's own variable of the same name replaces it."""
+    merged = {env.name: env for env in defaults or ()}
+    merged.update({env.name: env for env in own or ()})
+    return list(merged.values())
+
+
+def _resources(defaults: PodDefaults | None, task: TaskSpec) -> dict[str, Any] | None:
+    result: dict[str, dict[str, Any]] = {}
+    for source in (defaults.resources if defaults else None, task.resources):
+        if source is None:
+            continue
+        for kind in ("requests", "limits"):
+            values = getattr(source, kind)
+            if values:
+                result.setdefault(kind, {}).update(values)
+    return result or None
+
+
+def render_job(
+    run: RunIdentity, spec: PipelineSpec, task: TaskSpec, variables: dict[str, str]
+) -> dict[str, Any]:
+    """The Job manifest for one task of one run."""
+    defaults = spec.defaults
+    scope = {**variables, "context.task.name": task.name}
+
+    def sub(values: list[str] | None) -> list[str] | None:
+        return [substitute(v, scope) for v in values] if values is not None else None
+
+    env = [
+        {"name": e.name, "value": substitute(e.value, scope)}
+        if e.value is not None or e.value_from is None
+        else {"name": e.name, "valueFrom": e.value_from}
+        for e in _merge_env(defaults.env if defaults else None, task.env)
+    ]
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": task.image,
+        "command": sub(task.command),
+        "args": sub(task.args),
+        "workingDir": substitute(task.working_dir, scope) if task.working_dir else None,
+        "env": env or None,
+        "envFrom": task.env_from,
+        "resources": _resources(defaults, task),
+        "securityContext": defaults.security_context if defaults else None,
+        # On failure the last log lines become the termination message, so the
+        # run's status can say why a task failed even after its pod is gone.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_labels = task_labels(run, task.name)
+    pod_annotations: dict[str, str] = {}
+    for meta in (defaults.metadata if defaults else None, task.metadata):
+        if meta is not None:
+            pod_annotations.update(meta.annotations or {})
+            pod_labels = {**(meta.labels or {}), **pod_labels}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [_drop_none(container)],
+    }
+    if defaults is not None:
+        pod_spec.update(
+            _drop_none(
+                {
+                    "serviceAccountName": defaults.service_account_name,
+                    "nodeSelector": defaults.node_selector,
+                    "tolerations": defaults.tolerations,
+                    "imagePullSecrets": [s.to_api() for s in defaults.image_pull_secrets]
+                    if defaults.image_pull_secrets
+                    else None,
+                    "securityContext": defaults.pod_security_context,
+                }
+            )
+        )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(run.name, run.uid, task.name),
+            "namespace": run.namespace,
+            "labels": task_labels(run, task.name),
+            "ownerReferences": [owner_reference(run)],
+        },
+        "spec": {
+            # Retries are Sluice's business (per-task policy), not the Job's.
+            "backoffLimit": 0,
+            "template": {
+                "metadata": _drop_none({"labels": pod_labels, "annotations": pod_annotations or None}),
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def _drop_none(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if v is not None}

@@ -1,0 +1,189 @@
+"""A small async Kubernetes REST client for the calls the reconciler makes.
+
+Why not the official client: the reconciler makes a handful of calls (get,
+create, merge-patch status, delete, post Event) on the latency path of every
+task; a thin aiohttp session reusing kopf's credentials keeps them fast,
+typed, and free of a second heavyweight dependency. Client-side rate limits
+are explicit settings (see Settings.api_qps), not hidden defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+import tempfile
+import time
+from typing import Any
+
+import aiohttp
+import kopf
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def already_exists(self) -> bool:
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+class TokenBucket:
+    """Client-side request rate limit; qps <= 0 disables it."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps = qps
+        self.capacity = max(1, burst)
+        self.tokens = float(self.capacity)
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.qps <= 0:
+            return
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.qps)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.qps)
+
+
+def _materialise(data: bytes | str | None, path: str | None) -> str | None:
+    """aiohttp's SSL context wants files; kubeconfigs may embed data instead."""
+    if path:
+        return path
+    if data is None:
+        return None
+    raw = data if isinstance(data, bytes) else data.encode()
+    try:
+        raw = base64.b64decode(raw, validate=True)
+    except ValueError:
+        pass
+    handle = tempfile.NamedTemporaryFile(delete=False, suffix=".pem")  # noqa: SIM115
+    handle.write(raw)
+    handle.close()
+    return handle.name
+
+
+def ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    if info.insecure:
+        return False
+    context = ssl.create_default_context(cafile=_materialise(info.ca_data, info.ca_path))
+    cert = _materialise(info.certificate_data, info.certificate_path)
+    key = _materialise(info.private_key_data, info.private_key_path)
+    if cert and key:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class KubeClient:
+    """JSON over HTTPS to one API server, with one pooled session."""
+
+    def __init__(self, info: kopf.ConnectionInfo, qps: float = 0, burst: int = 100) -> None:
+        self.server = info.server.rstrip("/")
+        self.headers = {"Accept": "application/json"}
+        if info.token:
+            self.headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+        self.ssl = ssl_context(info)
+        self.limiter = TokenBucket(qps, burst)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=64)
+            timeout = aiohttp.ClientTimeout(total=30, connect=5)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        await self.limiter.acquire()
+        data = json.dumps(body) if body is not None else None
+        headers = {"Content-Type": content_type} if data is not None else None
+        async with self.session.request(
+            method, self.server + path, data=data, headers=headers, params=params
+        ) as response:
+            text = await response.text()
+            payload = json.loads(text) if text else None
+            if response.status >= 300:
+                reason = (payload or {}).get("reason", "") if isinstance(payload, dict) else ""
+                message = (payload or {}).get("message", text) if isinstance(payload, dict) else text
+                raise ApiError(response.status, reason or response.reason or "", message)
+            return payload
+
+    async def get(self, path: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", path)
+        return result
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("POST", path, body)
+        return result
+
+    async def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "PATCH", path, body, content_type="application/merge-patch+json"
+        )
+        return result
+
+    async def json_patch(self, path: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("PATCH", path, ops, content_type="application/json-patch+json")
+        return result
+
+    async def delete(self, path: str, propagation: str = "Background") -> None:
+        await self.request("DELETE", path, {"propagationPolicy": propagation})
+
+
+def run_path(namespace: str, name: str = "", subresource: str = "") -> str:
+    path = f"/apis/sluice.dev/v1alpha1/namespaces/{namespace}/pipelineruns"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+def pipeline_path(namespace: str, name: str = "", subresource: str = "") -> str:
+    path = f"/apis/sluice.dev/v1alpha1/namespaces/{namespace}/pipelines"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+def jobs_path(namespace: str, name: str = "") -> str:
+    return f"/apis/batch/v1/namespaces/{namespace}/jobs" + (f"/{name}" if name else "")
+
+
+def events_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/events"

@@ -1,0 +1,8 @@
+"""Label and annotation keys Sluice puts on the objects it creates."""
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "sluice"
+PIPELINE = "sluice.dev/pipeline"
+RUN = "sluice.dev/run"
+RUN_UID = "sluice.dev/run-uid"
+TASK = "sluice.dev/task"

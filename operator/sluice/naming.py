@@ -1,0 +1,38 @@
+"""Deterministic, bounded names and label values for the objects a run owns.
+
+Why deterministic: a reconcile may be repeated at any time (operator restart,
+lost response), so creating a Job must be idempotent: the second create of the
+same task's Job hits AlreadyExists instead of starting the task twice. The
+run's UID is part of the hash, so a run deleted and re-created under the same
+name never adopts the old run's lingering Jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MAX_NAME = 63
+HASH_LENGTH = 8
+
+
+def short_hash(*parts: str) -> str:
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return digest[:HASH_LENGTH]
+
+
+def _bounded(prefix: str, suffix: str, limit: int = MAX_NAME) -> str:
+    room = limit - len(suffix) - 1
+    head = prefix[:room].rstrip("-.")
+    return f"{head}-{suffix}"
+
+
+def job_name(run_name: str, run_uid: str, task: str) -> str:
+    """``<run>-<task>-<hash>``, cut to 63 characters (a valid Job and label value)."""
+    return _bounded(f"{run_name}-{task}", short_hash(run_uid, task))
+
+
+def label_value(value: str) -> str:
+    """A label value for any name: as is when it fits, else cut with a hash."""
+    if len(value) <= MAX_NAME:
+        return value
+    return _bounded(value, short_hash(value))

@@ -1,0 +1,90 @@
+"""Read a task's state off its Job and pods (pure, no I/O).
+
+The Job is the source of truth for success and failure; the pod adds what a
+user needs to debug (pod name, exit code, the termination message, which with
+FallbackToLogsOnError holds the last log lines of a failed container).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MESSAGE_LIMIT = 1024
+
+SUCCESS_CONDITIONS = ("Complete", "SuccessCriteriaMet")
+FAILURE_CONDITIONS = ("Failed", "FailureTarget")
+
+
+@dataclass(frozen=True)
+class TaskObservation:
+    job_name: str
+    phase: str  # Running, Succeeded or Failed
+    pod_name: str | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+def _true_condition(job: Mapping[str, Any], types: Iterable[str]) -> Mapping[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions") or ():
+        if condition.get("type") in types and condition.get("status") == "True":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def _latest_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    ordered = sorted(pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+    return ordered[-1] if ordered else None
+
+
+def _terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for status in pod.get("status", {}).get("containerStatuses") or ():
+        terminated = (status.get("state") or {}).get("terminated")
+        if terminated:
+            return terminated  # type: ignore[no-any-return]
+    return None
+
+
+def truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
+    if not text:
+        return None
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+
+
+def observe_task(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> TaskObservation:
+    """One task's observation from its Job and that Job's pods."""
+    name = job["metadata"]["name"]
+    status = job.get("status") or {}
+    pod = _latest_pod(pods)
+    pod_name = pod["metadata"]["name"] if pod else None
+    terminated = _terminated_state(pod) if pod else None
+    exit_code = terminated.get("exitCode") if terminated else None
+    pod_message = truncate(terminated.get("message")) if terminated else None
+
+    succeeded = _true_condition(job, SUCCESS_CONDITIONS)
+    if succeeded is not None or (status.get("succeeded") or 0) > 0:
+        finished = status.get("completionTime") or (succeeded or {}).get("lastTransitionTime")
+        return TaskObservation(name, "Succeeded", pod_name, status.get("startTime"), finished, exit_code)
+
+    failed = _true_condition(job, FAILURE_CONDITIONS)
+    if failed is not None:
+        reason = (terminated or {}).get("reason") or failed.get("reason") or "Failed"
+        message = pod_message or failed.get("message") or "the task's Job failed"
+        if exit_code is not None and exit_code != 0:
+            message = f"exit code {exit_code}: {message}"
+        return TaskObservation(
+            name,
+            "Failed",
+            pod_name,
+            status.get("startTime"),
+            failed.get("lastTransitionTime"),
+            exit_code,
+            reason,
+            truncate(message),
+        )
+    return TaskObservation(name, "Running", pod_name, status.get("startTime"))

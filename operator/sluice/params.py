@@ -1,0 +1,83 @@
+"""Parameter binding and ``$(...)`` substitution.
+
+Why check every reference before the first Job exists: a typo in
+``$(params.dat)`` should fail the run at once with the name in the message,
+not surface as a literal ``$(params.dat)`` argument deep inside a task.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+
+from sluice.api.v1alpha1 import ParamValue, PipelineSpec, TaskSpec
+from sluice.dag import InvalidPipeline
+
+REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+CONTEXT_VARIABLES = (
+    "context.pipelineRun.name",
+    "context.pipelineRun.namespace",
+    "context.pipelineRun.uid",
+    "context.pipeline.name",
+    "context.task.name",
+)
+
+
+def bind_params(spec: PipelineSpec, given: list[ParamValue] | None) -> dict[str, str]:
+    """Param name -> value for a run; raise InvalidPipeline on unknown or missing ones."""
+    declared = {param.name: param for param in spec.params or ()}
+    values = {param.name: param.value for param in given or ()}
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise InvalidPipeline(
+            "InvalidParams",
+            f"unknown param(s) {', '.join(unknown)}; the pipeline declares: "
+            + (", ".join(sorted(declared)) or "none"),
+        )
+    missing = sorted(name for name, p in declared.items() if name not in values and p.default is None)
+    if missing:
+        raise InvalidPipeline(
+            "MissingParams",
+            f"param(s) {', '.join(missing)} have no default and were not given in spec.params",
+        )
+    return {name: values.get(name, p.default or "") for name, p in declared.items()}
+
+
+def _task_strings(task: TaskSpec) -> Iterator[tuple[str, str]]:
+    """(where, text) for every field of a task that accepts substitution."""
+    for i, text in enumerate(task.command or ()):
+        yield f"command[{i}]", text
+    for i, text in enumerate(task.args or ()):
+        yield f"args[{i}]", text
+    for env in task.env or ():
+        if env.value is not None:
+            yield f"env {env.name}", env.value
+    if task.working_dir:
+        yield "workingDir", task.working_dir
+
+
+def check_references(spec: PipelineSpec) -> None:
+    """Raise InvalidPipeline for any ``$(...)`` that names nothing known."""
+    declared = {f"params.{param.name}" for param in spec.params or ()}
+    known = declared | set(CONTEXT_VARIABLES)
+    for task in spec.tasks:
+        for where, text in _task_strings(task):
+            for match in REFERENCE.finditer(text):
+                if match.group(1) not in known:
+                    raise InvalidPipeline(
+                        "InvalidReference",
+                        f'task "{task.name}" {where} references $({match.group(1)}), '
+                        "which is not a declared param or a context variable",
+                    )
+    for env in (spec.defaults.env if spec.defaults else None) or ():
+        for match in REFERENCE.finditer(env.value or ""):
+            if match.group(1) not in known:
+                raise InvalidPipeline(
+                    "InvalidReference",
+                    f"defaults env {env.name} references $({match.group(1)}), which is not declared",
+                )
+
+
+def substitute(text: str, variables: Mapping[str, str]) -> str:
+    """Replace each known ``$(name)``; unknown ones were rejected earlier."""
+    return REFERENCE.sub(lambda m: variables.get(m.group(1), m.group(0)), text)

@@ -1,0 +1,178 @@
+"""Compute a run's status from what was observed (pure, no I/O).
+
+The same observations always give the same status, so a reconcile that saw
+nothing new writes nothing: no status churn, no self-triggered loops.
+Timestamps come from the Jobs or from the previous status, never from "now",
+except for the first time a transition is seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from sluice.api.v1alpha1 import Condition, PipelineRunStatus, TaskRunStatus
+from sluice.dag import TERMINAL_TASK_PHASES, Graph, resolve_task_phases, run_phase
+from sluice.observe import TaskObservation
+
+SUCCEEDED = "Succeeded"
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def format_duration(start: str, end: str) -> str:
+    """Like kubectl's ages: 45s, 3m12s, 2h5m."""
+    seconds = max(0, int((parse_time(end) - parse_time(start)).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h"
+
+
+def set_condition(
+    conditions: list[Condition] | None, new: Condition
+) -> list[Condition]:
+    """Replace the condition of the same type, keeping lastTransitionTime if
+    the status did not change (the metav1.Condition contract)."""
+    result = []
+    for existing in conditions or ():
+        if existing.type == new.type:
+            if existing.status == new.status:
+                new = new.model_copy(update={"last_transition_time": existing.last_transition_time})
+            continue
+        result.append(existing)
+    result.append(new)
+    return result
+
+
+def _skip_message(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
+    blockers = [dep for dep in graph.deps[name] if phases[dep] in ("Failed", "Skipped")]
+    return "skipped because upstream " + ", ".join(f'"{b}" {phases[b].lower()}' for b in blockers)
+
+
+def task_statuses(
+    graph: Graph,
+    observed: Mapping[str, TaskObservation],
+    previous: Mapping[str, TaskRunStatus],
+) -> tuple[dict[str, str], list[TaskRunStatus]]:
+    """Phases and status entries for every task, in declaration order.
+
+    A task whose Job vanished (deleted by hand, or by a TTL) keeps the
+    terminal phase the previous status recorded: status is the run's memory.
+    """
+    observed_phases = {name: obs.phase for name, obs in observed.items()}
+    for name, prev in previous.items():
+        if name not in observed_phases and prev.phase in ("Succeeded", "Failed") and name in graph.deps:
+            observed_phases[name] = prev.phase
+    phases = resolve_task_phases(graph, observed_phases)
+    entries = []
+    for name in graph.order:
+        phase = phases[name]
+        obs = observed.get(name)
+        if obs is not None:
+            entries.append(
+                TaskRunStatus(
+                    name=name,
+                    phase=obs.phase,  # type: ignore[arg-type]
+                    job_name=obs.job_name,
+                    pod_name=obs.pod_name,
+                    start_time=obs.start_time,
+                    completion_time=obs.completion_time,
+                    exit_code=obs.exit_code if obs.phase == "Failed" else None,
+                    reason=obs.reason,
+                    message=obs.message,
+                )
+            )
+        elif name in previous and previous[name].phase in ("Succeeded", "Failed"):
+            entries.append(previous[name])
+        elif phase == "Skipped":
+            entries.append(
+                TaskRunStatus(
+                    name=name,
+                    phase="Skipped",
+                    reason="UpstreamNotSucceeded",
+                    message=_skip_message(graph, name, phases),
+                )
+            )
+        else:
+            entries.append(TaskRunStatus(name=name, phase="Pending"))
+    return phases, entries
+
+
+def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Condition:
+    failed = [e for e in entries if e.phase == "Failed"]
+    total = len(entries)
+    done = sum(1 for e in entries if e.phase in TERMINAL_TASK_PHASES)
+    if phase == "Succeeded":
+        return Condition(
+            type=SUCCEEDED, status="True", reason="Succeeded",
+            message=f"all {total} tasks succeeded", last_transition_time=now,
+        )  # fmt: skip
+    if phase == "Failed":
+        first = failed[0]
+        detail = f": {first.message}" if first.message else ""
+        names = ", ".join(f'"{e.name}"' for e in failed)
+        plural = "s" if len(failed) > 1 else ""
+        return Condition(
+            type=SUCCEEDED, status="False", reason="TaskFailed",
+            message=f"task{plural} {names} failed{detail}", last_transition_time=now,
+        )  # fmt: skip
+    reason = "Running" if phase == "Running" else "Pending"
+    return Condition(
+        type=SUCCEEDED, status="Unknown", reason=reason,
+        message=f"{done} of {total} tasks completed", last_transition_time=now,
+    )  # fmt: skip
+
+
+def compute_status(
+    previous: PipelineRunStatus,
+    graph: Graph,
+    observed: Mapping[str, TaskObservation],
+    now: str,
+) -> PipelineRunStatus:
+    """The run's next status; ``previous`` must already hold the spec snapshot."""
+    prev_tasks = {t.name: t for t in previous.tasks or ()}
+    _, entries = task_statuses(graph, observed, prev_tasks)
+    phase = run_phase({e.name: e.phase for e in entries})
+    start = previous.start_time or now
+    succeeded = sum(1 for e in entries if e.phase == "Succeeded")
+    status = previous.model_copy(
+        update={
+            "phase": phase,
+            "tasks": entries,
+            "start_time": start,
+            "progress": f"{succeeded}/{len(entries)}",
+            "conditions": set_condition(previous.conditions, _outcome_condition(phase, entries, now)),
+        }
+    )
+    if phase in ("Succeeded", "Failed"):
+        ends = [e.completion_time for e in entries if e.completion_time]
+        completion = previous.completion_time or max(ends, default=now)
+        status.completion_time = completion
+        status.duration = format_duration(start, completion)
+    return status
+
+
+def failed_status(previous: PipelineRunStatus, reason: str, message: str, now: str) -> PipelineRunStatus:
+    """A run that cannot start (invalid spec, missing pipeline): Failed at once."""
+    condition = Condition(
+        type=SUCCEEDED, status="False", reason=reason, message=message, last_transition_time=now
+    )
+    start = previous.start_time or now
+    return previous.model_copy(
+        update={
+            "phase": "Failed",
+            "start_time": start,
+            "completion_time": previous.completion_time or now,
+            "duration": format_duration(start, previous.completion_time or now),
+            "conditions": set_condition(previous.conditions, condition),
+        }
+    )

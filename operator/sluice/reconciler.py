@@ -1,0 +1,297 @@
+"""The PipelineRun reconciler: read the run and its Jobs, act, write status.
+
+Level-based: each pass starts from the run as stored in the API server and
+the Jobs in the cache, never from "what happened last time", so the operator
+can be killed at any moment. Two facts make that safe:
+
+* Job names are deterministic (see naming.py): creating a Job that already
+  exists is a no-op, so no task runs twice.
+* The spec snapshot is written to status *before* the first Job is created,
+  and status writes carry the resourceVersion they were computed from, so a
+  stale pass fails with a conflict instead of overwriting newer truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from sluice import labels
+from sluice.api.v1alpha1 import (
+    Condition,
+    ParamValue,
+    PipelineRunSpec,
+    PipelineRunStatus,
+    PipelineSpec,
+)
+from sluice.cache import ChildCache
+from sluice.dag import Graph, InvalidPipeline, build_graph, ready_tasks
+from sluice.events import EventRecorder, now_rfc3339
+from sluice.jobs import RunIdentity, render_job
+from sluice.kube import ApiError, KubeClient, jobs_path, pipeline_path, run_path
+from sluice.observe import TaskObservation, observe_task, truncate
+from sluice.params import bind_params, check_references
+from sluice.progress import compute_status, failed_status, parse_time, set_condition
+from sluice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TERMINAL_RUN_PHASES = ("Succeeded", "Failed")
+INLINE = "(inline)"
+# Job create errors that retrying cannot fix: the task fails with the message.
+PERMANENT_CREATE_ERRORS = (400, 422)
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class PipelineWaiters:
+    """Runs waiting for a Pipeline that does not exist yet (GitOps order)."""
+
+    by_pipeline: dict[tuple[str, str], set[RunKey]] = field(default_factory=dict)
+
+    def wait(self, namespace: str, pipeline: str, key: RunKey) -> None:
+        self.by_pipeline.setdefault((namespace, pipeline), set()).add(key)
+
+    def release(self, namespace: str, pipeline: str) -> set[RunKey]:
+        return self.by_pipeline.pop((namespace, pipeline), set())
+
+
+class Reconciler:
+    def __init__(
+        self,
+        client: KubeClient,
+        cache: ChildCache,
+        events: EventRecorder,
+        settings: Settings,
+        clock: Callable[[], str] = now_rfc3339,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.events = events
+        self.settings = settings
+        self.clock = clock
+        self.waiters = PipelineWaiters()
+
+    async def reconcile(self, key: RunKey) -> float | None:
+        """One pass over one run; returns seconds until it wants another pass."""
+        try:
+            run = await self.client.get(run_path(key.namespace, key.name))
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+        status = PipelineRunStatus.model_validate(run.get("status") or {})
+        if status.phase in TERMINAL_RUN_PHASES and status.completion_time:
+            return None
+        if status.pipeline_spec is None:
+            return await self._start(run, status)
+        await self._advance(run, status)
+        return None
+
+    # --- first pass: resolve, validate, snapshot ---------------------------------
+
+    async def _start(self, run: dict[str, Any], status: PipelineRunStatus) -> float | None:
+        meta = run["metadata"]
+        now = self.clock()
+        try:
+            spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        except ValidationError as error:
+            await self._fail(run, status, "InvalidSpec", f"spec is invalid: {_first_error(error)}")
+            return None
+        if spec.pipeline_spec is not None:
+            pipeline_spec, pipeline_name = spec.pipeline_spec, INLINE
+        elif spec.pipeline_ref is not None:
+            pipeline_name = spec.pipeline_ref.name
+            fetched = await self._fetch_pipeline(run, status, pipeline_name)
+            if isinstance(fetched, float) or fetched is None:
+                return fetched
+            pipeline_spec = fetched
+        else:
+            await self._fail(run, status, "InvalidSpec", "one of spec.pipelineRef or spec.pipelineSpec is required")
+            return None
+        try:
+            graph = build_graph(pipeline_spec)
+            check_references(pipeline_spec)
+            params = bind_params(pipeline_spec, spec.params)
+        except InvalidPipeline as error:
+            await self._fail(run, status, error.reason, error.message, pipeline_name)
+            return None
+        snapshot = status.model_copy(
+            update={
+                "pipeline_name": pipeline_name,
+                "pipeline_spec": pipeline_spec,
+                "params": [ParamValue(name=k, value=v) for k, v in params.items()] or None,
+                "observed_generation": meta.get("generation"),
+                "start_time": now,
+            }
+        )
+        snapshot = compute_status(snapshot, graph, {}, now)
+        run = await self._write_status(run, snapshot)
+        await self.events.normal(run, "Started", f"running {len(graph.order)} tasks of pipeline {pipeline_name}")
+        await self._advance(run, snapshot)
+        return None
+
+    async def _fetch_pipeline(
+        self, run: dict[str, Any], status: PipelineRunStatus, name: str
+    ) -> PipelineSpec | float | None:
+        """The referenced Pipeline's spec; a float asks to retry after that
+        many seconds (the Pipeline may be applied just after the run)."""
+        meta = run["metadata"]
+        try:
+            pipeline = await self.client.get(pipeline_path(meta["namespace"], name))
+        except ApiError as error:
+            if not error.not_found:
+                raise
+            waited = (parse_time(self.clock()) - parse_time(meta["creationTimestamp"])).total_seconds()
+            message = f'pipeline "{name}" not found in namespace "{meta["namespace"]}"'
+            if waited < self.settings.pipeline_grace_seconds:
+                self.waiters.wait(meta["namespace"], name, RunKey(meta["namespace"], meta["name"]))
+                pending = status.model_copy(
+                    update={
+                        "phase": "Pending",
+                        "pipeline_name": name,
+                        "conditions": set_condition(
+                            status.conditions,
+                            _condition("Unknown", "PipelineNotFound", message + "; waiting for it", self.clock()),
+                        ),
+                    }
+                )
+                await self._write_if_changed(run, pending)
+                return self.settings.pipeline_grace_seconds - waited + 0.05
+            await self._fail(run, status, "PipelineNotFound", message, name)
+            return None
+        try:
+            return PipelineSpec.model_validate(pipeline.get("spec") or {})
+        except ValidationError as error:
+            await self._fail(run, status, "InvalidPipeline", f'pipeline "{name}": {_first_error(error)}', name)
+            return None
+
+    async def _fail(
+        self,
+        run: dict[str, Any],
+        status: PipelineRunStatus,
+        reason: str,
+        message: str,
+        pipeline_name: str | None = None,
+    ) -> None:
+        failed = failed_status(status, reason, message, self.clock())
+        if pipeline_name:
+            failed.pipeline_name = pipeline_name
+        run = await self._write_status(run, failed)
+        await self.events.warning(run, reason, message)
+
+    # --- every pass: observe, start what is ready, report ----------------------------
+
+    def _observe(self, uid: str, graph: Graph) -> dict[str, TaskObservation]:
+        observed: dict[str, TaskObservation] = {}
+        for job in self.cache.jobs_of(uid):
+            task = job["metadata"]["labels"].get(labels.TASK)
+            if task in graph.deps:
+                observed[task] = observe_task(job, self.cache.pods_of_job(uid, job["metadata"]["name"]))
+        for job_name, task in self.cache.expected_jobs(uid).items():
+            observed.setdefault(task, TaskObservation(job_name, "Running"))
+        return observed
+
+    async def _advance(self, run: dict[str, Any], status: PipelineRunStatus) -> None:
+        meta = run["metadata"]
+        assert status.pipeline_spec is not None
+        spec = status.pipeline_spec
+        graph = build_graph(spec)
+        identity = RunIdentity(meta["namespace"], meta["name"], meta["uid"], status.pipeline_name or INLINE)
+        observed = self._observe(identity.uid, graph)
+        now = self.clock()
+        phases = {t.name: t.phase for t in compute_status(status, graph, observed, now).tasks or ()}
+        to_start = ready_tasks(graph, phases)
+        if to_start:
+            variables = self._variables(identity, status)
+            tasks = {task.name: task for task in spec.tasks}
+            results = await asyncio.gather(
+                *(self._create_job(identity, render_job(identity, spec, tasks[name], variables), name)
+                  for name in to_start)
+            )  # fmt: skip
+            observed.update(dict(zip(to_start, results, strict=True)))
+        new_status = compute_status(status, graph, observed, now)
+        if new_status.to_api() != status.to_api():
+            run = await self._write_status(run, new_status)
+            await self._announce(run, status, new_status)
+
+    async def _create_job(self, run: RunIdentity, job: dict[str, Any], task: str) -> TaskObservation:
+        name = job["metadata"]["name"]
+        try:
+            await self.client.create(jobs_path(run.namespace), job)
+        except ApiError as error:
+            if error.already_exists:
+                return TaskObservation(name, "Running")
+            if error.status in PERMANENT_CREATE_ERRORS:
+                return TaskObservation(
+                    name, "Failed", reason="JobRejected",
+                    message=truncate(f"the API server rejected the task's Job: {error.message}"),
+                    completion_time=self.clock(),
+                )  # fmt: skip
+            raise
+        self.cache.expect(run.uid, name, task)
+        return TaskObservation(name, "Running")
+
+    @staticmethod
+    def _variables(run: RunIdentity, status: PipelineRunStatus) -> dict[str, str]:
+        variables = {f"params.{p.name}": p.value for p in status.params or ()}
+        variables.update(
+            {
+                "context.pipelineRun.name": run.name,
+                "context.pipelineRun.namespace": run.namespace,
+                "context.pipelineRun.uid": run.uid,
+                "context.pipeline.name": run.pipeline_name,
+            }
+        )
+        return variables
+
+    async def _announce(self, run: dict[str, Any], old: PipelineRunStatus, new: PipelineRunStatus) -> None:
+        """Events for what changed: failed tasks, and the run's outcome."""
+        before = {t.name: t.phase for t in old.tasks or ()}
+        for task in new.tasks or ():
+            if task.phase == "Failed" and before.get(task.name) != "Failed":
+                await self.events.warning(run, "TaskFailed", f'task "{task.name}" failed: {task.message or ""}')
+        if new.phase != old.phase and new.phase in TERMINAL_RUN_PHASES:
+            condition = next(c for c in new.conditions or () if c.type == "Succeeded")
+            if new.phase == "Succeeded":
+                await self.events.normal(run, "Succeeded", condition.message)
+            else:
+                await self.events.warning(run, "Failed", condition.message)
+
+    # --- status I/O ---------------------------------------------------------------------
+
+    async def _write_status(self, run: dict[str, Any], status: PipelineRunStatus) -> dict[str, Any]:
+        """Write the whole status, conditional on the version it was computed from."""
+        meta = run["metadata"]
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status.to_api()}
+        return await self.client.merge_patch(run_path(meta["namespace"], meta["name"], "status"), body)
+
+    async def _write_if_changed(self, run: dict[str, Any], status: PipelineRunStatus) -> dict[str, Any]:
+        if status.to_api() == PipelineRunStatus.model_validate(run.get("status") or {}).to_api():
+            return run
+        return await self._write_status(run, status)
+
+
+def _condition(status: str, reason: str, message: str, now: str) -> Condition:
+    return Condition.model_validate(
+        {"type": "Succeeded", "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
+    )
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}"

@@ -1,0 +1,42 @@
+"""Operator settings, read once from the environment.
+
+These are first-order performance knobs (peers learned that hidden defaults
+of 2 workers and 5 QPS make dependent tasks wait for seconds), so they are
+explicit, documented in the README, and exposed as Helm values.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    workers: int = 16
+    api_qps: float = 0.0  # 0 = no client-side limit; the API server's fairness still applies
+    api_burst: int = 100
+    pipeline_grace_seconds: float = 10.0
+    namespace: str | None = None
+    health_port: int = 8080
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            workers=_int("SLUICE_WORKERS", cls.workers),
+            api_qps=_float("SLUICE_API_QPS", cls.api_qps),
+            api_burst=_int("SLUICE_API_BURST", cls.api_burst),
+            pipeline_grace_seconds=_float("SLUICE_PIPELINE_GRACE_SECONDS", cls.pipeline_grace_seconds),
+            namespace=os.environ.get("SLUICE_NAMESPACE") or None,
+            health_port=_int("SLUICE_HEALTH_PORT", cls.health_port),
+        )
