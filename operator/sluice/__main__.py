@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from typing import Any
 
 import kopf
@@ -39,16 +38,12 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(**{**settings.__dict__, "namespace": args.namespace})
     if args.health_port is not None:
         settings = Settings(**{**settings.__dict__, "health_port": args.health_port})
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     controller.register(settings)
     kopf.configure(verbose=args.verbose)
     asyncio.run(
         kopf.operator(
             clusterwide=settings.namespace is None,
-            namespaces=[settings.namespace] if settings.namespace else None,
+            namespaces=[settings.namespace] if settings.namespace else [],
             standalone=True,
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         )

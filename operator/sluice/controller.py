@@ -17,12 +17,11 @@ from typing import Any
 import kopf
 
 from sluice import labels
-from sluice.api.v1alpha1 import GROUP, VERSION, PipelineSpec
+from sluice.api.v1alpha1 import GROUP, VERSION
 from sluice.cache import ChildCache
-from sluice.dag import InvalidPipeline, build_graph
 from sluice.events import EventRecorder, now_rfc3339
 from sluice.kube import ApiError, KubeClient, pipeline_path
-from sluice.progress import set_condition
+from sluice.pipeline_status import pipeline_status
 from sluice.reconciler import Reconciler, RunKey
 from sluice.settings import Settings
 from sluice.workqueue import WorkQueue
@@ -212,39 +211,12 @@ async def on_pipeline_event(event: dict[str, Any], **_: Any) -> None:
 
 
 async def report_pipeline_status(ctl: Controller, pipeline: dict[str, Any]) -> None:
-    from sluice.api.v1alpha1 import Condition, PipelineStatus  # noqa: PLC0415
-
+    new = pipeline_status(pipeline, now_rfc3339())
+    if new is None or ctl.client is None:
+        return
     meta = pipeline["metadata"]
-    status = PipelineStatus.model_validate(pipeline.get("status") or {})
-    if status.observed_generation == meta.get("generation") and status.conditions:
-        return
     try:
-        spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
-        build_graph(spec)
-        condition = Condition(type="Valid", status="True", reason="Valid", message="the DAG is valid",
-                              last_transition_time=now_rfc3339())  # fmt: skip
-        task_count: int | None = len(spec.tasks)
-    except InvalidPipeline as error:
-        condition = Condition(type="Valid", status="False", reason=error.reason, message=error.message,
-                              last_transition_time=now_rfc3339())  # fmt: skip
-        task_count = len((pipeline.get("spec") or {}).get("tasks") or ())
-    except ValueError as error:
-        condition = Condition(type="Valid", status="False", reason="InvalidSpec", message=str(error)[:1024],
-                              last_transition_time=now_rfc3339())  # fmt: skip
-        task_count = None
-    new = status.model_copy(
-        update={
-            "observed_generation": meta.get("generation"),
-            "task_count": task_count,
-            "conditions": set_condition(status.conditions, condition),
-        }
-    )
-    if ctl.client is None:
-        return
-    try:
-        await ctl.client.merge_patch(
-            pipeline_path(meta["namespace"], meta["name"], "status"), {"status": new.to_api()}
-        )
+        await ctl.client.merge_patch(pipeline_path(meta["namespace"], meta["name"], "status"), {"status": new.to_api()})
     except ApiError as error:
         if not error.not_found:
             raise

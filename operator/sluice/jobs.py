@@ -35,13 +35,15 @@ def owner_reference(run: RunIdentity) -> dict[str, Any]:
 
 
 def task_labels(run: RunIdentity, task: str) -> dict[str, str]:
-    return {
+    result = {
         labels.MANAGED_BY: labels.MANAGER,
-        labels.PIPELINE: label_value(run.pipeline_name),
         labels.RUN: label_value(run.name),
         labels.RUN_UID: run.uid,
         labels.TASK: task,
     }
+    if run.pipeline_name != labels.INLINE_PIPELINE:
+        result[labels.PIPELINE] = label_value(run.pipeline_name)
+    return result
 
 
 def _merge_env(defaults: list[EnvVar] | None, own: list[EnvVar] | None) -> list[EnvVar]:

@@ -6,3 +6,7 @@ PIPELINE = "sluice.dev/pipeline"
 RUN = "sluice.dev/run"
 RUN_UID = "sluice.dev/run-uid"
 TASK = "sluice.dev/task"
+
+# What status.pipelineName shows for a run with an inline pipelineSpec; not a
+# valid label value, so such runs' objects carry no pipeline label.
+INLINE_PIPELINE = "(inline)"

@@ -42,7 +42,7 @@ from sluice.settings import Settings
 log = logging.getLogger(__name__)
 
 TERMINAL_RUN_PHASES = ("Succeeded", "Failed")
-INLINE = "(inline)"
+INLINE = labels.INLINE_PIPELINE
 # Job create errors that retrying cannot fix: the task fails with the message.
 PERMANENT_CREATE_ERRORS = (400, 422)
 

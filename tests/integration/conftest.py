@@ -1,0 +1,205 @@
+"""Fixtures for integration tests against a real API server.
+
+The cluster: if $KUBECONFIG points at a reachable cluster (say, your kind
+cluster), it is used as is. Otherwise the local cluster is brought up with
+`hack/cluster up` (kwok nodes), and taken down at the end unless it was
+already running or SLUICE_KEEP_CLUSTER=1.
+
+The operator runs as a local process (`python -m sluice`) so tests can
+SIGKILL and restart it.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+HACK = ROOT / "hack" / "cluster"
+T = TypeVar("T")
+
+
+def wait_for(what: str, predicate: Callable[[], T | None], timeout: float = 60, interval: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except ApiException as error:  # transient while objects appear
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+def _reachable(kubeconfig: str) -> bool:
+    try:
+        api = config.new_client_from_config(config_file=kubeconfig)
+        client.VersionApi(api).get_code(_request_timeout=5)
+        return True
+    except Exception:
+        return False
+
+
+def _hack(*args: str) -> str:
+    return subprocess.run([str(HACK), *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[str]:
+    existing = os.environ.get("KUBECONFIG")
+    if existing and _reachable(existing):
+        yield existing
+        return
+    env_lines = _hack("env")
+    path = next(line.split("=", 1)[1] for line in env_lines.splitlines() if "KUBECONFIG=" in line)
+    started = False
+    if not _reachable(path):
+        subprocess.run([str(HACK), "up", "--nodes", "kwok"], check=True)
+        started = True
+    os.environ["KUBECONFIG"] = path
+    yield path
+    if started and os.environ.get("SLUICE_KEEP_CLUSTER") != "1":
+        subprocess.run([str(HACK), "down"], check=False)
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin(kubeconfig: str) -> str:
+    for line in _hack("env").splitlines():
+        if line.startswith("export PATH="):
+            candidate = pathlib.Path(line.split("=", 1)[1].split(":", 1)[0]) / "kubectl"
+            if candidate.exists():
+                return str(candidate)
+    return "kubectl"
+
+
+class Kube:
+    """Thin helpers over the official client and kubectl, as a user would use them."""
+
+    def __init__(self, kubeconfig: str, kubectl: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.kubectl_bin = kubectl
+        self.api = config.new_client_from_config(config_file=kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
+            input=stdin, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def apply(self, namespace: str, *docs: dict[str, Any]) -> None:
+        self.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    def run(self, namespace: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            "sluice.dev", "v1alpha1", namespace, "pipelineruns", name
+        )
+        return obj
+
+    def wait_run(self, namespace: str, name: str, phases: tuple[str, ...] = ("Succeeded", "Failed"),
+                 timeout: float = 90) -> dict[str, Any]:  # fmt: skip
+        def done() -> dict[str, Any] | None:
+            run = self.run(namespace, name)
+            status = run.get("status") or {}
+            return run if status.get("phase") in phases and status.get("completionTime") else None
+
+        return wait_for(f"run {namespace}/{name} to reach {phases}", done, timeout)
+
+    def jobs(self, namespace: str, run: str) -> list[Any]:
+        items: list[Any] = self.batch.list_namespaced_job(namespace, label_selector=f"sluice.dev/run={run}").items
+        return items
+
+    def pods(self, namespace: str, run: str) -> list[Any]:
+        items: list[Any] = self.core.list_namespaced_pod(namespace, label_selector=f"sluice.dev/run={run}").items
+        return items
+
+    def events(self, namespace: str, name: str) -> list[Any]:
+        items: list[Any] = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=PipelineRun"
+        ).items
+        return items
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: str, kubectl_bin: str) -> Kube:
+    k = Kube(kubeconfig, kubectl_bin)
+    k.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    k.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+              "crd/pipelines.sluice.dev", "crd/pipelineruns.sluice.dev")  # fmt: skip
+    return k
+
+
+class OperatorProcess:
+    """The operator as a child process, so tests can kill and restart it."""
+
+    def __init__(self, kubeconfig: str, log_dir: pathlib.Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "SLUICE_PIPELINE_GRACE_SECONDS": "2",
+            "PYTHONPATH": str(ROOT / "operator"),
+        }
+        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sluice", "--health-port", "0"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    log_dir = pathlib.Path(os.environ.get("SLUICE_TEST_LOGS") or tmp_path_factory.mktemp("operator-logs"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    process = OperatorProcess(kubeconfig, log_dir)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def namespace(kube: Kube) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    wait_for(f"default service account in {name}", lambda: kube.core.read_namespaced_service_account("default", name))
+    yield name
+    kube.core.delete_namespace(name)

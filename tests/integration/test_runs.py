@@ -1,0 +1,293 @@
+"""PipelineRuns end to end on a real API server (kwok nodes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Kube, OperatorProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+IMAGE = "busybox:1.36"
+
+
+def task(name: str, *deps: str, duration: str = "0s", fail: bool = False, **extra: Any) -> dict[str, Any]:
+    """A task whose simulated pod runs for ``duration`` and then succeeds or fails."""
+    labels = {"sim.sluice.dev/fail": "true"} if fail else {}
+    annotations = {"sim.sluice.dev/duration": duration, **extra.pop("annotations", {})}
+    spec: dict[str, Any] = {
+        "name": name,
+        "image": IMAGE,
+        "metadata": {"labels": labels, "annotations": annotations},
+        **extra,
+    }
+    if deps:
+        spec["dependsOn"] = list(deps)
+    return spec
+
+
+def pipeline(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": name},
+        "spec": {"tasks": tasks, **spec},
+    }
+
+
+def run(name: str, pipeline_name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": name},
+        "spec": {"pipelineRef": {"name": pipeline_name}, **spec},
+    }
+
+
+def tasks_by_name(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in obj["status"]["tasks"]}
+
+
+def job_complete(job: Any) -> bool:
+    return any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or ())
+
+
+def succeeded_condition(obj: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == "Succeeded")
+
+
+def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    deps = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
+    kube.apply(
+        namespace,
+        pipeline("diamond", [task("a", duration="500ms"), task("b", "a", duration="300ms"),
+                             task("c", "a", duration="600ms"), task("d", "b", "c")]),
+        run("diamond-1", "diamond"),
+    )  # fmt: skip
+
+    # At every snapshot of the run's Jobs, a Job may only exist if the Jobs of
+    # all the tasks it depends on have completed.
+    seen: set[str] = set()
+
+    def check_order() -> bool:
+        jobs = {j.metadata.labels["sluice.dev/task"]: j for j in kube.jobs(namespace, "diamond-1")}
+        for name, job in jobs.items():
+            seen.add(name)
+            for dep in deps[name]:
+                assert dep in jobs and job_complete(jobs[dep]), f"{name} started before {dep} completed"
+        status = kube.run(namespace, "diamond-1").get("status") or {}
+        return status.get("phase") == "Succeeded"
+
+    wait_for("diamond run to succeed", check_order, timeout=60, interval=0.05)
+    assert seen == {"a", "b", "c", "d"}
+
+    obj = kube.wait_run(namespace, "diamond-1")
+    status = obj["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["progress"] == "4/4"
+    assert status["pipelineName"] == "diamond"
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert status["startTime"] <= status["completionTime"]
+    condition = succeeded_condition(obj)
+    assert (condition["status"], condition["reason"]) == ("True", "Succeeded")
+    for name, entry in tasks_by_name(obj).items():
+        assert entry["phase"] == "Succeeded", name
+        assert entry["jobName"] and entry["podName"], name
+        assert entry["startTime"] and entry["completionTime"], name
+    assert [t["name"] for t in status["pipelineSpec"]["tasks"]] == ["a", "b", "c", "d"]
+
+    table = kube.kubectl("get", "pipelineruns", "-n", namespace).stdout
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "PIPELINE", "STATUS", "TASKS", "STARTED", "DURATION", "AGE"]
+    assert row.split()[:4] == ["diamond-1", "diamond", "Succeeded", "4/4"]
+    assert row.split()[5].endswith("s")  # a duration such as 3s
+    pipelines = kube.kubectl("get", "pipelines", "-n", namespace).stdout.splitlines()
+    assert pipelines[0].split() == ["NAME", "TASKS", "SCHEDULE", "LAST", "RUN", "AGE"]
+    assert pipelines[1].split()[:2] == ["diamond", "4"]
+    reasons = {e.reason for e in kube.events(namespace, "diamond-1")}
+    assert {"Started", "Succeeded"} <= reasons
+
+
+def test_failing_task_skips_dependents_and_lets_independent_branch_finish(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    failing = task("extract", fail=True, annotations={
+        "sim.sluice.dev/exit-code": "3", "sim.sluice.dev/message": "source table missing"})  # fmt: skip
+    kube.apply(
+        namespace,
+        pipeline("branches", [failing, task("transform", "extract"), task("load", "transform"),
+                              task("audit", duration="1s"), task("notify", "audit")]),
+        run("branches-1", "branches"),
+    )  # fmt: skip
+    obj = kube.wait_run(namespace, "branches-1")
+    status = obj["status"]
+    tasks = tasks_by_name(obj)
+    assert status["phase"] == "Failed"
+    assert tasks["extract"]["phase"] == "Failed"
+    assert tasks["extract"]["exitCode"] == 3
+    assert "source table missing" in tasks["extract"]["message"]
+    assert tasks["transform"]["phase"] == "Skipped"
+    assert tasks["load"]["phase"] == "Skipped"
+    assert "jobName" not in tasks["transform"]
+    assert tasks["audit"]["phase"] == "Succeeded"
+    assert tasks["notify"]["phase"] == "Succeeded"
+    condition = succeeded_condition(obj)
+    assert (condition["status"], condition["reason"]) == ("False", "TaskFailed")
+    assert '"extract"' in condition["message"] and "source table missing" in condition["message"]
+    assert {j.metadata.labels["sluice.dev/task"] for j in kube.jobs(namespace, "branches-1")} == {
+        "extract", "audit", "notify"}  # fmt: skip
+    reasons = {e.reason for e in kube.events(namespace, "branches-1")}
+    assert {"TaskFailed", "Failed"} <= reasons
+
+
+def test_params_are_substituted_and_missing_required_param_fails_the_run(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    spec = pipeline(
+        "params",
+        [task("load", args=["--day=$(params.day)", "--table=$(params.table)", "--run=$(context.pipelineRun.name)"],
+              env=[{"name": "TABLE", "value": "$(params.table)"}])],
+        params=[{"name": "day", "default": "2026-01-01"}, {"name": "table", "description": "target table"}],
+    )  # fmt: skip
+    kube.apply(namespace, spec, run("with-table", "params", params=[{"name": "table", "value": "sales"}]),
+               run("without-table", "params"))  # fmt: skip
+
+    good = kube.wait_run(namespace, "with-table")
+    assert good["status"]["phase"] == "Succeeded"
+    [job] = kube.jobs(namespace, "with-table")
+    container = job.spec.template.spec.containers[0]
+    assert container.args == ["--day=2026-01-01", "--table=sales", "--run=with-table"]
+    assert {(e.name, e.value) for e in container.env} == {("TABLE", "sales")}
+    assert {"name": "table", "value": "sales"} in good["status"]["params"]
+
+    bad = kube.wait_run(namespace, "without-table")
+    condition = succeeded_condition(bad)
+    assert bad["status"]["phase"] == "Failed"
+    assert condition["reason"] == "MissingParams"
+    assert "table" in condition["message"]
+    assert kube.jobs(namespace, "without-table") == []
+    assert "MissingParams" in {e.reason for e in kube.events(namespace, "without-table")}
+
+
+@pytest.mark.parametrize(
+    ("tasks", "reason", "words"),
+    [
+        ([task("a", "c"), task("b", "a"), task("c", "b")], "CycleDetected", "a -> c -> b -> a"),
+        ([task("a"), task("b", "ghost")], "UnknownDependency", '"ghost"'),
+        ([task("a", args=["$(params.nope)"])], "InvalidReference", "$(params.nope)"),
+    ],
+)
+def test_invalid_pipelines_fail_the_run_with_a_specific_reason(
+    kube: Kube, operator: OperatorProcess, namespace: str, tasks: list[dict[str, Any]], reason: str, words: str
+) -> None:
+    kube.apply(namespace, pipeline("bad", tasks), run("bad-1", "bad"))
+    obj = kube.wait_run(namespace, "bad-1")
+    condition = succeeded_condition(obj)
+    assert obj["status"]["phase"] == "Failed"
+    assert condition["reason"] == reason
+    assert words in condition["message"]
+    assert reason in {e.reason for e in kube.events(namespace, "bad-1")}
+    valid = wait_for("pipeline Valid condition", lambda: next(
+        (c for c in (kube.custom.get_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelines", "bad")
+                     .get("status") or {}).get("conditions") or () if c["type"] == "Valid"), None))  # fmt: skip
+    assert (valid["status"], valid["reason"]) == ("False", reason)
+
+
+def test_run_of_missing_pipeline_fails_after_grace(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    kube.apply(namespace, run("orphan", "does-not-exist"))
+    obj = kube.wait_run(namespace, "orphan")
+    condition = succeeded_condition(obj)
+    assert condition["reason"] == "PipelineNotFound"
+    assert '"does-not-exist"' in condition["message"]
+
+
+def test_run_applied_before_its_pipeline_waits_for_it(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    kube.apply(namespace, run("early", "late"))
+    wait_for("run to wait for its pipeline", lambda: succeeded_condition(kube.run(namespace, "early"))["reason"]
+             == "PipelineNotFound" if kube.run(namespace, "early").get("status") else None)  # fmt: skip
+    kube.apply(namespace, pipeline("late", [task("only")]))
+    assert kube.wait_run(namespace, "early")["status"]["phase"] == "Succeeded"
+
+
+def test_inline_pipeline_spec(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    inline = {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": "inline"},
+        "spec": {"pipelineSpec": {"tasks": [task("one"), task("two", "one")]}},
+    }
+    kube.apply(namespace, inline)
+    obj = kube.wait_run(namespace, "inline")
+    assert obj["status"]["phase"] == "Succeeded"
+    assert obj["status"]["pipelineName"] == "(inline)"
+
+
+def test_editing_the_pipeline_does_not_change_a_started_run(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(namespace, pipeline("edit", [task("first", duration="2s")]), run("edit-1", "edit"))
+    wait_for("first job", lambda: kube.jobs(namespace, "edit-1"))
+    kube.apply(namespace, pipeline("edit", [task("first", duration="2s"), task("added", "first")]))
+    obj = kube.wait_run(namespace, "edit-1")
+    assert [t["name"] for t in obj["status"]["tasks"]] == ["first"]
+    assert obj["status"]["progress"] == "1/1"
+
+
+def test_operator_killed_mid_run_finishes_it_with_one_job_per_task(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    names = ["s1", "s2", "s3", "s4"]
+    chain = [task(n, *names[i - 1 : i], duration="1500ms") for i, n in enumerate(names)]
+    kube.apply(namespace, pipeline("chain", chain), run("chain-1", "chain"))
+    wait_for("second task to start", lambda: len(kube.jobs(namespace, "chain-1")) >= 2, timeout=30, interval=0.05)
+    operator.kill()
+    # While the operator is down its running task finishes; nothing else may start.
+    wait_for("running task to complete", lambda: all(job_complete(j) for j in kube.jobs(namespace, "chain-1")),
+             timeout=30)  # fmt: skip
+    assert len(kube.jobs(namespace, "chain-1")) == 2
+    operator.start()
+    obj = kube.wait_run(namespace, "chain-1")
+    assert obj["status"]["phase"] == "Succeeded"
+    jobs = kube.jobs(namespace, "chain-1")
+    assert sorted(j.metadata.labels["sluice.dev/task"] for j in jobs) == names
+
+
+def test_deleting_a_run_deletes_its_jobs_and_pods(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    kube.apply(namespace, pipeline("slow", [task("wait", duration="10m"), task("par", duration="10m")]),
+               run("slow-1", "slow"))  # fmt: skip
+    wait_for("jobs and pods to exist", lambda: len(kube.jobs(namespace, "slow-1")) == 2
+             and len(kube.pods(namespace, "slow-1")) == 2)  # fmt: skip
+    kube.kubectl("delete", "pipelinerun", "slow-1", "-n", namespace)
+    wait_for("jobs and pods to be garbage-collected",
+             lambda: not kube.jobs(namespace, "slow-1") and not kube.pods(namespace, "slow-1"))  # fmt: skip
+
+
+def test_api_server_rejects_duplicate_task_names(kube: Kube, namespace: str) -> None:
+    result = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(
+        pipeline("dup", [task("a"), task("a")])))  # fmt: skip
+    assert result.returncode != 0
+    assert "Duplicate value" in result.stderr
+    assert "spec.tasks[1]" in result.stderr
+
+
+@pytest.mark.parametrize("image", ["", "Not An Image", "busybox:", "Busybox:1.36", "repo//image"])
+def test_api_server_rejects_bad_image(kube: Kube, namespace: str, image: str) -> None:
+    bad = pipeline("img", [{"name": "a", "image": image}])
+    result = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(bad))
+    assert result.returncode != 0
+    assert "spec.tasks[0].image" in result.stderr
+
+
+def test_api_server_rejects_run_with_both_or_neither_pipeline_source(kube: Kube, namespace: str) -> None:
+    neither = {"apiVersion": "sluice.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "x"}, "spec": {}}
+    result = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(neither))
+    assert result.returncode != 0
+    assert "exactly one of spec.pipelineRef or spec.pipelineSpec" in result.stderr
+
+
+def _yaml(obj: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj)

@@ -1,0 +1,58 @@
+import pytest
+
+from sluice.api.v1alpha1 import ParamValue, PipelineSpec
+from sluice.dag import InvalidPipeline
+from sluice.params import bind_params, check_references, substitute
+
+SPEC = PipelineSpec.model_validate(
+    {
+        "params": [{"name": "day", "default": "2026-01-01"}, {"name": "table"}],
+        "tasks": [
+            {
+                "name": "load",
+                "image": "busybox:1.36",
+                "args": ["--day=$(params.day)", "--table=$(params.table)", "$(context.pipelineRun.name)"],
+                "env": [{"name": "TABLE", "value": "$(params.table)"}],
+            }
+        ],
+    }
+)
+
+
+def test_defaults_fill_in_and_given_values_win() -> None:
+    bound = bind_params(SPEC, [ParamValue(name="table", value="sales")])
+    assert bound == {"day": "2026-01-01", "table": "sales"}
+    bound = bind_params(SPEC, [ParamValue(name="table", value="t"), ParamValue(name="day", value="d")])
+    assert bound == {"day": "d", "table": "t"}
+
+
+def test_missing_required_param_is_named() -> None:
+    with pytest.raises(InvalidPipeline) as error:
+        bind_params(SPEC, [])
+    assert error.value.reason == "MissingParams"
+    assert "table" in error.value.message
+
+
+def test_unknown_param_is_named() -> None:
+    with pytest.raises(InvalidPipeline) as error:
+        bind_params(SPEC, [ParamValue(name="table", value="x"), ParamValue(name="colour", value="red")])
+    assert error.value.reason == "InvalidParams"
+    assert "colour" in error.value.message
+
+
+def test_reference_to_undeclared_param_is_rejected() -> None:
+    bad = SPEC.model_copy(deep=True)
+    bad.tasks[0].args = ["$(params.dat)"]
+    with pytest.raises(InvalidPipeline) as error:
+        check_references(bad)
+    assert "$(params.dat)" in error.value.message
+    assert '"load"' in error.value.message
+
+
+def test_declared_references_pass() -> None:
+    check_references(SPEC)
+
+
+def test_substitute_replaces_known_and_leaves_other_text() -> None:
+    variables = {"params.day": "2026-02-03", "context.pipelineRun.name": "r1"}
+    assert substitute("d=$(params.day) r=$(context.pipelineRun.name) $HOME", variables) == "d=2026-02-03 r=r1 $HOME"
