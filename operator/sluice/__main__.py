@@ -15,9 +15,9 @@ from sluice.settings import Settings
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In a pod, the service account; elsewhere, the kubeconfig."""
-    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
         **kwargs
-    )
+    ) or kopf.login_with_kubeconfig(**kwargs)
     return info
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -61,17 +61,24 @@ class Controller:
 
     async def _prime_cache(self) -> None:
         """List existing Jobs and pods before the first reconcile, so a
-        restarted operator never mistakes "not seen yet" for "not created"."""
+        restarted operator never mistakes "not seen yet" for "not created".
+        """
         assert self.client is not None
         selector = f"{labels.MANAGED_BY}={labels.MANAGER}"
         scope = f"/namespaces/{self.settings.namespace}" if self.settings.namespace else ""
-        jobs = await self.client.request("GET", f"/apis/batch/v1{scope}/jobs", params={"labelSelector": selector})
+        jobs = await self.client.request(
+            "GET", f"/apis/batch/v1{scope}/jobs", params={"labelSelector": selector}
+        )
         for job in jobs.get("items") or ():
             self.cache.upsert_job(job)
         pods = await self.client.request("GET", f"/api/v1{scope}/pods", params={"labelSelector": selector})
         for pod in pods.get("items") or ():
             self.cache.upsert_pod(pod)
-        log.info("cache primed with %d jobs and %d pods", len(jobs.get("items") or ()), len(pods.get("items") or ()))
+        log.info(
+            "cache primed with %d jobs and %d pods",
+            len(jobs.get("items") or ()),
+            len(pods.get("items") or ()),
+        )
         self.primed.set()
 
     async def _work(self, number: int) -> None:
@@ -151,8 +158,8 @@ async def on_cleanup(**_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "pipelineruns")
-async def on_run_event(event: dict[str, Any], **_: Any) -> None:
-    obj = event.get("object") or {}
+async def on_run_event(event: kopf.RawEvent, **_: Any) -> None:
+    obj = cast(dict[str, Any], event["object"])
     meta = obj.get("metadata") or {}
     if not meta.get("name"):
         return
@@ -169,8 +176,8 @@ async def on_run_event(event: dict[str, Any], **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-async def on_job_event(event: dict[str, Any], **_: Any) -> None:
-    obj = event.get("object") or {}
+async def on_job_event(event: kopf.RawEvent, **_: Any) -> None:
+    obj = cast(dict[str, Any], event["object"])
     if not (obj.get("metadata") or {}).get("name"):
         return
     ctl = controller()
@@ -182,24 +189,25 @@ async def on_job_event(event: dict[str, Any], **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
-async def on_pod_event(event: dict[str, Any], **_: Any) -> None:
-    obj = event.get("object") or {}
+async def on_pod_event(event: kopf.RawEvent, **_: Any) -> None:
+    obj = cast(dict[str, Any], event["object"])
     if not (obj.get("metadata") or {}).get("name"):
         return
     ctl = controller()
     if event.get("type") == "DELETED":
         ctl.cache.delete_pod(obj)
         return
-    _, changed = ctl.cache.upsert_pod(obj)
+    _run_uid, changed = ctl.cache.upsert_pod(obj)
     if changed:
         ctl.enqueue_owner(obj)
 
 
 @kopf.on.event(GROUP, VERSION, "pipelines")
-async def on_pipeline_event(event: dict[str, Any], **_: Any) -> None:
+async def on_pipeline_event(event: kopf.RawEvent, **_: Any) -> None:
     """Report a Pipeline's validity and size in its status, and wake runs
-    that were waiting for it to exist."""
-    obj = event.get("object") or {}
+    that were waiting for it to exist.
+    """
+    obj = cast(dict[str, Any], event["object"])
     meta = obj.get("metadata") or {}
     if event.get("type") == "DELETED" or not meta.get("name"):
         return
@@ -216,7 +224,9 @@ async def report_pipeline_status(ctl: Controller, pipeline: dict[str, Any]) -> N
         return
     meta = pipeline["metadata"]
     try:
-        await ctl.client.merge_patch(pipeline_path(meta["namespace"], meta["name"], "status"), {"status": new.to_api()})
+        await ctl.client.merge_patch(
+            pipeline_path(meta["namespace"], meta["name"], "status"), {"status": new.to_api()}
+        )
     except ApiError as error:
         if not error.not_found:
             raise

@@ -58,7 +58,9 @@ class EventRecorder:
 
     async def record(self, run: dict[str, Any], kind: str, reason: str, message: str) -> None:
         try:
-            await self.client.create(events_path(run["metadata"]["namespace"]), event_body(run, kind, reason, message))
+            await self.client.create(
+                events_path(run["metadata"]["namespace"]), event_body(run, kind, reason, message)
+            )
         except (ApiError, OSError) as error:
             log.warning("could not record event %s on %s: %s", reason, run["metadata"]["name"], error)
 

@@ -76,9 +76,9 @@ def render_job(
         return [substitute(v, scope) for v in values] if values is not None else None
 
     env = [
-        {"name": e.name, "value": substitute(e.value, scope)}
-        if e.value is not None or e.value_from is None
-        else {"name": e.name, "valueFrom": e.value_from}
+        {"name": e.name, "valueFrom": e.value_from}
+        if e.value is None and e.value_from is not None
+        else {"name": e.name, "value": substitute(e.value or "", scope)}
         for e in _merge_env(defaults.env if defaults else None, task.env)
     ]
     container: dict[str, Any] = {

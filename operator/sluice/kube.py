@@ -67,10 +67,10 @@ class TokenBucket:
                 await asyncio.sleep((1 - self.tokens) / self.qps)
 
 
-def _materialise(data: bytes | str | None, path: str | None) -> str | None:
-    """aiohttp's SSL context wants files; kubeconfigs may embed data instead."""
+def _materialise(data: bytes | str | None, path: object) -> str | None:
+    """Aiohttp's SSL context wants files; kubeconfigs may embed data instead."""
     if path:
-        return path
+        return str(path)
     if data is None:
         return None
     raw = data if isinstance(data, bytes) else data.encode()
@@ -156,7 +156,9 @@ class KubeClient:
         return result
 
     async def json_patch(self, path: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("PATCH", path, ops, content_type="application/json-patch+json")
+        result: dict[str, Any] = await self.request(
+            "PATCH", path, ops, content_type="application/json-patch+json"
+        )
         return result
 
     async def delete(self, path: str, propagation: str = "Background") -> None:

@@ -37,7 +37,9 @@ def _true_condition(job: Mapping[str, Any], types: Iterable[str]) -> Mapping[str
 
 
 def _latest_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    ordered = sorted(pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+    ordered = sorted(
+        pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"])
+    )
     return ordered[-1] if ordered else None
 
 

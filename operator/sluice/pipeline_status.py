@@ -19,7 +19,13 @@ from sluice.progress import set_condition
 
 def _valid(status: str, reason: str, message: str, now: str) -> Condition:
     return Condition.model_validate(
-        {"type": "Valid", "status": status, "reason": reason, "message": message[:1024], "lastTransitionTime": now}
+        {
+            "type": "Valid",
+            "status": status,
+            "reason": reason,
+            "message": message[:1024],
+            "lastTransitionTime": now,
+        }
     )
 
 

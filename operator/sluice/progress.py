@@ -37,11 +37,10 @@ def format_duration(start: str, end: str) -> str:
     return f"{days}d{hours}h"
 
 
-def set_condition(
-    conditions: list[Condition] | None, new: Condition
-) -> list[Condition]:
+def set_condition(conditions: list[Condition] | None, new: Condition) -> list[Condition]:
     """Replace the condition of the same type, keeping lastTransitionTime if
-    the status did not change (the metav1.Condition contract)."""
+    the status did not change (the metav1.Condition contract).
+    """
     result = []
     for existing in conditions or ():
         if existing.type == new.type:
@@ -81,7 +80,7 @@ def task_statuses(
             entries.append(
                 TaskRunStatus(
                     name=name,
-                    phase=obs.phase,  # type: ignore[arg-type]
+                    phase=obs.phase,
                     job_name=obs.job_name,
                     pod_name=obs.pod_name,
                     start_time=obs.start_time,
@@ -113,23 +112,32 @@ def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Co
     done = sum(1 for e in entries if e.phase in TERMINAL_TASK_PHASES)
     if phase == "Succeeded":
         return Condition(
-            type=SUCCEEDED, status="True", reason="Succeeded",
-            message=f"all {total} tasks succeeded", last_transition_time=now,
-        )  # fmt: skip
+            type=SUCCEEDED,
+            status="True",
+            reason="Succeeded",
+            message=f"all {total} tasks succeeded",
+            last_transition_time=now,
+        )
     if phase == "Failed":
         first = failed[0]
         detail = f": {first.message}" if first.message else ""
         names = ", ".join(f'"{e.name}"' for e in failed)
         plural = "s" if len(failed) > 1 else ""
         return Condition(
-            type=SUCCEEDED, status="False", reason="TaskFailed",
-            message=f"task{plural} {names} failed{detail}", last_transition_time=now,
-        )  # fmt: skip
+            type=SUCCEEDED,
+            status="False",
+            reason="TaskFailed",
+            message=f"task{plural} {names} failed{detail}",
+            last_transition_time=now,
+        )
     reason = "Running" if phase == "Running" else "Pending"
     return Condition(
-        type=SUCCEEDED, status="Unknown", reason=reason,
-        message=f"{done} of {total} tasks completed", last_transition_time=now,
-    )  # fmt: skip
+        type=SUCCEEDED,
+        status="Unknown",
+        reason=reason,
+        message=f"{done} of {total} tasks completed",
+        last_transition_time=now,
+    )
 
 
 def compute_status(

@@ -120,7 +120,9 @@ class Reconciler:
                 return fetched
             pipeline_spec = fetched
         else:
-            await self._fail(run, status, "InvalidSpec", "one of spec.pipelineRef or spec.pipelineSpec is required")
+            await self._fail(
+                run, status, "InvalidSpec", "one of spec.pipelineRef or spec.pipelineSpec is required"
+            )
             return None
         try:
             graph = build_graph(pipeline_spec)
@@ -140,7 +142,9 @@ class Reconciler:
         )
         snapshot = compute_status(snapshot, graph, {}, now)
         run = await self._write_status(run, snapshot)
-        await self.events.normal(run, "Started", f"running {len(graph.order)} tasks of pipeline {pipeline_name}")
+        await self.events.normal(
+            run, "Started", f"running {len(graph.order)} tasks of pipeline {pipeline_name}"
+        )
         await self._advance(run, snapshot)
         return None
 
@@ -148,7 +152,8 @@ class Reconciler:
         self, run: dict[str, Any], status: PipelineRunStatus, name: str
     ) -> PipelineSpec | float | None:
         """The referenced Pipeline's spec; a float asks to retry after that
-        many seconds (the Pipeline may be applied just after the run)."""
+        many seconds (the Pipeline may be applied just after the run).
+        """
         meta = run["metadata"]
         try:
             pipeline = await self.client.get(pipeline_path(meta["namespace"], name))
@@ -165,7 +170,9 @@ class Reconciler:
                         "pipeline_name": name,
                         "conditions": set_condition(
                             status.conditions,
-                            _condition("Unknown", "PipelineNotFound", message + "; waiting for it", self.clock()),
+                            _condition(
+                                "Unknown", "PipelineNotFound", message + "; waiting for it", self.clock()
+                            ),
                         ),
                     }
                 )
@@ -176,7 +183,9 @@ class Reconciler:
         try:
             return PipelineSpec.model_validate(pipeline.get("spec") or {})
         except ValidationError as error:
-            await self._fail(run, status, "InvalidPipeline", f'pipeline "{name}": {_first_error(error)}', name)
+            await self._fail(
+                run, status, "InvalidPipeline", f'pipeline "{name}": {_first_error(error)}', name
+            )
             return None
 
     async def _fail(
@@ -219,9 +228,11 @@ class Reconciler:
             variables = self._variables(identity, status)
             tasks = {task.name: task for task in spec.tasks}
             results = await asyncio.gather(
-                *(self._create_job(identity, render_job(identity, spec, tasks[name], variables), name)
-                  for name in to_start)
-            )  # fmt: skip
+                *(
+                    self._create_job(identity, render_job(identity, spec, tasks[name], variables), name)
+                    for name in to_start
+                )
+            )
             observed.update(dict(zip(to_start, results, strict=True)))
         new_status = compute_status(status, graph, observed, now)
         if new_status.to_api() != status.to_api():
@@ -237,10 +248,12 @@ class Reconciler:
                 return TaskObservation(name, "Running")
             if error.status in PERMANENT_CREATE_ERRORS:
                 return TaskObservation(
-                    name, "Failed", reason="JobRejected",
+                    name,
+                    "Failed",
+                    reason="JobRejected",
                     message=truncate(f"the API server rejected the task's Job: {error.message}"),
                     completion_time=self.clock(),
-                )  # fmt: skip
+                )
             raise
         self.cache.expect(run.uid, name, task)
         return TaskObservation(name, "Running")
@@ -263,7 +276,9 @@ class Reconciler:
         before = {t.name: t.phase for t in old.tasks or ()}
         for task in new.tasks or ():
             if task.phase == "Failed" and before.get(task.name) != "Failed":
-                await self.events.warning(run, "TaskFailed", f'task "{task.name}" failed: {task.message or ""}')
+                await self.events.warning(
+                    run, "TaskFailed", f'task "{task.name}" failed: {task.message or ""}'
+                )
         if new.phase != old.phase and new.phase in TERMINAL_RUN_PHASES:
             condition = next(c for c in new.conditions or () if c.type == "Succeeded")
             if new.phase == "Succeeded":
@@ -287,7 +302,13 @@ class Reconciler:
 
 def _condition(status: str, reason: str, message: str, now: str) -> Condition:
     return Condition.model_validate(
-        {"type": "Succeeded", "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
+        {
+            "type": "Succeeded",
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now,
+        }
     )
 
 

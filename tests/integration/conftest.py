@@ -98,11 +98,16 @@ class Kube:
         self.batch = client.BatchV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
-            input=stdin, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result
@@ -116,8 +121,13 @@ class Kube:
         )
         return obj
 
-    def wait_run(self, namespace: str, name: str, phases: tuple[str, ...] = ("Succeeded", "Failed"),
-                 timeout: float = 90) -> dict[str, Any]:  # fmt: skip
+    def wait_run(
+        self,
+        namespace: str,
+        name: str,
+        phases: tuple[str, ...] = ("Succeeded", "Failed"),
+        timeout: float = 90,
+    ) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
             run = self.run(namespace, name)
             status = run.get("status") or {}
@@ -126,11 +136,15 @@ class Kube:
         return wait_for(f"run {namespace}/{name} to reach {phases}", done, timeout)
 
     def jobs(self, namespace: str, run: str) -> list[Any]:
-        items: list[Any] = self.batch.list_namespaced_job(namespace, label_selector=f"sluice.dev/run={run}").items
+        items: list[Any] = self.batch.list_namespaced_job(
+            namespace, label_selector=f"sluice.dev/run={run}"
+        ).items
         return items
 
     def pods(self, namespace: str, run: str) -> list[Any]:
-        items: list[Any] = self.core.list_namespaced_pod(namespace, label_selector=f"sluice.dev/run={run}").items
+        items: list[Any] = self.core.list_namespaced_pod(
+            namespace, label_selector=f"sluice.dev/run={run}"
+        ).items
         return items
 
     def events(self, namespace: str, name: str) -> list[Any]:
@@ -144,8 +158,13 @@ class Kube:
 def kube(kubeconfig: str, kubectl_bin: str) -> Kube:
     k = Kube(kubeconfig, kubectl_bin)
     k.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    k.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-              "crd/pipelines.sluice.dev", "crd/pipelineruns.sluice.dev")  # fmt: skip
+    k.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/pipelines.sluice.dev",
+        "crd/pipelineruns.sluice.dev",
+    )
     return k
 
 
@@ -169,8 +188,11 @@ class OperatorProcess:
         log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sluice", "--health-port", "0"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
     def kill(self) -> None:
         assert self.process is not None
@@ -187,7 +209,9 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     log_dir = pathlib.Path(os.environ.get("SLUICE_TEST_LOGS") or tmp_path_factory.mktemp("operator-logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
     process = OperatorProcess(kubeconfig, log_dir)
@@ -200,6 +224,9 @@ def operator(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFacto
 def namespace(kube: Kube) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    wait_for(f"default service account in {name}", lambda: kube.core.read_namespaced_service_account("default", name))
+    wait_for(
+        f"default service account in {name}",
+        lambda: kube.core.read_namespaced_service_account("default", name),
+    )
     yield name
     kube.core.delete_namespace(name)

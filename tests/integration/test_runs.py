@@ -62,10 +62,17 @@ def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess,
     deps = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
     kube.apply(
         namespace,
-        pipeline("diamond", [task("a", duration="500ms"), task("b", "a", duration="300ms"),
-                             task("c", "a", duration="600ms"), task("d", "b", "c")]),
+        pipeline(
+            "diamond",
+            [
+                task("a", duration="500ms"),
+                task("b", "a", duration="300ms"),
+                task("c", "a", duration="600ms"),
+                task("d", "b", "c"),
+            ],
+        ),
         run("diamond-1", "diamond"),
-    )  # fmt: skip
+    )
 
     # At every snapshot of the run's Jobs, a Job may only exist if the Jobs of
     # all the tasks it depends on have completed.
@@ -73,7 +80,7 @@ def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess,
 
     def check_order() -> bool:
         jobs = {j.metadata.labels["sluice.dev/task"]: j for j in kube.jobs(namespace, "diamond-1")}
-        for name, job in jobs.items():
+        for name in jobs:
             seen.add(name)
             for dep in deps[name]:
                 assert dep in jobs and job_complete(jobs[dep]), f"{name} started before {dep} completed"
@@ -113,14 +120,25 @@ def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess,
 def test_failing_task_skips_dependents_and_lets_independent_branch_finish(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    failing = task("extract", fail=True, annotations={
-        "sim.sluice.dev/exit-code": "3", "sim.sluice.dev/message": "source table missing"})  # fmt: skip
+    failing = task(
+        "extract",
+        fail=True,
+        annotations={"sim.sluice.dev/exit-code": "3", "sim.sluice.dev/message": "source table missing"},
+    )
     kube.apply(
         namespace,
-        pipeline("branches", [failing, task("transform", "extract"), task("load", "transform"),
-                              task("audit", duration="1s"), task("notify", "audit")]),
+        pipeline(
+            "branches",
+            [
+                failing,
+                task("transform", "extract"),
+                task("load", "transform"),
+                task("audit", duration="1s"),
+                task("notify", "audit"),
+            ],
+        ),
         run("branches-1", "branches"),
-    )  # fmt: skip
+    )
     obj = kube.wait_run(namespace, "branches-1")
     status = obj["status"]
     tasks = tasks_by_name(obj)
@@ -137,7 +155,10 @@ def test_failing_task_skips_dependents_and_lets_independent_branch_finish(
     assert (condition["status"], condition["reason"]) == ("False", "TaskFailed")
     assert '"extract"' in condition["message"] and "source table missing" in condition["message"]
     assert {j.metadata.labels["sluice.dev/task"] for j in kube.jobs(namespace, "branches-1")} == {
-        "extract", "audit", "notify"}  # fmt: skip
+        "extract",
+        "audit",
+        "notify",
+    }
     reasons = {e.reason for e in kube.events(namespace, "branches-1")}
     assert {"TaskFailed", "Failed"} <= reasons
 
@@ -145,14 +166,18 @@ def test_failing_task_skips_dependents_and_lets_independent_branch_finish(
 def test_params_are_substituted_and_missing_required_param_fails_the_run(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
+    args = ["--day=$(params.day)", "--table=$(params.table)", "--run=$(context.pipelineRun.name)"]
     spec = pipeline(
         "params",
-        [task("load", args=["--day=$(params.day)", "--table=$(params.table)", "--run=$(context.pipelineRun.name)"],
-              env=[{"name": "TABLE", "value": "$(params.table)"}])],
+        [task("load", args=args, env=[{"name": "TABLE", "value": "$(params.table)"}])],
         params=[{"name": "day", "default": "2026-01-01"}, {"name": "table", "description": "target table"}],
-    )  # fmt: skip
-    kube.apply(namespace, spec, run("with-table", "params", params=[{"name": "table", "value": "sales"}]),
-               run("without-table", "params"))  # fmt: skip
+    )
+    kube.apply(
+        namespace,
+        spec,
+        run("with-table", "params", params=[{"name": "table", "value": "sales"}]),
+        run("without-table", "params"),
+    )
 
     good = kube.wait_run(namespace, "with-table")
     assert good["status"]["phase"] == "Succeeded"
@@ -180,7 +205,12 @@ def test_params_are_substituted_and_missing_required_param_fails_the_run(
     ],
 )
 def test_invalid_pipelines_fail_the_run_with_a_specific_reason(
-    kube: Kube, operator: OperatorProcess, namespace: str, tasks: list[dict[str, Any]], reason: str, words: str
+    kube: Kube,
+    operator: OperatorProcess,
+    namespace: str,
+    tasks: list[dict[str, Any]],
+    reason: str,
+    words: str,
 ) -> None:
     kube.apply(namespace, pipeline("bad", tasks), run("bad-1", "bad"))
     obj = kube.wait_run(namespace, "bad-1")
@@ -189,13 +219,23 @@ def test_invalid_pipelines_fail_the_run_with_a_specific_reason(
     assert condition["reason"] == reason
     assert words in condition["message"]
     assert reason in {e.reason for e in kube.events(namespace, "bad-1")}
-    valid = wait_for("pipeline Valid condition", lambda: next(
-        (c for c in (kube.custom.get_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelines", "bad")
-                     .get("status") or {}).get("conditions") or () if c["type"] == "Valid"), None))  # fmt: skip
+    valid = wait_for("pipeline Valid condition", lambda: pipeline_condition(kube, namespace, "bad", "Valid"))
     assert (valid["status"], valid["reason"]) == ("False", reason)
 
 
-def test_run_of_missing_pipeline_fails_after_grace(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+def pipeline_condition(kube: Kube, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
+    obj = kube.custom.get_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelines", name)
+    return next((c for c in (obj.get("status") or {}).get("conditions") or () if c["type"] == kind), None)
+
+
+def run_reason(kube: Kube, namespace: str, name: str) -> str | None:
+    status = kube.run(namespace, name).get("status") or {}
+    return next((c["reason"] for c in status.get("conditions") or () if c["type"] == "Succeeded"), None)
+
+
+def test_run_of_missing_pipeline_fails_after_grace(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
     kube.apply(namespace, run("orphan", "does-not-exist"))
     obj = kube.wait_run(namespace, "orphan")
     condition = succeeded_condition(obj)
@@ -203,10 +243,13 @@ def test_run_of_missing_pipeline_fails_after_grace(kube: Kube, operator: Operato
     assert '"does-not-exist"' in condition["message"]
 
 
-def test_run_applied_before_its_pipeline_waits_for_it(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+def test_run_applied_before_its_pipeline_waits_for_it(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
     kube.apply(namespace, run("early", "late"))
-    wait_for("run to wait for its pipeline", lambda: succeeded_condition(kube.run(namespace, "early"))["reason"]
-             == "PipelineNotFound" if kube.run(namespace, "early").get("status") else None)  # fmt: skip
+    wait_for(
+        "run to wait for its pipeline", lambda: run_reason(kube, namespace, "early") == "PipelineNotFound"
+    )
     kube.apply(namespace, pipeline("late", [task("only")]))
     assert kube.wait_run(namespace, "early")["status"]["phase"] == "Succeeded"
 
@@ -241,11 +284,13 @@ def test_operator_killed_mid_run_finishes_it_with_one_job_per_task(
     names = ["s1", "s2", "s3", "s4"]
     chain = [task(n, *names[i - 1 : i], duration="1500ms") for i, n in enumerate(names)]
     kube.apply(namespace, pipeline("chain", chain), run("chain-1", "chain"))
-    wait_for("second task to start", lambda: len(kube.jobs(namespace, "chain-1")) >= 2, timeout=30, interval=0.05)
+    wait_for(
+        "second task to start", lambda: len(kube.jobs(namespace, "chain-1")) >= 2, timeout=30, interval=0.05
+    )
     operator.kill()
     # While the operator is down its running task finishes; nothing else may start.
-    wait_for("running task to complete", lambda: all(job_complete(j) for j in kube.jobs(namespace, "chain-1")),
-             timeout=30)  # fmt: skip
+    jobs_done = lambda: all(job_complete(j) for j in kube.jobs(namespace, "chain-1"))  # noqa: E731
+    wait_for("running task to complete", jobs_done, timeout=30)
     assert len(kube.jobs(namespace, "chain-1")) == 2
     operator.start()
     obj = kube.wait_run(namespace, "chain-1")
@@ -254,19 +299,29 @@ def test_operator_killed_mid_run_finishes_it_with_one_job_per_task(
     assert sorted(j.metadata.labels["sluice.dev/task"] for j in jobs) == names
 
 
-def test_deleting_a_run_deletes_its_jobs_and_pods(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
-    kube.apply(namespace, pipeline("slow", [task("wait", duration="10m"), task("par", duration="10m")]),
-               run("slow-1", "slow"))  # fmt: skip
-    wait_for("jobs and pods to exist", lambda: len(kube.jobs(namespace, "slow-1")) == 2
-             and len(kube.pods(namespace, "slow-1")) == 2)  # fmt: skip
+def test_deleting_a_run_deletes_its_jobs_and_pods(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        namespace,
+        pipeline("slow", [task("wait", duration="10m"), task("par", duration="10m")]),
+        run("slow-1", "slow"),
+    )
+    wait_for(
+        "jobs and pods to exist",
+        lambda: len(kube.jobs(namespace, "slow-1")) == 2 and len(kube.pods(namespace, "slow-1")) == 2,
+    )
     kube.kubectl("delete", "pipelinerun", "slow-1", "-n", namespace)
-    wait_for("jobs and pods to be garbage-collected",
-             lambda: not kube.jobs(namespace, "slow-1") and not kube.pods(namespace, "slow-1"))  # fmt: skip
+    wait_for(
+        "jobs and pods to be garbage-collected",
+        lambda: not kube.jobs(namespace, "slow-1") and not kube.pods(namespace, "slow-1"),
+    )
 
 
 def test_api_server_rejects_duplicate_task_names(kube: Kube, namespace: str) -> None:
-    result = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(
-        pipeline("dup", [task("a"), task("a")])))  # fmt: skip
+    result = kube.kubectl(
+        "apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(pipeline("dup", [task("a"), task("a")]))
+    )
     assert result.returncode != 0
     assert "Duplicate value" in result.stderr
     assert "spec.tasks[1]" in result.stderr
@@ -281,7 +336,12 @@ def test_api_server_rejects_bad_image(kube: Kube, namespace: str, image: str) ->
 
 
 def test_api_server_rejects_run_with_both_or_neither_pipeline_source(kube: Kube, namespace: str) -> None:
-    neither = {"apiVersion": "sluice.dev/v1alpha1", "kind": "PipelineRun", "metadata": {"name": "x"}, "spec": {}}
+    neither = {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": "x"},
+        "spec": {},
+    }
     result = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(neither))
     assert result.returncode != 0
     assert "exactly one of spec.pipelineRef or spec.pipelineSpec" in result.stderr

@@ -34,7 +34,9 @@ def walk(node: dict, path: str = "") -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("model", [api.PipelineSpec, api.PipelineRunSpec, api.PipelineRunStatus, api.PipelineStatus])
+@pytest.mark.parametrize(
+    "model", [api.PipelineSpec, api.PipelineRunSpec, api.PipelineRunStatus, api.PipelineStatus]
+)
 def test_schemas_are_structural(model: type[BaseModel]) -> None:
     assert walk(model_schema(model)) == []
 
@@ -57,8 +59,14 @@ def test_image_pattern_accepts_real_references_and_rejects_junk() -> None:
     import re
 
     pattern = re.compile(api.IMAGE_PATTERN)
-    for good in ["busybox", "busybox:1.36", "ghcr.io/org/app:v1", "localhost:5000/a/b",
-                 "python:3.12-slim", "sluice.local/etl@sha256:" + "a" * 64]:  # fmt: skip
+    for good in [
+        "busybox",
+        "busybox:1.36",
+        "ghcr.io/org/app:v1",
+        "localhost:5000/a/b",
+        "python:3.12-slim",
+        "sluice.local/etl@sha256:" + "a" * 64,
+    ]:
         assert pattern.match(good), good
     for bad in ["", "Busybox", "bad image", "img:", ":tag", "a//b", "img:tag with space"]:
         assert not pattern.match(bad), bad

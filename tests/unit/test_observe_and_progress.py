@@ -22,7 +22,9 @@ def pod(name: str, created: str, terminated: dict[str, Any] | None = None) -> di
 
 def test_complete_job_is_succeeded() -> None:
     obs = observe_task(
-        job("j", [{"type": "Complete", "status": "True"}], startTime=T0, completionTime="2026-11-24T10:00:05Z"),
+        job(
+            "j", [{"type": "Complete", "status": "True"}], startTime=T0, completionTime="2026-11-24T10:00:05Z"
+        ),
         [pod("j-1", T0, {"exitCode": 0})],
     )
     assert obs.phase == "Succeeded"
@@ -32,18 +34,31 @@ def test_complete_job_is_succeeded() -> None:
 
 def test_failed_job_reports_latest_pod_exit_code_and_message() -> None:
     obs = observe_task(
-        job("j", [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                   "lastTransitionTime": "2026-11-24T10:01:00Z"}]),
+        job(
+            "j",
+            [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "lastTransitionTime": "2026-11-24T10:01:00Z",
+                }
+            ],
+        ),
         [
             pod("j-old", T0, {"exitCode": 1, "message": "old"}),
-            pod("j-new", "2026-11-24T10:00:30Z", {"exitCode": 3, "reason": "Error", "message": "no such table: sales\n"}),
+            pod(
+                "j-new",
+                "2026-11-24T10:00:30Z",
+                {"exitCode": 3, "reason": "Error", "message": "no such table\n"},
+            ),
         ],
-    )  # fmt: skip
+    )
     assert obs.phase == "Failed"
     assert obs.pod_name == "j-new"
     assert obs.exit_code == 3
     assert obs.reason == "Error"
-    assert obs.message == "exit code 3: no such table: sales"
+    assert obs.message == "exit code 3: no such table"
 
 
 def test_active_job_is_running() -> None:
@@ -87,7 +102,9 @@ def test_status_while_running_and_condition_time_is_stable() -> None:
 
 def test_failed_task_skips_dependent_and_run_fails_after_independent_branch() -> None:
     graph = build_graph(SPEC)
-    failed = TaskObservation("ja", "Failed", "ja-1", T0, "2026-11-24T10:00:10Z", 2, "Error", "exit code 2: boom")
+    failed = TaskObservation(
+        "ja", "Failed", "ja-1", T0, "2026-11-24T10:00:10Z", 2, "Error", "exit code 2: boom"
+    )
     running = compute_status(snapshot(), graph, {"a": failed, "x": TaskObservation("jx", "Running")}, T0)
     assert running.phase == "Running"
     tasks = {t.name: t for t in running.tasks or ()}
@@ -107,7 +124,9 @@ def test_failed_task_skips_dependent_and_run_fails_after_independent_branch() ->
 
 def test_recorded_terminal_task_survives_its_job_being_deleted() -> None:
     graph = build_graph(SPEC)
-    first = compute_status(snapshot(), graph, {"a": TaskObservation("ja", "Succeeded", completion_time=T0)}, T0)
+    first = compute_status(
+        snapshot(), graph, {"a": TaskObservation("ja", "Succeeded", completion_time=T0)}, T0
+    )
     later = compute_status(first, graph, {}, T0)
     assert {t.name: t.phase for t in later.tasks or ()}["a"] == "Succeeded"
 

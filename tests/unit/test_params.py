@@ -55,4 +55,7 @@ def test_declared_references_pass() -> None:
 
 def test_substitute_replaces_known_and_leaves_other_text() -> None:
     variables = {"params.day": "2026-02-03", "context.pipelineRun.name": "r1"}
-    assert substitute("d=$(params.day) r=$(context.pipelineRun.name) $HOME", variables) == "d=2026-02-03 r=r1 $HOME"
+    assert (
+        substitute("d=$(params.day) r=$(context.pipelineRun.name) $HOME", variables)
+        == "d=2026-02-03 r=r1 $HOME"
+    )

@@ -22,9 +22,19 @@ from sluice.api import v1alpha1 as api
 
 # Keywords a structural schema may carry through unchanged.
 _KEPT = {
-    "description", "type", "format", "pattern", "minLength", "maxLength",
-    "minItems", "maxItems", "minimum", "maximum", "enum", "required",
-}  # fmt: skip
+    "description",
+    "type",
+    "format",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minimum",
+    "maximum",
+    "enum",
+    "required",
+}
 
 
 class SchemaError(ValueError):
@@ -33,7 +43,7 @@ class SchemaError(ValueError):
 
 def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     ref = node["$ref"].rsplit("/", 1)[-1]
-    merged = copy.deepcopy(defs[ref])
+    merged: dict[str, Any] = copy.deepcopy(defs[ref])
     merged.update({k: v for k, v in node.items() if k != "$ref"})
     return merged
 

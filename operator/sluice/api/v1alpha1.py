@@ -102,7 +102,8 @@ class PodMetadata(ApiModel):
 
 class PodDefaults(ApiModel):
     """Pod settings applied to every task of a pipeline; a task's own
-    ``resources`` and ``env`` take precedence over these."""
+    ``resources`` and ``env`` take precedence over these.
+    """
 
     service_account_name: str | None = Field(default=None, json_schema_extra=dns_label(253))
     node_selector: dict[str, str] | None = None
@@ -158,12 +159,8 @@ class PipelineSpec(ApiModel):
     """A DAG of tasks; edges come from each task's ``dependsOn``."""
 
     description: str | None = None
-    params: list[ParamSpec] | None = Field(
-        default=None, max_length=100, json_schema_extra=list_map("name")
-    )
-    tasks: list[TaskSpec] = Field(
-        min_length=1, max_length=MAX_TASKS, json_schema_extra=list_map("name")
-    )
+    params: list[ParamSpec] | None = Field(default=None, max_length=100, json_schema_extra=list_map("name"))
+    tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_TASKS, json_schema_extra=list_map("name"))
     defaults: PodDefaults | None = None
 
 
@@ -195,9 +192,7 @@ class PipelineRunSpec(ApiModel):
 
     pipeline_ref: PipelineRef | None = None
     pipeline_spec: PipelineSpec | None = None
-    params: list[ParamValue] | None = Field(
-        default=None, max_length=100, json_schema_extra=list_map("name")
-    )
+    params: list[ParamValue] | None = Field(default=None, max_length=100, json_schema_extra=list_map("name"))
 
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
