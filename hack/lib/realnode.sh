@@ -8,7 +8,7 @@
 # namespace (`hack/cluster load-image IMAGE`).
 
 NODE_NAME="sluice-node"
-# A dummy interface gives the node an address that pods (behind the CNI
+# A port-less bridge gives the node an address that pods (behind the CNI
 # bridge) and the host can both reach; loopback is not reachable from pods.
 NODE_IFACE="sluice0"
 NODE_ADDR="10.245.255.1"
@@ -55,7 +55,7 @@ build_pause_image() {
 prepare_real_node_host() {
   require_real_node_packages
   if ! ip link show "$NODE_IFACE" >/dev/null 2>&1; then
-    ip link add "$NODE_IFACE" type dummy
+    ip link add "$NODE_IFACE" type bridge
     ip addr add "$NODE_ADDR/32" dev "$NODE_IFACE"
     ip link set "$NODE_IFACE" up
   fi
@@ -77,6 +77,9 @@ state = "$dir/state"
   address = "$(CONTAINERD_SOCK)"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
+  # Sandboxed hosts (this VM among them) deny lowering oom_score_adj below
+  # the parent's; without this every pod sandbox fails in runc's nsexec.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
