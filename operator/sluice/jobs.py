@@ -7,7 +7,7 @@ from typing import Any
 
 from sluice import labels
 from sluice.api.v1alpha1 import API_VERSION, EnvVar, PipelineSpec, PodDefaults, TaskSpec
-from sluice.naming import job_name, label_value
+from sluice.naming import claim_name, job_name, label_value
 from sluice.params import substitute
 
 CONTAINER_NAME = "task"
@@ -65,6 +65,38 @@ def _resources(defaults: PodDefaults | None, task: TaskSpec) -> dict[str, Any] |
     return result or None
 
 
+WORKSPACE_VOLUME = "workspace"
+
+
+def workspace_claim(run: RunIdentity, spec: PipelineSpec) -> dict[str, Any] | None:
+    """The run's own PersistentVolumeClaim, when its workspace asks for one."""
+    if spec.workspace is None or spec.workspace.volume_claim_template is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": claim_name(run.name, run.uid),
+            "namespace": run.namespace,
+            "labels": {k: v for k, v in task_labels(run, "").items() if k != labels.TASK},
+            "ownerReferences": [owner_reference(run)],
+        },
+        "spec": spec.workspace.volume_claim_template,
+    }
+
+
+def _workspace_volume(run: RunIdentity, spec: PipelineSpec) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(volume, volumeMount) for the run's workspace, if it has one."""
+    workspace = spec.workspace
+    if workspace is None:
+        return None
+    if workspace.volume_claim_template is not None:
+        source: dict[str, Any] = {"persistentVolumeClaim": {"claimName": claim_name(run.name, run.uid)}}
+    else:
+        source = dict(workspace.volume or {})
+    return {"name": WORKSPACE_VOLUME, **source}, {"name": WORKSPACE_VOLUME, "mountPath": workspace.mount_path}
+
+
 def render_job(
     run: RunIdentity, spec: PipelineSpec, task: TaskSpec, variables: dict[str, str]
 ) -> dict[str, Any]:
@@ -101,10 +133,15 @@ def render_job(
         if meta is not None:
             pod_annotations.update(meta.annotations or {})
             pod_labels = {**(meta.labels or {}), **pod_labels}
+    workspace = _workspace_volume(run, spec)
+    if workspace is not None:
+        container["volumeMounts"] = [workspace[1]]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [_drop_none(container)],
     }
+    if workspace is not None:
+        pod_spec["volumes"] = [workspace[0]]
     if defaults is not None:
         pod_spec.update(
             _drop_none(

@@ -36,3 +36,8 @@ def label_value(value: str) -> str:
     if len(value) <= MAX_NAME:
         return value
     return _bounded(value, short_hash(value))
+
+
+def claim_name(run_name: str, run_uid: str) -> str:
+    """The run's workspace PersistentVolumeClaim: ``<run>-workspace-<hash>``."""
+    return _bounded(f"{run_name}-workspace", short_hash(run_uid, "workspace"))

@@ -32,7 +32,7 @@ from sluice.api.v1alpha1 import (
 from sluice.cache import ChildCache
 from sluice.dag import Graph, InvalidPipeline, build_graph, ready_tasks
 from sluice.events import EventRecorder, now_rfc3339
-from sluice.jobs import RunIdentity, render_job
+from sluice.jobs import RunIdentity, render_job, workspace_claim
 from sluice.kube import ApiError, KubeClient, jobs_path, pipeline_path, run_path
 from sluice.observe import TaskObservation, observe_task, truncate
 from sluice.params import bind_params, check_references
@@ -124,6 +124,8 @@ class Reconciler:
                 run, status, "InvalidSpec", "one of spec.pipelineRef or spec.pipelineSpec is required"
             )
             return None
+        if spec.workspace is not None:
+            pipeline_spec = pipeline_spec.model_copy(update={"workspace": spec.workspace})
         try:
             graph = build_graph(pipeline_spec)
             check_references(pipeline_spec)
@@ -224,6 +226,8 @@ class Reconciler:
         now = self.clock()
         phases = {t.name: t.phase for t in compute_status(status, graph, observed, now).tasks or ()}
         to_start = ready_tasks(graph, phases)
+        if to_start and not await self._ensure_workspace(run, identity, status):
+            return
         if to_start:
             variables = self._variables(identity, status)
             tasks = {task.name: task for task in spec.tasks}
@@ -238,6 +242,29 @@ class Reconciler:
         if new_status.to_api() != status.to_api():
             run = await self._write_status(run, new_status)
             await self._announce(run, status, new_status)
+
+    async def _ensure_workspace(
+        self, run: dict[str, Any], identity: RunIdentity, status: PipelineRunStatus
+    ) -> bool:
+        """Create the run's workspace claim before its first Job; False if the
+        run failed because the claim was rejected.
+        """
+        assert status.pipeline_spec is not None
+        claim = workspace_claim(identity, status.pipeline_spec)
+        if claim is None or status.workspace_claim_name:
+            return True
+        try:
+            await self.client.create(f"/api/v1/namespaces/{identity.namespace}/persistentvolumeclaims", claim)
+        except ApiError as error:
+            if error.status in PERMANENT_CREATE_ERRORS:
+                await self._fail(
+                    run, status, "InvalidWorkspace", f"workspace claim rejected: {error.message}"
+                )
+                return False
+            if not error.already_exists:
+                raise
+        status.workspace_claim_name = claim["metadata"]["name"]
+        return True
 
     async def _create_job(self, run: RunIdentity, job: dict[str, Any], task: str) -> TaskObservation:
         name = job["metadata"]["name"]

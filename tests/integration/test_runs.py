@@ -351,3 +351,65 @@ def _yaml(obj: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(obj)
+
+
+def test_workspace_claim_is_created_per_run_owned_by_it_and_mounted_in_every_task(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    storage_class = f"sluice-{namespace}"
+    kube.apply(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"pv-{namespace}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": storage_class,
+                "persistentVolumeReclaimPolicy": "Delete",
+                "hostPath": {"path": f"/tmp/{namespace}"},
+            },
+        },
+    )
+    template = {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": storage_class,
+        "resources": {"requests": {"storage": "1Gi"}},
+    }
+    try:
+        kube.apply(
+            namespace,
+            pipeline(
+                "ws",
+                [task("write"), task("read", "write")],
+                workspace={"mountPath": "/data", "volumeClaimTemplate": template},
+            ),
+            run("ws-1", "ws"),
+            run("ws-shared", "ws", workspace={"volume": {"emptyDir": {}}}),
+        )
+        obj = kube.wait_run(namespace, "ws-1")
+        assert obj["status"]["phase"] == "Succeeded"
+        claim_name = obj["status"]["workspaceClaimName"]
+        claim = kube.core.read_namespaced_persistent_volume_claim(claim_name, namespace)
+        assert claim.metadata.owner_references[0].uid == obj["metadata"]["uid"]
+        assert claim.spec.storage_class_name == storage_class
+        for job in kube.jobs(namespace, "ws-1"):
+            pod = job.spec.template.spec
+            assert pod.volumes[0].persistent_volume_claim.claim_name == claim_name
+            assert pod.containers[0].volume_mounts[0].mount_path == "/data"
+
+        shared = kube.wait_run(namespace, "ws-shared")
+        assert shared["status"]["phase"] == "Succeeded"
+        assert "workspaceClaimName" not in shared["status"]
+        for job in kube.jobs(namespace, "ws-shared"):
+            assert job.spec.template.spec.volumes[0].empty_dir is not None
+    finally:
+        kube.kubectl("delete", "pv", f"pv-{namespace}", "--wait=false", check=False)
+
+
+def test_api_server_rejects_workspace_with_two_sources(kube: Kube, namespace: str) -> None:
+    bad = pipeline("ws", [task("a")], workspace={"volume": {"emptyDir": {}}, "volumeClaimTemplate": {}})
+    result = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(bad))
+    assert result.returncode != 0
+    assert "exactly one of volumeClaimTemplate or volume" in result.stderr

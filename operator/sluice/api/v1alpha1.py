@@ -155,13 +155,49 @@ class TaskSpec(ApiModel):
     metadata: PodMetadata | None = None
 
 
+class WorkspaceSpec(ApiModel):
+    """Storage mounted into every task of a run, for data too big for params.
+
+    Exactly one source: ``volumeClaimTemplate`` creates a PersistentVolumeClaim
+    per run (owned by the run, deleted with it); ``volume`` mounts an existing
+    volume source (a PVC by name, an NFS share, a hostPath...) shared by runs,
+    in which tasks should use `$(context.pipelineRun.name)` to keep runs apart.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.volumeClaimTemplate) != has(self.volume)",
+                    "message": "a workspace needs exactly one of volumeClaimTemplate or volume",
+                }
+            ]
+        }
+    )
+
+    mount_path: str = Field(default="/workspace", pattern=r"^/.*$", max_length=1024)
+    volume_claim_template: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=open_object(
+            "A PersistentVolumeClaim spec (accessModes, resources, storageClassName)."
+        ),
+    )
+    volume: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=open_object(
+            "A core/v1 volume source, e.g. {persistentVolumeClaim: {claimName: data}}."
+        ),
+    )
+
+
 class PipelineSpec(ApiModel):
-    """A DAG of tasks; edges come from each task's ``dependsOn``."""
+    """A DAG of tasks; edges come from each task's `dependsOn`."""
 
     description: str | None = None
     params: list[ParamSpec] | None = Field(default=None, max_length=100, json_schema_extra=list_map("name"))
     tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_TASKS, json_schema_extra=list_map("name"))
     defaults: PodDefaults | None = None
+    workspace: WorkspaceSpec | None = None
 
 
 class PipelineStatus(ApiModel):
@@ -193,6 +229,9 @@ class PipelineRunSpec(ApiModel):
     pipeline_ref: PipelineRef | None = None
     pipeline_spec: PipelineSpec | None = None
     params: list[ParamValue] | None = Field(default=None, max_length=100, json_schema_extra=list_map("name"))
+    workspace: WorkspaceSpec | None = Field(
+        default=None, description="Overrides the pipeline's workspace for this run (e.g. a bigger volume)."
+    )
 
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -235,6 +274,7 @@ class PipelineRunStatus(ApiModel):
     pipeline_name: str | None = None
     pipeline_spec: PipelineSpec | None = None
     params: list[ParamValue] | None = Field(default=None, json_schema_extra=list_map("name"))
+    workspace_claim_name: str | None = None
     tasks: list[TaskRunStatus] | None = Field(default=None, json_schema_extra=list_map("name"))
 
 
