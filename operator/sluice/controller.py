@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from typing import Any, cast
 
 import kopf
@@ -21,8 +23,9 @@ from sluice.api.v1alpha1 import GROUP, VERSION
 from sluice.cache import ChildCache
 from sluice.events import EventRecorder, now_rfc3339
 from sluice.kube import ApiError, KubeClient, pipeline_path
+from sluice.leader import LeaderElector
 from sluice.pipeline_status import pipeline_status
-from sluice.reconciler import Reconciler, RunKey
+from sluice.reconciler import PipelineKey, Reconciler, RunKey
 from sluice.settings import Settings
 from sluice.workqueue import WorkQueue
 
@@ -38,11 +41,16 @@ class Controller:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache = ChildCache()
-        self.queue: WorkQueue[RunKey] = WorkQueue()
-        self.failures: dict[RunKey, int] = {}
+        # Followers fill the queue from watch events but only the leader drains it.
+        self.queue: WorkQueue[RunKey | PipelineKey] = WorkQueue()
+        self.failures: dict[RunKey | PipelineKey, int] = {}
         self.client: KubeClient | None = None
         self.reconciler: Reconciler | None = None
         self.workers: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.leading = False
+        self.elector: LeaderElector | None = None
+
         self.primed = asyncio.Event()
         self.run_uids: dict[RunKey, str] = {}
 
@@ -50,12 +58,35 @@ class Controller:
         self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
         self.reconciler = Reconciler(self.client, self.cache, EventRecorder(self.client), self.settings)
         await self._prime_cache()
+        self.tasks.append(asyncio.create_task(self._lead()))
+
+    async def _lead(self) -> None:
+        """Reconcile only while holding the lease; followers keep their caches warm."""
+        assert self.client is not None
+        elector = None
+        if self.settings.leader_election:
+            elector = LeaderElector(
+                self.client, self.settings.leader_namespace, identity=self.settings.identity
+            )
+            await elector.acquire()
+            self.tasks.append(asyncio.create_task(elector.keep()))
+            self.elector = elector
+        self.leading = True
         self.workers = [asyncio.create_task(self._work(i)) for i in range(self.settings.workers)]
+        if elector is not None:
+            await elector.lost.wait()
+            log.error("lost the leader lease; stopping so that only one replica reconciles")
+            self.leading = False
+            for worker in self.workers:
+                worker.cancel()
+            os.kill(os.getpid(), signal.SIGTERM)
 
     async def stop(self) -> None:
-        for worker in self.workers:
-            worker.cancel()
-        await asyncio.gather(*self.workers, return_exceptions=True)
+        for task in [*self.workers, *self.tasks]:
+            task.cancel()
+        await asyncio.gather(*self.workers, *self.tasks, return_exceptions=True)
+        if self.elector is not None and self.leading:
+            await self.elector.release()
         if self.client is not None:
             await self.client.close()
 
@@ -86,7 +117,11 @@ class Controller:
         while True:
             key = await self.queue.get()
             try:
-                again = await self.reconciler.reconcile(key)
+                again = None
+                if isinstance(key, PipelineKey):
+                    await self._report_pipeline(key)
+                else:
+                    again = await self.reconciler.reconcile(key)
                 self.failures.pop(key, None)
                 if again is not None:
                     self.queue.add_after(key, again)
@@ -102,7 +137,24 @@ class Controller:
             finally:
                 self.queue.done(key)
 
-    def _backoff(self, key: RunKey, error: BaseException) -> None:
+    async def _report_pipeline(self, key: PipelineKey) -> None:
+        assert self.client is not None
+        try:
+            pipeline = await self.client.get(pipeline_path(key.namespace, key.name))
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+        new = pipeline_status(pipeline, now_rfc3339())
+        if new is not None:
+            body = {
+                "metadata": {"resourceVersion": pipeline["metadata"]["resourceVersion"]},
+                "status": new.to_api(),
+            }
+            await self.client.merge_patch(pipeline_path(key.namespace, key.name, "status"), body)
+        return None
+
+    def _backoff(self, key: RunKey | PipelineKey, error: BaseException) -> None:
         count = self.failures.get(key, 0) + 1
         self.failures[key] = count
         delay = min(MAX_BACKOFF, 0.1 * 2 ** (count - 1))
@@ -215,18 +267,4 @@ async def on_pipeline_event(event: kopf.RawEvent, **_: Any) -> None:
     if ctl.reconciler is not None:
         for key in ctl.reconciler.waiters.release(meta["namespace"], meta["name"]):
             ctl.queue.add(key)
-    await report_pipeline_status(ctl, obj)
-
-
-async def report_pipeline_status(ctl: Controller, pipeline: dict[str, Any]) -> None:
-    new = pipeline_status(pipeline, now_rfc3339())
-    if new is None or ctl.client is None:
-        return
-    meta = pipeline["metadata"]
-    try:
-        await ctl.client.merge_patch(
-            pipeline_path(meta["namespace"], meta["name"], "status"), {"status": new.to_api()}
-        )
-    except ApiError as error:
-        if not error.not_found:
-            raise
+    ctl.queue.add(PipelineKey(meta["namespace"], meta["name"]))

@@ -56,6 +56,17 @@ class RunKey:
         return f"{self.namespace}/{self.name}"
 
 
+@dataclass(frozen=True, order=True)
+class PipelineKey:
+    """Queue key for reporting a Pipeline's own status."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"pipeline {self.namespace}/{self.name}"
+
+
 @dataclass
 class PipelineWaiters:
     """Runs waiting for a Pipeline that does not exist yet (GitOps order)."""

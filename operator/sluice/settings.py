@@ -29,6 +29,11 @@ class Settings:
     pipeline_grace_seconds: float = 10.0
     namespace: str | None = None
     health_port: int = 8080
+    leader_election: bool = True
+    leader_namespace: str = "default"
+    identity: str | None = None
+    lease_seconds: int = 15
+    renew_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,4 +44,21 @@ class Settings:
             pipeline_grace_seconds=_float("SLUICE_PIPELINE_GRACE_SECONDS", cls.pipeline_grace_seconds),
             namespace=os.environ.get("SLUICE_NAMESPACE") or None,
             health_port=_int("SLUICE_HEALTH_PORT", cls.health_port),
+            leader_election=os.environ.get("SLUICE_LEADER_ELECTION", "true").lower()
+            not in ("0", "false", "no"),
+            leader_namespace=os.environ.get("SLUICE_LEADER_NAMESPACE")
+            or _pod_namespace()
+            or cls.leader_namespace,
+            identity=os.environ.get("POD_NAME") or None,
+            lease_seconds=_int("SLUICE_LEASE_SECONDS", cls.lease_seconds),
+            renew_seconds=_float("SLUICE_RENEW_SECONDS", cls.renew_seconds),
         )
+
+
+def _pod_namespace() -> str | None:
+    """The namespace the operator's pod runs in, when it runs in one."""
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None

@@ -171,9 +171,11 @@ def kube(kubeconfig: str, kubectl_bin: str) -> Kube:
 class OperatorProcess:
     """The operator as a child process, so tests can kill and restart it."""
 
-    def __init__(self, kubeconfig: str, log_dir: pathlib.Path) -> None:
+    def __init__(self, kubeconfig: str, log_dir: pathlib.Path, name: str = "operator", **env: str) -> None:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
+        self.name = name
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -184,8 +186,13 @@ class OperatorProcess:
             "KUBECONFIG": self.kubeconfig,
             "SLUICE_PIPELINE_GRACE_SECONDS": "2",
             "PYTHONPATH": str(ROOT / "operator"),
+            "POD_NAME": self.name,
+            "SLUICE_LEADER_NAMESPACE": "default",
+            "SLUICE_LEASE_SECONDS": "4",
+            "SLUICE_RENEW_SECONDS": "1",
+            **self.env,
         }
-        log = open(self.log_dir / f"operator-{self.starts}.log", "wb")  # noqa: SIM115
+        log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "sluice", "--health-port", "0"],
             env=env,

@@ -1,0 +1,42 @@
+"""Two operator replicas: only the lease holder reconciles; a standby takes over."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from tests.integration.conftest import Kube, OperatorProcess, wait_for
+from tests.integration.test_runs import pipeline, run, task
+
+pytestmark = pytest.mark.integration
+
+
+def lease_holder(kube: Kube) -> str | None:
+    from kubernetes import client
+
+    lease = client.CoordinationV1Api(kube.api).read_namespaced_lease("sluice-operator", "default")
+    holder: str | None = lease.spec.holder_identity
+    return holder
+
+
+def test_standby_waits_while_the_leader_lives_and_takes_over_when_it_dies(
+    kube: Kube, operator: OperatorProcess, namespace: str, tmp_path: pathlib.Path
+) -> None:
+    wait_for("the session operator to lead", lambda: lease_holder(kube) == operator.name)
+    standby = OperatorProcess(kube.kubeconfig, tmp_path, name="standby")
+    standby.start()
+    try:
+        log = tmp_path / "standby-1.log"
+        wait_for("the standby to wait for the lease", lambda: "waiting for the lease" in log.read_text())
+        assert lease_holder(kube) == operator.name
+        operator.kill()
+        wait_for("the standby to take the lease", lambda: lease_holder(kube) == "standby", timeout=30)
+        kube.apply(namespace, pipeline("p", [task("one"), task("two", "one")]), run("after-failover", "p"))
+        assert kube.wait_run(namespace, "after-failover")["status"]["phase"] == "Succeeded"
+    finally:
+        standby.stop()
+        operator.start()
+    wait_for(
+        "the released lease to return to the session operator", lambda: lease_holder(kube) == operator.name
+    )
