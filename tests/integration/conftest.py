@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -168,6 +169,13 @@ def kube(kubeconfig: str, kubectl_bin: str) -> Kube:
     return k
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class OperatorProcess:
     """The operator as a child process, so tests can kill and restart it."""
 
@@ -194,7 +202,7 @@ class OperatorProcess:
         }
         log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sluice", "--health-port", "0"],
+            [sys.executable, "-m", "sluice", "--health-port", str(free_port())],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
