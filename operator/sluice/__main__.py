@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from typing import Any
 
 import kopf
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(**{**settings.__dict__, "health_port": args.health_port})
     controller.register(settings)
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        # One line per watch event ("Handler ... succeeded") drowns real news.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=settings.namespace is None,

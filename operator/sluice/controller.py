@@ -196,6 +196,9 @@ async def on_startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: 
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.posting.level = logging.WARNING
+    # Our resources are known up front: no cluster-wide CRD/namespace scans,
+    # so a namespaced install needs no cluster-scoped permissions.
+    settings.scanning.disabled = True
     settings.persistence.finalizer = "sluice.dev/finalizer"
     info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
     if info is None:

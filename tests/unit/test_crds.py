@@ -11,10 +11,11 @@ from sluice.api.crdgen import SchemaError, model_schema, render_all
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.parametrize("folder", ["crds", "helm/sluice/crds"])
 @pytest.mark.parametrize("name", sorted(render_all()))
-def test_committed_crd_matches_models(name: str) -> None:
-    committed = (ROOT / "crds" / name).read_text()
-    assert committed == render_all()[name], f"crds/{name} is stale: run hack/gen-crds"
+def test_committed_crd_matches_models(folder: str, name: str) -> None:
+    committed = (ROOT / folder / name).read_text()
+    assert committed == render_all()[name], f"{folder}/{name} is stale: run hack/gen-crds"
 
 
 def walk(node: dict, path: str = "") -> list[str]:

@@ -1,0 +1,151 @@
+"""The Helm chart and the rendered manifests: lint, server-side validation,
+and RBAC that is exactly enough for the operator to do its job."""
+
+from __future__ import annotations
+
+import base64
+import pathlib
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.integration.conftest import ROOT, Kube, OperatorProcess, wait_for
+from tests.integration.test_runs import pipeline, run, task
+
+pytestmark = pytest.mark.integration
+CHART = ROOT / "helm" / "sluice"
+
+
+@pytest.fixture(scope="module")
+def helm(kubectl_bin: str) -> str:
+    path = pathlib.Path(kubectl_bin).parent.parent.parent
+    candidates = sorted(path.glob("helm-*/bin/helm"))
+    assert candidates, "helm is not built: run hack/cluster build"
+    return str(candidates[-1])
+
+
+def render(helm: str, namespace: str, *sets: str) -> str:
+    args = [helm, "template", "sluice", str(CHART), "--namespace", namespace]
+    for value in sets:
+        args += ["--set", value]
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize(
+    "mode", [[], ["watchNamespace=etl"], ["replicaCount=2", "leaderElection.enabled=false"]]
+)
+def test_chart_lints(helm: str, mode: list[str]) -> None:
+    sets = [arg for value in mode for arg in ("--set", value)]
+    result = subprocess.run([helm, "lint", str(CHART), *sets], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rendered_manifests_match_the_chart() -> None:
+    expected = subprocess.run(
+        [str(ROOT / "hack" / "gen-manifests"), "--print"], check=True, capture_output=True, text=True
+    ).stdout
+    assert (ROOT / "manifests" / "install.yaml").read_text() == expected, "run hack/gen-manifests"
+
+
+@pytest.fixture
+def release_namespace(kube: Kube) -> Iterator[str]:
+    name = f"sluice-{uuid.uuid4().hex[:6]}"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    kube.core.delete_namespace(name)
+
+
+@pytest.mark.parametrize("namespaced", [False, True])
+def test_chart_passes_server_side_validation(
+    kube: Kube, helm: str, release_namespace: str, namespaced: bool
+) -> None:
+    mode = [f"watchNamespace={release_namespace}"] if namespaced else []
+    manifests = render(helm, release_namespace, *mode)
+    result = kube.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifests, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "deployment.apps/sluice created (server dry run)" in result.stdout
+
+
+def test_rbac_has_no_wildcards(helm: str) -> None:
+    for doc in yaml.safe_load_all(render(helm, "sluice-system")):
+        if doc and doc["kind"] in ("Role", "ClusterRole"):
+            for rule in doc["rules"]:
+                for key in ("apiGroups", "resources", "verbs"):
+                    assert "*" not in rule[key], (doc["metadata"]["name"], rule)
+
+
+def test_operator_runs_a_pipeline_with_only_the_charts_namespaced_rbac(
+    kube: Kube,
+    helm: str,
+    release_namespace: str,
+    namespace: str,
+    operator: OperatorProcess,
+    tmp_path: pathlib.Path,
+) -> None:
+    """Run a second operator as the chart's service account, scoped to one
+    namespace; the session operator must not interfere, so it stops first."""
+    manifests = [
+        doc
+        for doc in yaml.safe_load_all(render(helm, release_namespace, f"watchNamespace={namespace}"))
+        if doc and doc["kind"] in ("ServiceAccount", "Role", "RoleBinding")
+    ]
+    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
+    token = kube.kubectl("create", "token", "sluice", "-n", release_namespace).stdout.strip()
+    config = yaml.safe_load(pathlib.Path(kube.kubeconfig).read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = (
+        pathlib.Path(cluster["certificate-authority"]).read_bytes()
+        if "certificate-authority" in cluster
+        else None
+    )
+    kubeconfig = tmp_path / "sa.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "sa",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": cluster["server"],
+                            **(
+                                {"certificate-authority-data": base64.b64encode(ca).decode()}
+                                if ca
+                                else {"certificate-authority-data": cluster.get("certificate-authority-data")}
+                            ),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": namespace}}
+                ],
+            }
+        )
+    )
+    operator.stop()
+    scoped = OperatorProcess(
+        str(kubeconfig),
+        tmp_path,
+        name="scoped",
+        SLUICE_NAMESPACE=namespace,
+        SLUICE_LEADER_NAMESPACE=release_namespace,
+    )
+    scoped.start()
+    try:
+        kube.apply(namespace, pipeline("rbac", [task("a"), task("b", "a")]), run("rbac-1", "rbac"))
+        assert kube.wait_run(namespace, "rbac-1")["status"]["phase"] == "Succeeded"
+        log = (tmp_path / "scoped-1.log").read_text()
+        assert "Forbidden" not in log and "forbidden" not in log, log[-3000:]
+    finally:
+        scoped.stop()
+        operator.start()
+    wait_for(
+        "session operator back", lambda: operator.process is not None and operator.process.poll() is None
+    )
