@@ -169,6 +169,9 @@ def kube(kubeconfig: str, kubectl_bin: str) -> Kube:
     return k
 
 
+SESSION_ID = uuid.uuid4().hex[:6]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -194,7 +197,9 @@ class OperatorProcess:
             "KUBECONFIG": self.kubeconfig,
             "SLUICE_PIPELINE_GRACE_SECONDS": "2",
             "PYTHONPATH": str(ROOT / "operator"),
-            "POD_NAME": self.name,
+            # Unique per test session (two sessions on one cluster must not
+            # share a lease identity), stable across restarts within it.
+            "POD_NAME": f"{self.name}-{SESSION_ID}",
             "SLUICE_LEADER_NAMESPACE": "default",
             "SLUICE_LEASE_SECONDS": "4",
             "SLUICE_RENEW_SECONDS": "1",

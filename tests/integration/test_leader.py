@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from tests.integration.conftest import Kube, OperatorProcess, wait_for
+from tests.integration.conftest import SESSION_ID, Kube, OperatorProcess, wait_for
 from tests.integration.test_runs import pipeline, run, task
 
 pytestmark = pytest.mark.integration
@@ -23,20 +23,23 @@ def lease_holder(kube: Kube) -> str | None:
 def test_standby_waits_while_the_leader_lives_and_takes_over_when_it_dies(
     kube: Kube, operator: OperatorProcess, namespace: str, tmp_path: pathlib.Path
 ) -> None:
-    wait_for("the session operator to lead", lambda: lease_holder(kube) == operator.name)
+    wait_for("the session operator to lead", lambda: lease_holder(kube) == f"{operator.name}-{SESSION_ID}")
     standby = OperatorProcess(kube.kubeconfig, tmp_path, name="standby")
     standby.start()
     try:
         log = tmp_path / "standby-1.log"
         wait_for("the standby to wait for the lease", lambda: "waiting for the lease" in log.read_text())
-        assert lease_holder(kube) == operator.name
+        assert lease_holder(kube) == f"{operator.name}-{SESSION_ID}"
         operator.kill()
-        wait_for("the standby to take the lease", lambda: lease_holder(kube) == "standby", timeout=30)
+        wait_for(
+            "the standby to take the lease", lambda: lease_holder(kube) == f"standby-{SESSION_ID}", timeout=30
+        )
         kube.apply(namespace, pipeline("p", [task("one"), task("two", "one")]), run("after-failover", "p"))
         assert kube.wait_run(namespace, "after-failover")["status"]["phase"] == "Succeeded"
     finally:
         standby.stop()
         operator.start()
     wait_for(
-        "the released lease to return to the session operator", lambda: lease_holder(kube) == operator.name
+        "the released lease to return to the session operator",
+        lambda: lease_holder(kube) == f"{operator.name}-{SESSION_ID}",
     )

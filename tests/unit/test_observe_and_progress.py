@@ -61,6 +61,20 @@ def test_failed_job_reports_latest_pod_exit_code_and_message() -> None:
     assert obs.message == "exit code 3: no such table"
 
 
+def test_succeeded_pod_decides_the_task_before_the_job_controller_catches_up() -> None:
+    done = pod("j-1", T0, {"exitCode": 0, "finishedAt": "2026-11-24T10:00:02Z"})
+    done["status"]["phase"] = "Succeeded"
+    obs = observe_task(job("j", active=1, startTime=T0), [done])
+    assert obs.phase == "Succeeded"
+    assert obs.completion_time == "2026-11-24T10:00:02Z"
+
+
+def test_failed_pod_alone_does_not_fail_the_task() -> None:
+    failed = pod("j-1", T0, {"exitCode": 1})
+    failed["status"]["phase"] = "Failed"
+    assert observe_task(job("j", active=1), [failed]).phase == "Running"
+
+
 def test_active_job_is_running() -> None:
     assert observe_task(job("j", active=1), []).phase == "Running"
 
