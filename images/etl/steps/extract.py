@@ -29,8 +29,9 @@ def main() -> None:
         for order in range(args.rows):
             order_id = order if rng.random() > 0.02 else max(0, order - 1)  # duplicates
             amount = "" if rng.random() < 0.03 else f"{rng.uniform(1, 500):.2f}"
-            writer.writerow([order_id, args.day, rng.choice(REGIONS), rng.choice(PRODUCTS),
-                             rng.randint(1, 9), amount])
+            writer.writerow(
+                [order_id, args.day, rng.choice(REGIONS), rng.choice(PRODUCTS), rng.randint(1, 9), amount]
+            )
     print(f"extract: wrote {args.rows} raw orders for {args.day} to {out}")
 
 

@@ -13,8 +13,10 @@ def main() -> None:
     args = parser.parse_args()
     pathlib.Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     with pathlib.Path(args.aggregates).open(newline="") as handle:
-        rows = [(r["day"], r["region"], r["product"], int(r["orders"]), float(r["revenue"]), int(r["units"]))
-                for r in csv.DictReader(handle)]
+        rows = [
+            (r["day"], r["region"], r["product"], int(r["orders"]), float(r["revenue"]), int(r["units"]))
+            for r in csv.DictReader(handle)
+        ]
     days = sorted({row[0] for row in rows})
     with sqlite3.connect(args.db) as db:
         db.execute(

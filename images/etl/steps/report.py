@@ -16,7 +16,8 @@ def main() -> None:
         ).fetchone()
         by_region = db.execute(
             "SELECT region, SUM(orders), ROUND(SUM(revenue), 2) FROM daily_sales WHERE day = ?"
-            " GROUP BY region ORDER BY 3 DESC", (args.day,)
+            " GROUP BY region ORDER BY 3 DESC",
+            (args.day,),
         ).fetchall()
     print(f"report for {args.day}: table daily_sales has {total_rows} rows ({day_rows} for this day)")
     print(f"  orders: {orders}  revenue: {revenue}")

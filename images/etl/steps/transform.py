@@ -38,8 +38,8 @@ def main() -> None:
         writer.writerow(["day", "region", "product", "orders", "revenue", "units"])
         for (day, region, product), (orders, revenue, units) in sorted(totals.items()):
             writer.writerow([day, region, product, orders, f"{revenue:.2f}", units])
-    print(f"transform: kept {len(seen) - dropped['no amount'] - dropped['no region']} orders, dropped {dropped}; "
-          f"{len(totals)} aggregate rows to {out}")
+    kept = len(seen) - dropped["no amount"] - dropped["no region"]
+    print(f"transform: kept {kept} orders, dropped {dropped}; {len(totals)} aggregate rows to {out}")
 
 
 if __name__ == "__main__":
