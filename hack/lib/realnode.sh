@@ -36,7 +36,6 @@ require_real_node_packages() {
 # Docker builds the images the node runs; start the Debian daemon if none runs.
 ensure_docker() {
   docker info >/dev/null 2>&1 && return 0
-  log "starting dockerd"
   start dockerd dockerd
   wait_for "dockerd" 60 docker info
 }

@@ -5,20 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import Any
+import socket
+from typing import Any, cast
 
 import kopf
 
 from sluice import controller
+from sluice.kube import in_cluster_connection
 from sluice.settings import Settings
 
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In a pod, the service account; elsewhere, the kubeconfig."""
-    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
-        **kwargs
-    ) or kopf.login_with_kubeconfig(**kwargs)
+    info: kopf.ConnectionInfo | None = in_cluster_connection() or kopf.login_with_kubeconfig(**kwargs)
     return info
 
 
@@ -44,11 +44,15 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         # One line per watch event ("Handler ... succeeded") drowns real news.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # probes
     asyncio.run(
         kopf.operator(
             clusterwide=settings.namespace is None,
             namespaces=[settings.namespace] if settings.namespace else [],
             standalone=True,
+            # kopf's default identity asks the passwd database for our user,
+            # which a numeric non-root UID in a container does not have.
+            identity=cast(Any, settings.identity or socket.gethostname()),
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         )
     )

@@ -22,7 +22,7 @@ from sluice import labels
 from sluice.api.v1alpha1 import GROUP, VERSION
 from sluice.cache import ChildCache
 from sluice.events import EventRecorder, now_rfc3339
-from sluice.kube import ApiError, KubeClient, pipeline_path
+from sluice.kube import ApiError, KubeClient, in_cluster_connection, pipeline_path
 from sluice.leader import LeaderElector
 from sluice.pipeline_status import pipeline_status
 from sluice.reconciler import PipelineKey, Reconciler, RunKey
@@ -200,7 +200,7 @@ async def on_startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: 
     # so a namespaced install needs no cluster-scoped permissions.
     settings.scanning.disabled = True
     settings.persistence.finalizer = "sluice.dev/finalizer"
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    info = in_cluster_connection() or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: neither in-cluster nor a kubeconfig")
     await controller().start(info)

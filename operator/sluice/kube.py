@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import ssl
 import tempfile
 import time
@@ -84,6 +85,35 @@ def _materialise(data: bytes | str | None, path: object) -> str | None:
     return handle.name
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_cluster_connection() -> kopf.ConnectionInfo | None:
+    """Credentials of the pod's service account, or None outside a pod.
+
+    The API server's address comes from KUBERNETES_SERVICE_HOST/PORT, as in
+    client-go: clusters without DNS (or with it broken) must still work.
+    """
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    token_path = os.path.join(SERVICE_ACCOUNT_DIR, "token")
+    if not host or not os.path.exists(token_path):
+        return None
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    with open(token_path) as handle:
+        token = handle.read().strip()
+    namespace_path = os.path.join(SERVICE_ACCOUNT_DIR, "namespace")
+    namespace = open(namespace_path).read().strip() if os.path.exists(namespace_path) else None  # noqa: SIM115
+    return kopf.ConnectionInfo(
+        server=f"https://{host}:{port}",
+        ca_path=os.path.join(SERVICE_ACCOUNT_DIR, "ca.crt"),
+        scheme="Bearer",
+        token=token,
+        default_namespace=namespace,
+    )
+
+
 def ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     if info.insecure:
         return False
@@ -101,8 +131,11 @@ class KubeClient:
     def __init__(self, info: kopf.ConnectionInfo, qps: float = 0, burst: int = 100) -> None:
         self.server = info.server.rstrip("/")
         self.headers = {"Accept": "application/json"}
-        if info.token:
-            self.headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+        self.scheme = info.scheme or "Bearer"
+        self.token = info.token
+        # In a pod the kubelet rotates the projected token file: re-read it.
+        self.token_path = os.path.join(SERVICE_ACCOUNT_DIR, "token") if info.token else None
+        self.token_mtime = 0.0
         self.ssl = ssl_context(info)
         self.limiter = TokenBucket(qps, burst)
         self._session: aiohttp.ClientSession | None = None
@@ -129,7 +162,10 @@ class KubeClient:
     ) -> Any:
         await self.limiter.acquire()
         data = json.dumps(body) if body is not None else None
-        headers = {"Content-Type": content_type} if data is not None else None
+        headers = {"Content-Type": content_type} if data is not None else {}
+        token = self._current_token()
+        if token:
+            headers["Authorization"] = f"{self.scheme} {token}"
         async with self.session.request(
             method, self.server + path, data=data, headers=headers, params=params
         ) as response:
@@ -140,6 +176,15 @@ class KubeClient:
                 message = (payload or {}).get("message", text) if isinstance(payload, dict) else text
                 raise ApiError(response.status, reason or response.reason or "", message)
             return payload
+
+    def _current_token(self) -> str | None:
+        if self.token_path and os.path.exists(self.token_path):
+            mtime = os.stat(self.token_path).st_mtime
+            if mtime != self.token_mtime:
+                with open(self.token_path) as handle:
+                    self.token = handle.read().strip()
+                self.token_mtime = mtime
+        return self.token
 
     async def get(self, path: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", path)

@@ -159,7 +159,18 @@ class Reconciler:
             run, "Started", f"running {len(graph.order)} tasks of pipeline {pipeline_name}"
         )
         await self._advance(run, snapshot)
+        if pipeline_name != INLINE:
+            await self._record_last_run(meta["namespace"], pipeline_name, meta["name"])
         return None
+
+    async def _record_last_run(self, namespace: str, pipeline: str, run: str) -> None:
+        """Show the newest run in `kubectl get pipelines`; best effort."""
+        try:
+            await self.client.merge_patch(
+                pipeline_path(namespace, pipeline, "status"), {"status": {"lastRunName": run}}
+            )
+        except ApiError as error:
+            log.info("could not record last run on pipeline %s/%s: %s", namespace, pipeline, error)
 
     async def _fetch_pipeline(
         self, run: dict[str, Any], status: PipelineRunStatus, name: str

@@ -123,7 +123,7 @@ def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess,
     assert row.split()[5].endswith("s")  # a duration such as 3s
     pipelines = kube.kubectl("get", "pipelines", "-n", namespace).stdout.splitlines()
     assert pipelines[0].split() == ["NAME", "TASKS", "SCHEDULE", "LAST", "RUN", "AGE"]
-    assert pipelines[1].split()[:2] == ["diamond", "4"]
+    assert pipelines[1].split()[:3] == ["diamond", "4", "diamond-1"]
     reasons = {e.reason for e in kube.events(namespace, "diamond-1")}
     assert {"Started", "Succeeded"} <= reasons
 
