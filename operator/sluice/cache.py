@@ -41,6 +41,7 @@ def trim_job(job: dict[str, Any]) -> dict[str, Any]:
             "creationTimestamp": meta.get("creationTimestamp"),
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
+        "spec": {"activeDeadlineSeconds": (job.get("spec") or {}).get("activeDeadlineSeconds")},
         "status": job.get("status") or {},
     }
 
@@ -72,8 +73,8 @@ class ChildCache:
     def __init__(self) -> None:
         self.jobs: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.pods: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        # run uid -> job name -> (task, monotonic time of the create)
-        self.expected: dict[str, dict[str, tuple[str, float]]] = defaultdict(dict)
+        # run uid -> job name -> (task, attempt, monotonic time of the create)
+        self.expected: dict[str, dict[str, tuple[str, int, float]]] = defaultdict(dict)
 
     @staticmethod
     def run_uid(obj: dict[str, Any]) -> str | None:
@@ -121,16 +122,16 @@ class ChildCache:
             self.pods[uid].pop(pod["metadata"]["name"], None)
         return uid
 
-    def expect(self, uid: str, job_name: str, task: str) -> None:
-        self.expected[uid][job_name] = (task, time.monotonic())
+    def expect(self, uid: str, job_name: str, task: str, attempt: int = 0) -> None:
+        self.expected[uid][job_name] = (task, attempt, time.monotonic())
 
-    def expected_jobs(self, uid: str) -> dict[str, str]:
-        """Job name -> task for Jobs created but not yet seen in a watch event."""
+    def expected_jobs(self, uid: str) -> dict[str, tuple[str, int]]:
+        """Job name -> (task, attempt) for Jobs created but not yet seen in a watch event."""
         now = time.monotonic()
         held = self.jobs.get(uid, {})
         return {
-            name: task
-            for name, (task, at) in self.expected.get(uid, {}).items()
+            name: (task, attempt)
+            for name, (task, attempt, at) in self.expected.get(uid, {}).items()
             if now - at < EXPECTATION_TTL and name not in held
         }
 

@@ -19,13 +19,14 @@ from typing import Any, cast
 import kopf
 
 from sluice import labels
-from sluice.api.v1alpha1 import GROUP, VERSION
+from sluice.api.v1alpha1 import GROUP, VERSION, PipelineStatus
 from sluice.cache import ChildCache
 from sluice.events import EventRecorder, now_rfc3339
 from sluice.kube import ApiError, KubeClient, in_cluster_connection, pipeline_path
 from sluice.leader import LeaderElector
 from sluice.pipeline_status import pipeline_status
 from sluice.reconciler import PipelineKey, Reconciler, RunKey
+from sluice.scheduler import Scheduler, write_pipeline_status
 from sluice.settings import Settings
 from sluice.workqueue import WorkQueue
 
@@ -46,6 +47,7 @@ class Controller:
         self.failures: dict[RunKey | PipelineKey, int] = {}
         self.client: KubeClient | None = None
         self.reconciler: Reconciler | None = None
+        self.scheduler: Scheduler | None = None
         self.workers: list[asyncio.Task[None]] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.leading = False
@@ -57,6 +59,7 @@ class Controller:
     async def start(self, info: kopf.ConnectionInfo) -> None:
         self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
         self.reconciler = Reconciler(self.client, self.cache, EventRecorder(self.client), self.settings)
+        self.scheduler = Scheduler(self.client, EventRecorder(self.client))
         await self._prime_cache()
         self.tasks.append(asyncio.create_task(self._lead()))
 
@@ -117,9 +120,8 @@ class Controller:
         while True:
             key = await self.queue.get()
             try:
-                again = None
                 if isinstance(key, PipelineKey):
-                    await self._report_pipeline(key)
+                    again = await self._reconcile_pipeline(key)
                 else:
                     again = await self.reconciler.reconcile(key)
                 self.failures.pop(key, None)
@@ -137,22 +139,21 @@ class Controller:
             finally:
                 self.queue.done(key)
 
-    async def _report_pipeline(self, key: PipelineKey) -> None:
-        assert self.client is not None
+    async def _reconcile_pipeline(self, key: PipelineKey) -> float | None:
+        """A Pipeline's own status (validity, task count) and its schedule."""
+        assert self.client is not None and self.scheduler is not None
         try:
             pipeline = await self.client.get(pipeline_path(key.namespace, key.name))
         except ApiError as error:
             if error.not_found:
                 return None
             raise
-        new = pipeline_status(pipeline, now_rfc3339())
-        if new is not None:
-            body = {
-                "metadata": {"resourceVersion": pipeline["metadata"]["resourceVersion"]},
-                "status": new.to_api(),
-            }
-            await self.client.merge_patch(pipeline_path(key.namespace, key.name, "status"), body)
-        return None
+        current = PipelineStatus.model_validate(pipeline.get("status") or {})
+        status = pipeline_status(pipeline, now_rfc3339()) or current
+        status, again = await self.scheduler.reconcile(pipeline, status)
+        if status.to_api() != current.to_api():
+            await write_pipeline_status(self.client, pipeline, status)
+        return again
 
     def _backoff(self, key: RunKey | PipelineKey, error: BaseException) -> None:
         count = self.failures.get(key, 0) + 1
@@ -228,6 +229,11 @@ async def on_run_event(event: kopf.RawEvent, **_: Any) -> None:
         return
     ctl.run_uids[key] = meta.get("uid", "")
     ctl.queue.add(key)
+    # A scheduled run that finished may free a Forbid slot or exceed history limits.
+    if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled"):
+        for owner in meta.get("ownerReferences") or ():
+            if owner.get("kind") == "Pipeline":
+                ctl.queue.add(PipelineKey(meta["namespace"], owner["name"]))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from sluice.api.v1alpha1 import PipelineSpec
 
-TERMINAL_TASK_PHASES = frozenset({"Succeeded", "Failed", "Skipped"})
+TERMINAL_TASK_PHASES = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
+NOT_SUCCEEDED = ("Failed", "Skipped", "Cancelled")
 
 
 class InvalidPipeline(ValueError):
@@ -131,7 +132,7 @@ def resolve_task_phases(graph: Graph, observed: Mapping[str, str]) -> dict[str, 
             phases[name] = observed[name]
             continue
         upstream = [phases[dep] for dep in graph.deps[name]]
-        if any(phase in ("Failed", "Skipped") for phase in upstream):
+        if any(phase in NOT_SUCCEEDED for phase in upstream):
             phases[name] = "Skipped"
         else:
             phases[name] = "Pending"
@@ -148,6 +149,14 @@ def ready_tasks(graph: Graph, phases: Mapping[str, str], started: Iterable[str] 
         and name not in already
         and all(phases[dep] == "Succeeded" for dep in graph.deps[name])
     ]
+
+
+def within_parallelism(ready: list[str], phases: Mapping[str, str], parallelism: int | None) -> list[str]:
+    """The ready tasks that fit under a run's ``parallelism`` (tasks at once)."""
+    if parallelism is None:
+        return ready
+    running = sum(1 for phase in phases.values() if phase == "Running")
+    return ready[: max(0, parallelism - running)]
 
 
 def run_phase(phases: Mapping[str, str]) -> str:

@@ -34,7 +34,7 @@ def event_body(run: dict[str, Any], kind: str, reason: str, message: str) -> dic
         },
         "involvedObject": {
             "apiVersion": API_VERSION,
-            "kind": "PipelineRun",
+            "kind": run.get("kind") or "PipelineRun",
             "name": meta["name"],
             "namespace": meta["namespace"],
             "uid": meta["uid"],

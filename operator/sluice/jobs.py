@@ -98,9 +98,9 @@ def _workspace_volume(run: RunIdentity, spec: PipelineSpec) -> tuple[dict[str, A
 
 
 def render_job(
-    run: RunIdentity, spec: PipelineSpec, task: TaskSpec, variables: dict[str, str]
+    run: RunIdentity, spec: PipelineSpec, task: TaskSpec, variables: dict[str, str], attempt: int = 0
 ) -> dict[str, Any]:
-    """The Job manifest for one task of one run."""
+    """The Job manifest for one attempt of one task of one run."""
     defaults = spec.defaults
     scope = {**variables, "context.task.name": task.name}
 
@@ -127,7 +127,8 @@ def render_job(
         # run's status can say why a task failed even after its pod is gone.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    pod_labels = task_labels(run, task.name)
+    own_labels = {**task_labels(run, task.name), labels.ATTEMPT: str(attempt)}
+    pod_labels = dict(own_labels)
     pod_annotations: dict[str, str] = {}
     for meta in (defaults.metadata if defaults else None, task.metadata):
         if meta is not None:
@@ -160,14 +161,15 @@ def render_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(run.name, run.uid, task.name),
+            "name": job_name(run.name, run.uid, task.name, attempt),
             "namespace": run.namespace,
-            "labels": task_labels(run, task.name),
+            "labels": own_labels,
             "ownerReferences": [owner_reference(run)],
         },
         "spec": {
-            # Retries are Sluice's business (per-task policy), not the Job's.
+            # Retries are Sluice's business (per-task policy, one Job per attempt).
             "backoffLimit": 0,
+            **({"activeDeadlineSeconds": task.timeout_seconds} if task.timeout_seconds else {}),
             "template": {
                 "metadata": _drop_none({"labels": pod_labels, "annotations": pod_annotations or None}),
                 "spec": pod_spec,

@@ -6,6 +6,10 @@ PIPELINE = "sluice.dev/pipeline"
 RUN = "sluice.dev/run"
 RUN_UID = "sluice.dev/run-uid"
 TASK = "sluice.dev/task"
+ATTEMPT = "sluice.dev/attempt"
+SCHEDULED_BY = "sluice.dev/scheduled-by"
+SCHEDULED_TIME = "sluice.dev/scheduled-time"
+SCHEDULED_DATE = "sluice.dev/scheduled-date"
 
 # What status.pipelineName shows for a run with an inline pipelineSpec; not a
 # valid label value, so such runs' objects carry no pipeline label.

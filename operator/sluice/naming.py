@@ -26,9 +26,13 @@ def _bounded(prefix: str, suffix: str, limit: int = MAX_NAME) -> str:
     return f"{head}-{suffix}"
 
 
-def job_name(run_name: str, run_uid: str, task: str) -> str:
-    """``<run>-<task>-<hash>``, cut to 63 characters (a valid Job and label value)."""
-    return _bounded(f"{run_name}-{task}", short_hash(run_uid, task))
+def job_name(run_name: str, run_uid: str, task: str, attempt: int = 0) -> str:
+    """``<run>-<task>-<hash>``, cut to 63 characters (a valid Job and label value).
+
+    Each retry of a task is a new Job: the attempt number joins the hash.
+    """
+    parts = (run_uid, task) if attempt == 0 else (run_uid, task, str(attempt))
+    return _bounded(f"{run_name}-{task}", short_hash(*parts))
 
 
 def label_value(value: str) -> str:

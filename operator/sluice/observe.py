@@ -8,7 +8,7 @@ FallbackToLogsOnError holds the last log lines of a failed container).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 MESSAGE_LIMIT = 1024
@@ -27,6 +27,7 @@ class TaskObservation:
     exit_code: int | None = None
     reason: str | None = None
     message: str | None = None
+    attempt: int = 0
 
 
 def _true_condition(job: Mapping[str, Any], types: Iterable[str]) -> Mapping[str, Any] | None:
@@ -58,8 +59,14 @@ def truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
     return text if len(text) <= limit else "..." + text[-(limit - 3) :]
 
 
-def observe_task(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> TaskObservation:
-    """One task's observation from its Job and that Job's pods."""
+def observe_task(
+    job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], attempt: int = 0
+) -> TaskObservation:
+    """One task's observation from one attempt's Job and that Job's pods."""
+    return replace(_observe(job, pods), attempt=attempt)
+
+
+def _observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> TaskObservation:
     name = job["metadata"]["name"]
     status = job.get("status") or {}
     pod = _latest_pod(pods)
@@ -85,6 +92,10 @@ def observe_task(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> T
     if failed is not None:
         reason = (terminated or {}).get("reason") or failed.get("reason") or "Failed"
         message = pod_message or failed.get("message") or "the task's Job failed"
+        deadline = job.get("spec", {}).get("activeDeadlineSeconds")
+        if failed.get("reason") == "DeadlineExceeded":
+            reason = "Timeout"
+            message = f"the task exceeded its timeout of {deadline}s" if deadline else "the task timed out"
         if exit_code is not None and exit_code != 0:
             message = f"exit code {exit_code}: {message}"
         return TaskObservation(

@@ -20,6 +20,8 @@ CONTEXT_VARIABLES = (
     "context.pipelineRun.uid",
     "context.pipeline.name",
     "context.task.name",
+    "context.scheduledTime",
+    "context.scheduledDate",
 )
 
 

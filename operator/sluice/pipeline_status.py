@@ -15,6 +15,7 @@ from sluice.api.v1alpha1 import Condition, PipelineSpec, PipelineStatus
 from sluice.dag import InvalidPipeline, build_graph
 from sluice.params import check_references
 from sluice.progress import set_condition
+from sluice.schedule import Schedule
 
 
 def _valid(status: str, reason: str, message: str, now: str) -> Condition:
@@ -40,6 +41,8 @@ def pipeline_status(pipeline: dict[str, Any], now: str) -> PipelineStatus | None
         spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
         build_graph(spec)
         check_references(spec)
+        if spec.schedule is not None:
+            Schedule.parse(spec.schedule.cron, spec.schedule.timezone)
         condition = _valid("True", "Valid", f"{len(spec.tasks)} tasks form a valid DAG", now)
     except InvalidPipeline as error:
         condition = _valid("False", error.reason, error.message, now)

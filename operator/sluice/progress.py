@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from sluice.api.v1alpha1 import Condition, PipelineRunStatus, TaskRunStatus
-from sluice.dag import TERMINAL_TASK_PHASES, Graph, resolve_task_phases, run_phase
+from sluice.dag import NOT_SUCCEEDED, TERMINAL_TASK_PHASES, Graph, resolve_task_phases, run_phase
 from sluice.observe import TaskObservation
 
 SUCCEEDED = "Succeeded"
@@ -53,7 +53,7 @@ def set_condition(conditions: list[Condition] | None, new: Condition) -> list[Co
 
 
 def _skip_message(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
-    blockers = [dep for dep in graph.deps[name] if phases[dep] in ("Failed", "Skipped")]
+    blockers = [dep for dep in graph.deps[name] if phases[dep] in NOT_SUCCEEDED]
     return "skipped because upstream " + ", ".join(f'"{b}" {phases[b].lower()}' for b in blockers)
 
 
@@ -69,7 +69,11 @@ def task_statuses(
     """
     observed_phases = {name: obs.phase for name, obs in observed.items()}
     for name, prev in previous.items():
-        if name not in observed_phases and prev.phase in ("Succeeded", "Failed") and name in graph.deps:
+        if (
+            name not in observed_phases
+            and prev.phase in ("Succeeded", "Failed", "Cancelled")
+            and name in graph.deps
+        ):
             observed_phases[name] = prev.phase
     phases = resolve_task_phases(graph, observed_phases)
     entries = []
@@ -88,9 +92,10 @@ def task_statuses(
                     exit_code=obs.exit_code if obs.phase == "Failed" else None,
                     reason=obs.reason,
                     message=obs.message,
+                    attempts=obs.attempt + 1 if obs.attempt > 0 or obs.reason == "Retrying" else None,
                 )
             )
-        elif name in previous and previous[name].phase in ("Succeeded", "Failed"):
+        elif name in previous and previous[name].phase in ("Succeeded", "Failed", "Cancelled"):
             entries.append(previous[name])
         elif phase == "Skipped":
             entries.append(
@@ -181,6 +186,42 @@ def failed_status(previous: PipelineRunStatus, reason: str, message: str, now: s
             "start_time": start,
             "completion_time": previous.completion_time or now,
             "duration": format_duration(start, previous.completion_time or now),
+            "conditions": set_condition(previous.conditions, condition),
+        }
+    )
+
+
+def stopped_status(
+    previous: PipelineRunStatus,
+    graph: Graph,
+    observed: Mapping[str, TaskObservation],
+    phase: str,
+    reason: str,
+    message: str,
+    now: str,
+) -> PipelineRunStatus:
+    """A run stopped before its end (cancelled, or past its timeout): every
+    task that had not finished is Cancelled, and the run ends in ``phase``.
+    """
+    status = compute_status(previous, graph, observed, now)
+    tasks = [
+        task.model_copy(
+            update={"phase": "Cancelled", "reason": reason, "message": message, "completion_time": now}
+        )
+        if task.phase in ("Pending", "Running")
+        else task
+        for task in status.tasks or ()
+    ]
+    condition = Condition(
+        type=SUCCEEDED, status="False", reason=reason, message=message, last_transition_time=now
+    )
+    start = status.start_time or now
+    return status.model_copy(
+        update={
+            "phase": phase,
+            "tasks": tasks,
+            "completion_time": now,
+            "duration": format_duration(start, now),
             "conditions": set_condition(previous.conditions, condition),
         }
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,18 +30,20 @@ from sluice.api.v1alpha1 import (
     PipelineSpec,
 )
 from sluice.cache import ChildCache
-from sluice.dag import Graph, InvalidPipeline, build_graph, ready_tasks
+from sluice.dag import Graph, InvalidPipeline, build_graph, ready_tasks, within_parallelism
 from sluice.events import EventRecorder, now_rfc3339
 from sluice.jobs import RunIdentity, render_job, workspace_claim
 from sluice.kube import ApiError, KubeClient, jobs_path, pipeline_path, run_path
 from sluice.observe import TaskObservation, observe_task, truncate
 from sluice.params import bind_params, check_references
-from sluice.progress import compute_status, failed_status, parse_time, set_condition
+from sluice.progress import compute_status, failed_status, parse_time, set_condition, stopped_status
+from sluice.retry import next_retry
+from sluice.schedule import rfc3339
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TERMINAL_RUN_PHASES = ("Succeeded", "Failed")
+TERMINAL_RUN_PHASES = ("Succeeded", "Failed", "Cancelled")
 INLINE = labels.INLINE_PIPELINE
 # Job create errors that retrying cannot fix: the task fails with the message.
 PERMANENT_CREATE_ERRORS = (400, 422)
@@ -109,8 +111,7 @@ class Reconciler:
             return None
         if status.pipeline_spec is None:
             return await self._start(run, status)
-        await self._advance(run, status)
-        return None
+        return await self._advance(run, status)
 
     # --- first pass: resolve, validate, snapshot ---------------------------------
 
@@ -158,10 +159,10 @@ class Reconciler:
         await self.events.normal(
             run, "Started", f"running {len(graph.order)} tasks of pipeline {pipeline_name}"
         )
-        await self._advance(run, snapshot)
+        again = await self._advance(run, snapshot)
         if pipeline_name != INLINE:
             await self._record_last_run(meta["namespace"], pipeline_name, meta["name"])
-        return None
+        return again
 
     async def _record_last_run(self, namespace: str, pipeline: str, run: str) -> None:
         """Show the newest run in `kubectl get pipelines`; best effort."""
@@ -229,41 +230,135 @@ class Reconciler:
     # --- every pass: observe, start what is ready, report ----------------------------
 
     def _observe(self, uid: str, graph: Graph) -> dict[str, TaskObservation]:
-        observed: dict[str, TaskObservation] = {}
+        """Each task's latest attempt, from the cache (and Jobs just created)."""
+        latest: dict[str, tuple[int, dict[str, Any]]] = {}
         for job in self.cache.jobs_of(uid):
-            task = job["metadata"]["labels"].get(labels.TASK)
-            if task in graph.deps:
-                observed[task] = observe_task(job, self.cache.pods_of_job(uid, job["metadata"]["name"]))
-        for job_name, task in self.cache.expected_jobs(uid).items():
-            observed.setdefault(task, TaskObservation(job_name, "Running"))
+            job_labels = job["metadata"]["labels"]
+            task = job_labels.get(labels.TASK)
+            attempt = int(job_labels.get(labels.ATTEMPT) or 0)
+            if task in graph.deps and (task not in latest or attempt > latest[task][0]):
+                latest[task] = (attempt, job)
+        observed = {
+            task: observe_task(job, self.cache.pods_of_job(uid, job["metadata"]["name"]), attempt)
+            for task, (attempt, job) in latest.items()
+        }
+        for job_name, (task, attempt) in self.cache.expected_jobs(uid).items():
+            if task not in observed or observed[task].attempt < attempt:
+                observed[task] = TaskObservation(job_name, "Running", attempt=attempt)
         return observed
 
-    async def _advance(self, run: dict[str, Any], status: PipelineRunStatus) -> None:
+    def _stop_reason(
+        self, run: dict[str, Any], status: PipelineRunStatus, now: str
+    ) -> tuple[str, str, str] | None:
+        """(phase, reason, message) when the run must stop now: cancelled by
+        the user, or past its timeout.
+        """
+        spec = run.get("spec") or {}
+        if spec.get("cancelled"):
+            return "Cancelled", "Cancelled", "the run was cancelled (spec.cancelled)"
+        timeout = spec.get("timeoutSeconds")
+        if timeout and status.start_time:
+            elapsed = (parse_time(now) - parse_time(status.start_time)).total_seconds()
+            if elapsed >= timeout:
+                return "Failed", "Timeout", f"the run exceeded its timeout of {timeout}s"
+        return None
+
+    def _timeout_wake(self, run: dict[str, Any], status: PipelineRunStatus, now: str) -> float | None:
+        timeout = float((run.get("spec") or {}).get("timeoutSeconds") or 0)
+        if not timeout or not status.start_time:
+            return None
+        elapsed = (parse_time(now) - parse_time(status.start_time)).total_seconds()
+        return max(0.0, timeout - elapsed) + 0.05
+
+    async def _stop(
+        self,
+        run: dict[str, Any],
+        status: PipelineRunStatus,
+        graph: Graph,
+        observed: dict[str, TaskObservation],
+        stop: tuple[str, str, str],
+        now: str,
+    ) -> None:
+        """Delete the run's unfinished Jobs (their pods go with them), then end it."""
+        meta = run["metadata"]
+        active = [obs.job_name for obs in observed.values() if obs.phase == "Running"]
+        await asyncio.gather(*(self._delete_job(meta["namespace"], name) for name in active))
+        phase, reason, message = stop
+        final = stopped_status(status, graph, observed, phase, reason, message, now)
+        run = await self._write_status(run, final)
+        await self.events.warning(run, reason, f"{message}; stopped {len(active)} running task(s)")
+
+    async def _delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await self.client.delete(jobs_path(namespace, name), propagation="Background")
+        except ApiError as error:
+            if not error.not_found:
+                raise
+
+    async def _advance(self, run: dict[str, Any], status: PipelineRunStatus) -> float | None:
+        """Start what is ready, schedule retries, write status; returns when to look again."""
         meta = run["metadata"]
         assert status.pipeline_spec is not None
         spec = status.pipeline_spec
         graph = build_graph(spec)
+        tasks = {task.name: task for task in spec.tasks}
         identity = RunIdentity(meta["namespace"], meta["name"], meta["uid"], status.pipeline_name or INLINE)
         observed = self._observe(identity.uid, graph)
         now = self.clock()
+        stop = self._stop_reason(run, status, now)
+        if stop is not None:
+            await self._stop(run, status, graph, observed, stop, now)
+            return None
+
+        # Failed attempts with retries left: start the next one when its backoff
+        # has passed, and until then the task is still Running ("Retrying").
+        wakes: list[float] = []
+        to_retry: list[tuple[str, int]] = []
+        for name, obs in list(observed.items()):
+            retry = next_retry(tasks[name].retries, obs, parse_time(now))
+            if retry is None:
+                continue
+            wait = (retry.due - parse_time(now)).total_seconds()
+            if wait <= 0:
+                to_retry.append((name, retry.attempt))
+            else:
+                wakes.append(wait)
+            observed[name] = replace(
+                obs,
+                phase="Running",
+                reason="Retrying",
+                message=truncate(
+                    f"attempt {obs.attempt + 1} failed: {obs.message or obs.reason}; "
+                    f"next attempt at {rfc3339(retry.due)}"
+                ),
+            )
+
         phases = {t.name: t.phase for t in compute_status(status, graph, observed, now).tasks or ()}
-        to_start = ready_tasks(graph, phases)
-        if to_start and not await self._ensure_workspace(run, identity, status):
-            return
-        if to_start:
-            variables = self._variables(identity, status)
-            tasks = {task.name: task for task in spec.tasks}
+        to_start = within_parallelism(ready_tasks(graph, phases), phases, spec.parallelism)
+        starts = [(name, 0) for name in to_start] + to_retry
+        if starts and not await self._ensure_workspace(run, identity, status):
+            return None
+        if starts:
+            variables = self._variables(identity, status, meta)
             results = await asyncio.gather(
                 *(
-                    self._create_job(identity, render_job(identity, spec, tasks[name], variables), name)
-                    for name in to_start
+                    self._create_job(
+                        identity, render_job(identity, spec, tasks[name], variables, attempt), name, attempt
+                    )
+                    for name, attempt in starts
                 )
             )
-            observed.update(dict(zip(to_start, results, strict=True)))
+            observed.update({name: result for (name, _), result in zip(starts, results, strict=True)})
         new_status = compute_status(status, graph, observed, now)
         if new_status.to_api() != status.to_api():
             run = await self._write_status(run, new_status)
             await self._announce(run, status, new_status)
+        if new_status.phase in TERMINAL_RUN_PHASES:
+            return None
+        timeout_wake = self._timeout_wake(run, status, now)
+        if timeout_wake is not None:
+            wakes.append(timeout_wake)
+        return min(wakes) + 0.05 if wakes else None
 
     async def _ensure_workspace(
         self, run: dict[str, Any], identity: RunIdentity, status: PipelineRunStatus
@@ -288,13 +383,15 @@ class Reconciler:
         status.workspace_claim_name = claim["metadata"]["name"]
         return True
 
-    async def _create_job(self, run: RunIdentity, job: dict[str, Any], task: str) -> TaskObservation:
+    async def _create_job(
+        self, run: RunIdentity, job: dict[str, Any], task: str, attempt: int = 0
+    ) -> TaskObservation:
         name = job["metadata"]["name"]
         try:
             await self.client.create(jobs_path(run.namespace), job)
         except ApiError as error:
             if error.already_exists:
-                return TaskObservation(name, "Running")
+                return TaskObservation(name, "Running", attempt=attempt)
             if error.status in PERMANENT_CREATE_ERRORS:
                 return TaskObservation(
                     name,
@@ -304,11 +401,14 @@ class Reconciler:
                     completion_time=self.clock(),
                 )
             raise
-        self.cache.expect(run.uid, name, task)
-        return TaskObservation(name, "Running")
+        self.cache.expect(run.uid, name, task, attempt)
+        return TaskObservation(name, "Running", attempt=attempt)
 
     @staticmethod
-    def _variables(run: RunIdentity, status: PipelineRunStatus) -> dict[str, str]:
+    def _variables(run: RunIdentity, status: PipelineRunStatus, meta: dict[str, Any]) -> dict[str, str]:
+        """Substitution values; a run started by hand is "scheduled" at its creation."""
+        annotations = meta.get("annotations") or {}
+        created = meta.get("creationTimestamp") or ""
         variables = {f"params.{p.name}": p.value for p in status.params or ()}
         variables.update(
             {
@@ -316,6 +416,8 @@ class Reconciler:
                 "context.pipelineRun.namespace": run.namespace,
                 "context.pipelineRun.uid": run.uid,
                 "context.pipeline.name": run.pipeline_name,
+                "context.scheduledTime": annotations.get(labels.SCHEDULED_TIME) or created,
+                "context.scheduledDate": annotations.get(labels.SCHEDULED_DATE) or created[:10],
             }
         )
         return variables

@@ -136,6 +136,21 @@ class ParamSpec(ApiModel):
     default: str | None = None
 
 
+class Backoff(ApiModel):
+    """Delay before retry n (1-based): initialSeconds * factor^(n-1), at most maxSeconds."""
+
+    initial_seconds: int = Field(default=10, ge=0, le=86400)
+    factor: float = Field(default=2.0, ge=1, le=10)
+    max_seconds: int = Field(default=300, ge=0, le=86400)
+
+
+class RetryPolicy(ApiModel):
+    """Re-run a failed task up to ``limit`` more times; each attempt is a new Job."""
+
+    limit: int = Field(ge=0, le=20)
+    backoff: Backoff | None = None
+
+
 class TaskSpec(ApiModel):
     """One containerised step; it becomes one Kubernetes Job per run."""
 
@@ -153,6 +168,12 @@ class TaskSpec(ApiModel):
         default=None, max_length=MAX_TASKS, json_schema_extra=list_set(dns_label(TASK_NAME_MAX))
     )
     metadata: PodMetadata | None = None
+    retries: RetryPolicy | None = None
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Per attempt: the Job's activeDeadlineSeconds; exceeding it fails the attempt.",
+    )
 
 
 class WorkspaceSpec(ApiModel):
@@ -190,6 +211,33 @@ class WorkspaceSpec(ApiModel):
     )
 
 
+class ParamValue(ApiModel):
+    name: str = Field(min_length=1, max_length=128, pattern=PARAM_NAME_PATTERN)
+    value: str
+
+
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+
+
+class ScheduleSpec(ApiModel):
+    """Start runs on a cron schedule; each run is named after its scheduled time."""
+
+    cron: str = Field(pattern=CRON_PATTERN, max_length=256)
+    timezone: str = Field(default="UTC", max_length=64)
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
+    starting_deadline_seconds: int | None = Field(default=None, ge=0)
+    suspend: bool = False
+    catch_up: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="After downtime, start up to this many missed runs, oldest first (0: only the newest).",
+    )
+    params: list[ParamValue] | None = Field(default=None, max_length=100, json_schema_extra=list_map("name"))
+    successful_runs_history_limit: int = Field(default=3, ge=0, le=1000)
+    failed_runs_history_limit: int = Field(default=1, ge=0, le=1000)
+
+
 class PipelineSpec(ApiModel):
     """A DAG of tasks; edges come from each task's `dependsOn`."""
 
@@ -198,6 +246,10 @@ class PipelineSpec(ApiModel):
     tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_TASKS, json_schema_extra=list_map("name"))
     defaults: PodDefaults | None = None
     workspace: WorkspaceSpec | None = None
+    schedule: ScheduleSpec | None = None
+    parallelism: int | None = Field(
+        default=None, ge=1, description="At most this many tasks of a run at once."
+    )
 
 
 class PipelineStatus(ApiModel):
@@ -209,6 +261,9 @@ class PipelineStatus(ApiModel):
     last_run_name: str | None = None
     last_schedule_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     next_schedule_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    observed_schedule: str | None = Field(
+        default=None, description="The cron|timezone lastScheduleTime was computed for."
+    )
 
 
 # --- PipelineRun --------------------------------------------------------------
@@ -216,11 +271,6 @@ class PipelineStatus(ApiModel):
 
 class PipelineRef(ApiModel):
     name: str = Field(json_schema_extra=dns_label(253))
-
-
-class ParamValue(ApiModel):
-    name: str = Field(min_length=1, max_length=128, pattern=PARAM_NAME_PATTERN)
-    value: str
 
 
 class PipelineRunSpec(ApiModel):
@@ -232,10 +282,18 @@ class PipelineRunSpec(ApiModel):
     workspace: WorkspaceSpec | None = Field(
         default=None, description="Overrides the pipeline's workspace for this run (e.g. a bigger volume)."
     )
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="The whole run; when exceeded its Jobs are stopped and it fails (Timeout).",
+    )
+    cancelled: bool = Field(
+        default=False, description="Set to true to stop the run's Jobs and end it Cancelled."
+    )
 
 
-RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
-TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped"]
+RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled"]
 
 
 class Condition(ApiModel):
@@ -261,6 +319,7 @@ class TaskRunStatus(ApiModel):
     exit_code: int | None = None
     reason: str | None = None
     message: str | None = Field(default=None, max_length=4096)
+    attempts: int | None = None
 
 
 class PipelineRunStatus(ApiModel):

@@ -1,0 +1,123 @@
+"""The local cluster harness itself: what every other test relies on."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from tests.integration.conftest import HACK, Kube, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_job_with_three_completions_finishes_and_its_pods_are_garbage_collected(
+    kube: Kube, namespace: str
+) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "three"},
+        "spec": {
+            "completions": 3,
+            "parallelism": 3,
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}
+            },
+        },
+    }
+    kube.apply(namespace, job)
+    wait_for(
+        "3 completions",
+        lambda: (kube.batch.read_namespaced_job("three", namespace).status.succeeded or 0) == 3,
+    )
+    pods = kube.core.list_namespaced_pod(namespace, label_selector="job-name=three").items
+    assert len(pods) == 3
+    assert {p.status.phase for p in pods} == {"Succeeded"}
+    kube.kubectl("delete", "job", "three", "-n", namespace, "--cascade=background")
+    wait_for(
+        "pods to be deleted",
+        lambda: not kube.core.list_namespaced_pod(namespace, label_selector="job-name=three").items,
+    )
+
+
+def _real_node_prerequisites() -> str | None:
+    if os.geteuid() != 0:
+        return "real-node mode needs root"
+    missing = [b for b in ("containerd", "runc", "dockerd", "debootstrap", "iptables") if not shutil.which(b)]
+    if missing:
+        return f"real-node mode needs {', '.join(missing)} (hack/install-deps)"
+    if subprocess.run(["ip", "link", "show", "sluice0"], capture_output=True, check=False).returncode == 0:
+        return "a real-node cluster is already up on this host (hack/cluster down, or run make demo's)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second, real-node cluster beside the kwok one (own state dir and ports)."""
+    reason = _real_node_prerequisites()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("real-cluster")
+    env = {
+        **os.environ,
+        "SLUICE_STATE_DIR": str(state),
+        "SLUICE_APISERVER_PORT": "17443",
+        "SLUICE_ETCD_PORT": "13379",
+    }
+    subprocess.run([str(HACK), "up", "--nodes", "real"], env=env, check=True)
+    try:
+        yield str(state / "kubeconfig")
+    finally:
+        subprocess.run([str(HACK), "down"], env=env, check=False)
+
+
+def test_real_node_runs_a_container_and_serves_its_logs(real_cluster: str, kubectl_bin: str) -> None:
+    subprocess.run([str(HACK.parent / "base-image")], check=True)
+    subprocess.run(
+        [str(HACK), "load-image", "sluice.local/debian:bookworm"],
+        check=True,
+        env={**os.environ, "SLUICE_STATE_DIR": str(pathlib.Path(real_cluster).parent)},
+    )
+    api = config.new_client_from_config(config_file=real_cluster)
+    core = client.CoreV1Api(api)
+    nodes = core.list_node().items
+    assert [n.metadata.name for n in nodes] == ["sluice-node"]
+    assert any(c.type == "Ready" and c.status == "True" for c in nodes[0].status.conditions)
+    name = f"hi-{uuid.uuid4().hex[:6]}"
+    run = [kubectl_bin, "--kubeconfig", real_cluster]
+    subprocess.run(
+        [
+            *run,
+            "run",
+            name,
+            "--image=sluice.local/debian:bookworm",
+            "--restart=Never",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
+        ],
+        check=True,
+    )
+    wait_for(
+        "the pod to succeed",
+        lambda: core.read_namespaced_pod(name, "default").status.phase == "Succeeded",
+        timeout=120,
+    )
+    logs = subprocess.run([*run, "logs", name], check=True, capture_output=True, text=True).stdout
+    assert logs == "hi\n"
+    versions = dict(
+        line.split("=", 1) for line in (HACK.parent / "versions.env").read_text().splitlines() if "=" in line
+    )
+    version = subprocess.run(
+        [*run, "version", "-o", "yaml"], check=True, capture_output=True, text=True
+    ).stdout
+    assert yaml.safe_load(version)["serverVersion"]["gitVersion"] == versions["K8S_VERSION"]

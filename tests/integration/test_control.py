@@ -1,0 +1,154 @@
+"""Retries, timeouts, cancellation and parallelism on a real API server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Kube, OperatorProcess, wait_for
+from tests.integration.test_runs import pipeline, run, succeeded_condition, task, tasks_by_name
+
+pytestmark = pytest.mark.integration
+QUICK = {"initialSeconds": 1, "factor": 2, "maxSeconds": 2}
+
+
+def attempts_of(kube: Kube, namespace: str, run_name: str, task_name: str) -> list[str]:
+    jobs = [j for j in kube.jobs(namespace, run_name) if j.metadata.labels["sluice.dev/task"] == task_name]
+    return sorted(j.metadata.labels["sluice.dev/attempt"] for j in jobs)
+
+
+def test_task_that_succeeds_on_retry_lets_the_dag_go_on(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    flaky = task("extract", retries={"limit": 2, "backoff": QUICK})
+    flaky["metadata"]["labels"]["sim.sluice.dev/fail"] = "first-attempt"
+    kube.apply(namespace, pipeline("retry", [flaky, task("load", "extract")]), run("retry-1", "retry"))
+    obj = kube.wait_run(namespace, "retry-1")
+    tasks = tasks_by_name(obj)
+    assert obj["status"]["phase"] == "Succeeded"
+    assert tasks["extract"]["phase"] == "Succeeded"
+    assert tasks["extract"]["attempts"] == 2
+    assert attempts_of(kube, namespace, "retry-1", "extract") == ["0", "1"]
+    assert tasks["load"]["phase"] == "Succeeded"
+
+
+def test_retries_are_spent_then_the_task_fails_with_each_attempt_visible(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    seen: set[str] = set()
+    doomed = task(
+        "extract",
+        fail=True,
+        retries={"limit": 2, "backoff": QUICK},
+        annotations={"sim.sluice.dev/message": "disk full"},
+    )
+    kube.apply(namespace, pipeline("doomed", [doomed]), run("doomed-1", "doomed"))
+
+    def watch_retrying() -> bool:
+        status = kube.run(namespace, "doomed-1").get("status") or {}
+        for entry in status.get("tasks") or ():
+            if entry.get("reason") == "Retrying":
+                seen.add(entry["message"])
+        return status.get("phase") == "Failed"
+
+    wait_for("the run to fail after its retries", watch_retrying, timeout=60, interval=0.1)
+    obj = kube.run(namespace, "doomed-1")
+    extract = tasks_by_name(obj)["extract"]
+    assert extract["phase"] == "Failed"
+    assert extract["attempts"] == 3
+    assert "disk full" in extract["message"]
+    assert attempts_of(kube, namespace, "doomed-1", "extract") == ["0", "1", "2"]
+    assert any("attempt 1 failed" in message and "disk full" in message for message in seen)
+
+
+def test_task_timeout_fails_the_attempt(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+    kube.apply(
+        namespace,
+        pipeline("slowtask", [task("sleep", duration="10m", timeoutSeconds=2)]),
+        run("slowtask-1", "slowtask"),
+    )
+    obj = kube.wait_run(namespace, "slowtask-1", timeout=60)
+    entry = tasks_by_name(obj)["sleep"]
+    assert obj["status"]["phase"] == "Failed"
+    assert entry["reason"] == "Timeout"
+    assert "timeout of 2s" in entry["message"]
+
+
+def test_run_timeout_stops_running_jobs_and_fails_with_reason_timeout(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        namespace,
+        pipeline("slowrun", [task("a", duration="10m"), task("b", "a")]),
+        run("slowrun-1", "slowrun", timeoutSeconds=3),
+    )
+    obj = kube.wait_run(namespace, "slowrun-1", timeout=60)
+    condition = succeeded_condition(obj)
+    assert obj["status"]["phase"] == "Failed"
+    assert condition["reason"] == "Timeout"
+    tasks = tasks_by_name(obj)
+    assert tasks["a"]["phase"] == "Cancelled"
+    assert tasks["b"]["phase"] in ("Cancelled", "Skipped")
+    wait_for("the running Job to be deleted", lambda: not kube.jobs(namespace, "slowrun-1"))
+    assert "Timeout" in {e.reason for e in kube.events(namespace, "slowrun-1")}
+
+
+def test_cancelling_a_run_stops_its_jobs_and_marks_unfinished_tasks(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        namespace,
+        pipeline("cancel", [task("done"), task("long", "done", duration="10m"), task("after", "long")]),
+        run("cancel-1", "cancel"),
+    )
+    wait_for(
+        "the long task to run",
+        lambda: (
+            tasks_by_name(kube.run(namespace, "cancel-1"))["long"]["phase"] == "Running"
+            if (kube.run(namespace, "cancel-1").get("status") or {}).get("tasks")
+            else None
+        ),
+    )
+    kube.kubectl(
+        "patch",
+        "pipelinerun",
+        "cancel-1",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"cancelled":true}}',
+    )
+    obj = kube.wait_run(namespace, "cancel-1", phases=("Cancelled",))
+    tasks = tasks_by_name(obj)
+    assert tasks["done"]["phase"] == "Succeeded"
+    assert tasks["long"]["phase"] == "Cancelled"
+    assert tasks["after"]["phase"] in ("Cancelled", "Skipped")
+    assert succeeded_condition(obj)["reason"] == "Cancelled"
+    wait_for(
+        "the long task's Job and pod to be deleted",
+        lambda: (
+            [j for j in kube.jobs(namespace, "cancel-1") if j.metadata.labels["sluice.dev/task"] == "long"]
+            == []
+            and all(p.metadata.labels["sluice.dev/task"] != "long" for p in kube.pods(namespace, "cancel-1"))
+        ),
+    )
+
+
+def test_parallelism_caps_tasks_running_at_once(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    wide = [task(f"w{i}", duration="500ms") for i in range(6)]
+    kube.apply(namespace, pipeline("wide", wide, parallelism=2), run("wide-1", "wide"))
+    peak = 0
+
+    def track() -> bool:
+        nonlocal peak
+        status: dict[str, Any] = kube.run(namespace, "wide-1").get("status") or {}
+        running = sum(1 for t in status.get("tasks") or () if t["phase"] == "Running")
+        peak = max(peak, running)
+        return status.get("phase") == "Succeeded"
+
+    wait_for("the wide run to finish", track, timeout=60, interval=0.05)
+    assert 1 <= peak <= 2
