@@ -28,43 +28,87 @@ class InvalidPipeline(ValueError):
         self.message = message
 
 
+TRIGGER_RULES = ("AllSucceeded", "AllDone", "AnyFailed", "AllFailed", "NoneFailed")
+
+
 @dataclass(frozen=True)
 class Graph:
-    """Tasks in declaration order and, for each, the tasks it waits for."""
+    """Tasks in declaration order and, for each, the tasks it waits for.
+
+    ``rules`` holds each task's trigger rule (default AllSucceeded);
+    ``finally_`` the tasks that run once every other task has finished.
+    """
 
     order: tuple[str, ...]
     deps: Mapping[str, tuple[str, ...]]
     dependents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    rules: Mapping[str, str] = field(default_factory=dict)
+    finally_: frozenset[str] = frozenset()
 
     @classmethod
-    def from_edges(cls, order: Sequence[str], deps: Mapping[str, Iterable[str]]) -> Graph:
+    def from_edges(
+        cls,
+        order: Sequence[str],
+        deps: Mapping[str, Iterable[str]],
+        rules: Mapping[str, str] | None = None,
+        finally_: Iterable[str] = (),
+    ) -> Graph:
         dependents: dict[str, list[str]] = {name: [] for name in order}
         frozen = {name: tuple(dict.fromkeys(deps.get(name, ()))) for name in order}
         for name in order:
             for dep in frozen[name]:
                 dependents.setdefault(dep, []).append(name)
-        return cls(tuple(order), frozen, {k: tuple(v) for k, v in dependents.items()})
+        return cls(
+            tuple(order),
+            frozen,
+            {k: tuple(v) for k, v in dependents.items()},
+            dict(rules or {}),
+            frozenset(finally_),
+        )
+
+    @property
+    def main(self) -> tuple[str, ...]:
+        return tuple(name for name in self.order if name not in self.finally_)
+
+    def ancestors(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        stack = list(self.deps[name])
+        while stack:
+            dep = stack.pop()
+            if dep not in seen:
+                seen.add(dep)
+                stack.extend(self.deps[dep])
+        return seen
 
 
 def build_graph(spec: PipelineSpec) -> Graph:
     """Validate the DAG of ``spec`` and return it; raise InvalidPipeline."""
-    names = [task.name for task in spec.tasks]
+    finally_tasks = list(spec.finally_ or ())
+    all_tasks = [*spec.tasks, *finally_tasks]
+    names = [task.name for task in all_tasks]
     seen: set[str] = set()
     for name in names:
         if name in seen:
             raise InvalidPipeline("DuplicateTaskName", f'task name "{name}" is used more than once')
         seen.add(name)
-    deps = {task.name: list(task.depends_on or ()) for task in spec.tasks}
+    for task in finally_tasks:
+        if task.depends_on:
+            raise InvalidPipeline(
+                "InvalidFinally", f'finally task "{task.name}" cannot use dependsOn: it runs after all tasks'
+            )
+    main = {task.name for task in spec.tasks}
+    deps = {task.name: list(task.depends_on or ()) for task in all_tasks}
     for task in spec.tasks:
         for dep in task.depends_on or ():
             if dep == task.name:
                 raise InvalidPipeline("CycleDetected", f'task "{task.name}" depends on itself')
-            if dep not in seen:
+            if dep not in main:
                 raise InvalidPipeline(
                     "UnknownDependency",
                     f'task "{task.name}" depends on "{dep}", which is not a task of this pipeline',
                 )
-    graph = Graph.from_edges(names, deps)
+    rules = {task.name: task.trigger_rule for task in all_tasks}
+    graph = Graph.from_edges(names, deps, rules, (t.name for t in finally_tasks))
     cycle = find_cycle(graph)
     if cycle:
         path = " -> ".join([*cycle, cycle[0]])
@@ -119,20 +163,54 @@ def topological_order(graph: Graph) -> list[str]:
     return result
 
 
-def resolve_task_phases(graph: Graph, observed: Mapping[str, str]) -> dict[str, str]:
+def trigger_verdict(rule: str, upstream: Sequence[str]) -> str:
+    """Return "run", "wait" or "skip" for a task whose upstream tasks are in ``upstream``.
+
+    Decided as early as the outcome is certain: AllSucceeded skips as soon as
+    one upstream task did not succeed; AnyFailed runs as soon as one failed.
+    """
+    if not upstream:
+        return "run"
+    any_failed = any(phase in ("Failed", "Cancelled") for phase in upstream)
+    early = {
+        "AllSucceeded": "skip" if any(phase in NOT_SUCCEEDED for phase in upstream) else None,
+        "AllDone": None,
+        "AnyFailed": "run" if any_failed else None,
+        "AllFailed": "skip" if any(phase in ("Succeeded", "Skipped") for phase in upstream) else None,
+        "NoneFailed": "skip" if any_failed else None,
+    }[rule]
+    if early is not None:
+        return early
+    if not all(phase in TERMINAL_TASK_PHASES for phase in upstream):
+        return "wait"
+    return "skip" if rule == "AnyFailed" else "run"
+
+
+def task_verdict(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
+    if name in graph.finally_:
+        main = [phases[m] for m in graph.main]
+        return "run" if all(phase in TERMINAL_TASK_PHASES for phase in main) else "wait"
+    return trigger_verdict(graph.rules.get(name, "AllSucceeded"), [phases[dep] for dep in graph.deps[name]])
+
+
+def resolve_task_phases(
+    graph: Graph, observed: Mapping[str, str], skipped_by_when: Iterable[str] = ()
+) -> dict[str, str]:
     """Every task's phase, given the phases observed from its Job (if any).
 
-    A task without a Job is Skipped when any upstream task failed or was
-    skipped (the default "all upstream succeeded" rule), otherwise Pending.
-    Observed phases always win: a Job that exists is the truth.
+    A task without a Job is Skipped when its trigger rule can no longer be
+    met or its ``when`` was false, otherwise Pending. Observed phases always
+    win: a Job that exists is the truth. Finally tasks come last.
     """
+    when_false = set(skipped_by_when)
     phases: dict[str, str] = {}
-    for name in topological_order(graph):
+    order = [n for n in topological_order(graph) if n not in graph.finally_]
+    for name in [*order, *(n for n in graph.order if n in graph.finally_)]:
         if name in observed:
             phases[name] = observed[name]
             continue
-        upstream = [phases[dep] for dep in graph.deps[name]]
-        if any(phase in NOT_SUCCEEDED for phase in upstream):
+        verdict = task_verdict(graph, name, phases)
+        if verdict == "skip" or (verdict == "run" and name in when_false):
             phases[name] = "Skipped"
         else:
             phases[name] = "Pending"
@@ -140,14 +218,12 @@ def resolve_task_phases(graph: Graph, observed: Mapping[str, str]) -> dict[str, 
 
 
 def ready_tasks(graph: Graph, phases: Mapping[str, str], started: Iterable[str] = ()) -> list[str]:
-    """Tasks to start now: Pending, not yet started, all dependencies Succeeded."""
+    """Tasks to start now: Pending, not yet started, trigger rule met."""
     already = set(started)
     return [
         name
         for name in graph.order
-        if phases[name] == "Pending"
-        and name not in already
-        and all(phases[dep] == "Succeeded" for dep in graph.deps[name])
+        if phases[name] == "Pending" and name not in already and task_verdict(graph, name, phases) == "run"
     ]
 
 

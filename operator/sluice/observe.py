@@ -28,6 +28,9 @@ class TaskObservation:
     reason: str | None = None
     message: str | None = None
     attempt: int = 0
+    # A succeeded container's whole termination message (where results live).
+    output: str | None = None
+    results: tuple[tuple[str, str], ...] | None = None
 
 
 def _true_condition(job: Mapping[str, Any], types: Iterable[str]) -> Mapping[str, Any] | None:
@@ -86,7 +89,10 @@ def _observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> TaskO
             or (succeeded or {}).get("lastTransitionTime")
             or (terminated or {}).get("finishedAt")
         )
-        return TaskObservation(name, "Succeeded", pod_name, status.get("startTime"), finished, exit_code)
+        output = (terminated or {}).get("message")
+        return TaskObservation(
+            name, "Succeeded", pod_name, status.get("startTime"), finished, exit_code, output=output
+        )
 
     failed = _true_condition(job, FAILURE_CONDITIONS)
     if failed is not None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator, Mapping
 
 from sluice.api.v1alpha1 import ParamValue, PipelineSpec, TaskSpec
-from sluice.dag import InvalidPipeline
+from sluice.dag import Graph, InvalidPipeline
 
 REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 CONTEXT_VARIABLES = (
@@ -56,24 +56,59 @@ def _task_strings(task: TaskSpec) -> Iterator[tuple[str, str]]:
             yield f"env {env.name}", env.value
     if task.working_dir:
         yield "workingDir", task.working_dir
+    for i, expression in enumerate(task.when or ()):
+        yield f"when[{i}].input", expression.input
+        for j, value in enumerate(expression.values):
+            yield f"when[{i}].values[{j}]", value
 
 
-def check_references(spec: PipelineSpec) -> None:
+def references(task: TaskSpec) -> set[str]:
+    """Every variable a task's fields name."""
+    return {match.group(1) for _, text in _task_strings(task) for match in REFERENCE.finditer(text)}
+
+
+def _task_variables(spec: PipelineSpec, graph: Graph, task: TaskSpec) -> set[str]:
+    """What ``task`` may reference: its ancestors' results and statuses, or
+    (for a finally task) every main task's, plus the aggregate status.
+    """
+    declared = {t.name: {r.name for r in t.results or ()} for t in spec.tasks}
+    visible = set(graph.main) if task.name in graph.finally_ else graph.ancestors(task.name)
+    known = {f"tasks.{name}.status" for name in visible}
+    known |= {f"tasks.{name}.results.{key}" for name in visible for key in declared.get(name, ())}
+    if task.name in graph.finally_:
+        known.add("tasks.status")
+    return known
+
+
+def _explain(task: TaskSpec, variable: str, spec: PipelineSpec, graph: Graph) -> str:
+    parts = variable.split(".")
+    if parts[0] == "tasks" and len(parts) >= 3:
+        other = parts[1]
+        if other not in graph.deps:
+            return f"there is no task {other}"
+        if task.name not in graph.finally_ and other not in graph.ancestors(task.name):
+            return f'task "{task.name}" must depend on "{other}" (directly or not) to read it'
+        if parts[2] == "results":
+            return f'task "{other}" declares no result "{".".join(parts[3:])}"'
+    return "it is not a declared param, an upstream result or a context variable"
+
+
+def check_references(spec: PipelineSpec, graph: Graph) -> None:
     """Raise InvalidPipeline for any ``$(...)`` that names nothing known."""
-    declared = {f"params.{param.name}" for param in spec.params or ()}
-    known = declared | set(CONTEXT_VARIABLES)
-    for task in spec.tasks:
+    base = {f"params.{param.name}" for param in spec.params or ()} | set(CONTEXT_VARIABLES)
+    for task in [*spec.tasks, *(spec.finally_ or ())]:
+        known = base | _task_variables(spec, graph, task)
         for where, text in _task_strings(task):
             for match in REFERENCE.finditer(text):
                 if match.group(1) not in known:
                     raise InvalidPipeline(
                         "InvalidReference",
-                        f'task "{task.name}" {where} references $({match.group(1)}), '
-                        "which is not a declared param or a context variable",
+                        f'task "{task.name}" {where} references $({match.group(1)}): '
+                        + _explain(task, match.group(1), spec, graph),
                     )
     for env in (spec.defaults.env if spec.defaults else None) or ():
         for match in REFERENCE.finditer(env.value or ""):
-            if match.group(1) not in known:
+            if match.group(1) not in base:
                 raise InvalidPipeline(
                     "InvalidReference",
                     f"defaults env {env.name} references $({match.group(1)}), which is not declared",

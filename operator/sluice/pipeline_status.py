@@ -40,7 +40,7 @@ def pipeline_status(pipeline: dict[str, Any], now: str) -> PipelineStatus | None
     try:
         spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
         build_graph(spec)
-        check_references(spec)
+        check_references(spec, build_graph(spec))
         if spec.schedule is not None:
             Schedule.parse(spec.schedule.cron, spec.schedule.timezone)
         condition = _valid("True", "Valid", f"{len(spec.tasks)} tasks form a valid DAG", now)

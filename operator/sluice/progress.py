@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sluice.api.v1alpha1 import Condition, PipelineRunStatus, TaskRunStatus
+from sluice.api.v1alpha1 import Condition, PipelineRunStatus, ResultValue, TaskRunStatus
 from sluice.dag import NOT_SUCCEEDED, TERMINAL_TASK_PHASES, Graph, resolve_task_phases, run_phase
 from sluice.observe import TaskObservation
 
@@ -53,14 +53,19 @@ def set_condition(conditions: list[Condition] | None, new: Condition) -> list[Co
 
 
 def _skip_message(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
-    blockers = [dep for dep in graph.deps[name] if phases[dep] in NOT_SUCCEEDED]
-    return "skipped because upstream " + ", ".join(f'"{b}" {phases[b].lower()}' for b in blockers)
+    rule = graph.rules.get(name, "AllSucceeded")
+    if rule == "AllSucceeded":
+        blockers = [dep for dep in graph.deps[name] if phases[dep] in NOT_SUCCEEDED]
+        return "skipped because upstream " + ", ".join(f'"{b}" {phases[b].lower()}' for b in blockers)
+    upstream = ", ".join(f'"{dep}" {phases[dep].lower()}' for dep in graph.deps[name])
+    return f"skipped: trigger rule {rule} not met (upstream {upstream})"
 
 
 def task_statuses(
     graph: Graph,
     observed: Mapping[str, TaskObservation],
     previous: Mapping[str, TaskRunStatus],
+    skipped_by_when: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], list[TaskRunStatus]]:
     """Phases and status entries for every task, in declaration order.
 
@@ -75,7 +80,8 @@ def task_statuses(
             and name in graph.deps
         ):
             observed_phases[name] = prev.phase
-    phases = resolve_task_phases(graph, observed_phases)
+    when_false = skipped_by_when or {}
+    phases = resolve_task_phases(graph, observed_phases, when_false)
     entries = []
     for name in graph.order:
         phase = phases[name]
@@ -93,10 +99,17 @@ def task_statuses(
                     reason=obs.reason,
                     message=obs.message,
                     attempts=obs.attempt + 1 if obs.attempt > 0 or obs.reason == "Retrying" else None,
+                    results=_results(obs, previous.get(name)),
                 )
             )
         elif name in previous and previous[name].phase in ("Succeeded", "Failed", "Cancelled"):
             entries.append(previous[name])
+        elif phase == "Skipped" and name in when_false:
+            entries.append(
+                TaskRunStatus(
+                    name=name, phase="Skipped", reason="WhenConditionFalse", message=when_false[name]
+                )
+            )
         elif phase == "Skipped":
             entries.append(
                 TaskRunStatus(
@@ -109,6 +122,15 @@ def task_statuses(
         else:
             entries.append(TaskRunStatus(name=name, phase="Pending"))
     return phases, entries
+
+
+def _results(obs: TaskObservation, previous: TaskRunStatus | None) -> list[ResultValue] | None:
+    """A succeeded task's results; kept from the last status once its pod is gone."""
+    if obs.results is not None:
+        return [ResultValue(name=k, value=v) for k, v in obs.results] or None
+    if previous is not None and previous.phase == "Succeeded" and obs.phase == "Succeeded":
+        return previous.results
+    return None
 
 
 def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Condition:
@@ -150,10 +172,11 @@ def compute_status(
     graph: Graph,
     observed: Mapping[str, TaskObservation],
     now: str,
+    skipped_by_when: Mapping[str, str] | None = None,
 ) -> PipelineRunStatus:
     """The run's next status; ``previous`` must already hold the spec snapshot."""
     prev_tasks = {t.name: t for t in previous.tasks or ()}
-    _, entries = task_statuses(graph, observed, prev_tasks)
+    _, entries = task_statuses(graph, observed, prev_tasks, skipped_by_when)
     phase = run_phase({e.name: e.phase for e in entries})
     start = previous.start_time or now
     succeeded = sum(1 for e in entries if e.phase == "Succeeded")

@@ -28,6 +28,7 @@ from sluice.api.v1alpha1 import (
     PipelineRunSpec,
     PipelineRunStatus,
     PipelineSpec,
+    TaskSpec,
 )
 from sluice.cache import ChildCache
 from sluice.dag import Graph, InvalidPipeline, build_graph, ready_tasks, within_parallelism
@@ -35,11 +36,13 @@ from sluice.events import EventRecorder, now_rfc3339
 from sluice.jobs import RunIdentity, render_job, workspace_claim
 from sluice.kube import ApiError, KubeClient, jobs_path, pipeline_path, run_path
 from sluice.observe import TaskObservation, observe_task, truncate
-from sluice.params import bind_params, check_references
+from sluice.params import bind_params, check_references, references
 from sluice.progress import compute_status, failed_status, parse_time, set_condition, stopped_status
+from sluice.results import declared_results
 from sluice.retry import next_retry
 from sluice.schedule import rfc3339
 from sluice.settings import Settings
+from sluice.when import evaluate_when
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +143,7 @@ class Reconciler:
             pipeline_spec = pipeline_spec.model_copy(update={"workspace": spec.workspace})
         try:
             graph = build_graph(pipeline_spec)
-            check_references(pipeline_spec)
+            check_references(pipeline_spec, graph)
             params = bind_params(pipeline_spec, spec.params)
         except InvalidPipeline as error:
             await self._fail(run, status, error.reason, error.message, pipeline_name)
@@ -301,7 +304,7 @@ class Reconciler:
         assert status.pipeline_spec is not None
         spec = status.pipeline_spec
         graph = build_graph(spec)
-        tasks = {task.name: task for task in spec.tasks}
+        tasks = {task.name: task for task in [*spec.tasks, *(spec.finally_ or ())]}
         identity = RunIdentity(meta["namespace"], meta["name"], meta["uid"], status.pipeline_name or INLINE)
         observed = self._observe(identity.uid, graph)
         now = self.clock()
@@ -333,13 +336,26 @@ class Reconciler:
                 ),
             )
 
-        phases = {t.name: t.phase for t in compute_status(status, graph, observed, now).tasks or ()}
+        self._collect_results(tasks, observed)
+        base = self._variables(identity, status, meta)
+        skipped, variables, phases = self._decide_when(status, graph, tasks, observed, base, now)
         to_start = within_parallelism(ready_tasks(graph, phases), phases, spec.parallelism)
         starts = [(name, 0) for name in to_start] + to_retry
+        for name, attempt in list(starts):
+            missing = sorted(references(tasks[name]) - set(variables))
+            if missing:
+                starts.remove((name, attempt))
+                observed[name] = TaskObservation(
+                    "",
+                    "Failed",
+                    reason="MissingResult",
+                    completion_time=now,
+                    attempt=attempt,
+                    message=f"cannot start: {', '.join(f'$({m})' for m in missing)} not written by its task",
+                )
         if starts and not await self._ensure_workspace(run, identity, status):
             return None
         if starts:
-            variables = self._variables(identity, status, meta)
             results = await asyncio.gather(
                 *(
                     self._create_job(
@@ -349,7 +365,7 @@ class Reconciler:
                 )
             )
             observed.update({name: result for (name, _), result in zip(starts, results, strict=True)})
-        new_status = compute_status(status, graph, observed, now)
+        new_status = compute_status(status, graph, observed, now, skipped)
         if new_status.to_api() != status.to_api():
             run = await self._write_status(run, new_status)
             await self._announce(run, status, new_status)
@@ -359,6 +375,52 @@ class Reconciler:
         if timeout_wake is not None:
             wakes.append(timeout_wake)
         return min(wakes) + 0.05 if wakes else None
+
+    @staticmethod
+    def _collect_results(tasks: dict[str, TaskSpec], observed: dict[str, TaskObservation]) -> None:
+        """Parse succeeded tasks' results; a broken size limit fails the task."""
+        for name, obs in list(observed.items()):
+            if obs.phase != "Succeeded" or obs.output is None:
+                continue
+            values, error = declared_results(tasks[name], obs.output)
+            if error is not None:
+                observed[name] = replace(obs, phase="Failed", reason="ResultTooLarge", message=error)
+            else:
+                observed[name] = replace(obs, results=tuple(sorted(values.items())))
+
+    @staticmethod
+    def _decide_when(
+        status: PipelineRunStatus,
+        graph: Graph,
+        tasks: dict[str, TaskSpec],
+        observed: dict[str, TaskObservation],
+        base: dict[str, str],
+        now: str,
+    ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        """(tasks skipped by `when` -> why, variables, phases), to a fixpoint:
+        a skip can make further tasks ready, whose `when` is then evaluated.
+        """
+        skipped: dict[str, str] = {}
+        while True:
+            preview = compute_status(status, graph, observed, now, skipped)
+            phases: dict[str, str] = {t.name: t.phase for t in preview.tasks or ()}
+            variables = dict(base)
+            for entry in preview.tasks or ():
+                variables[f"tasks.{entry.name}.status"] = entry.phase
+                for result in entry.results or ():
+                    variables[f"tasks.{entry.name}.results.{result.name}"] = result.value
+            main = [phases[name] for name in graph.main]
+            variables["tasks.status"] = (
+                "Failed" if any(p in ("Failed", "Cancelled") for p in main) else "Succeeded"
+            )
+            newly = {
+                name: why
+                for name in ready_tasks(graph, phases)
+                if name not in skipped and (why := evaluate_when(tasks[name].when, variables)) is not None
+            }
+            if not newly:
+                return skipped, variables, phases
+            skipped.update(newly)
 
     async def _ensure_workspace(
         self, run: dict[str, Any], identity: RunIdentity, status: PipelineRunStatus

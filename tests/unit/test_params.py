@@ -1,7 +1,7 @@
 import pytest
 
 from sluice.api.v1alpha1 import ParamValue, PipelineSpec
-from sluice.dag import InvalidPipeline
+from sluice.dag import InvalidPipeline, build_graph
 from sluice.params import bind_params, check_references, substitute
 
 SPEC = PipelineSpec.model_validate(
@@ -44,13 +44,13 @@ def test_reference_to_undeclared_param_is_rejected() -> None:
     bad = SPEC.model_copy(deep=True)
     bad.tasks[0].args = ["$(params.dat)"]
     with pytest.raises(InvalidPipeline) as error:
-        check_references(bad)
+        check_references(bad, build_graph(bad))
     assert "$(params.dat)" in error.value.message
     assert '"load"' in error.value.message
 
 
 def test_declared_references_pass() -> None:
-    check_references(SPEC)
+    check_references(SPEC, build_graph(SPEC))
 
 
 def test_substitute_replaces_known_and_leaves_other_text() -> None:

@@ -109,6 +109,9 @@ TASK_RULES = [
         "message": "a task cannot depend on itself",
     }
 ]
+FINALLY_RULES = [
+    {"rule": "!has(self.dependsOn)", "message": "finally tasks run after all tasks and cannot use dependsOn"}
+]
 RUN_RULES = [
     {
         "rule": "has(self.pipelineRef) != has(self.pipelineSpec)",
@@ -120,6 +123,7 @@ RUN_RULES = [
 def _pipeline_spec_schema() -> dict[str, Any]:
     spec = model_schema(api.PipelineSpec)
     _with_validations(spec["properties"]["tasks"]["items"], TASK_RULES)
+    _with_validations(spec["properties"]["finally"]["items"], FINALLY_RULES)
     return spec
 
 

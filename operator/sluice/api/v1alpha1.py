@@ -151,6 +151,26 @@ class RetryPolicy(ApiModel):
     backoff: Backoff | None = None
 
 
+RESULT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+
+
+class ResultSpec(ApiModel):
+    """A small named value the task writes as a `name=value` line to
+    /dev/termination-log; downstream tasks read `$(tasks.NAME.results.KEY)`.
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=RESULT_NAME_PATTERN)
+    description: str | None = None
+
+
+class WhenExpression(ApiModel):
+    """Run the task only if `input` (after substitution) is / is not in `values`."""
+
+    input: str = Field(max_length=1024)
+    operator: Literal["in", "notin"]
+    values: list[str] = Field(min_length=1, max_length=100)
+
+
 class TaskSpec(ApiModel):
     """One containerised step; it becomes one Kubernetes Job per run."""
 
@@ -169,6 +189,12 @@ class TaskSpec(ApiModel):
     )
     metadata: PodMetadata | None = None
     retries: RetryPolicy | None = None
+    trigger_rule: Literal["AllSucceeded", "AllDone", "AnyFailed", "AllFailed", "NoneFailed"] = Field(
+        default="AllSucceeded",
+        description="What upstream outcome lets this task run; otherwise it is Skipped.",
+    )
+    when: list[WhenExpression] | None = Field(default=None, max_length=20)
+    results: list[ResultSpec] | None = Field(default=None, max_length=20, json_schema_extra=list_map("name"))
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
@@ -246,6 +272,13 @@ class PipelineSpec(ApiModel):
     tasks: list[TaskSpec] = Field(min_length=1, max_length=MAX_TASKS, json_schema_extra=list_map("name"))
     defaults: PodDefaults | None = None
     workspace: WorkspaceSpec | None = None
+    finally_: list[TaskSpec] | None = Field(
+        default=None,
+        alias="finally",
+        max_length=50,
+        json_schema_extra=list_map("name"),
+        description="Tasks run after all others have finished, whatever the outcome (alerts, cleanup).",
+    )
     schedule: ScheduleSpec | None = None
     parallelism: int | None = Field(
         default=None, ge=1, description="At most this many tasks of a run at once."
@@ -307,6 +340,11 @@ class Condition(ApiModel):
     observed_generation: int | None = None
 
 
+class ResultValue(ApiModel):
+    name: str
+    value: str
+
+
 class TaskRunStatus(ApiModel):
     """One task's state in a run; kept small so 500-task runs fit in etcd."""
 
@@ -320,6 +358,7 @@ class TaskRunStatus(ApiModel):
     reason: str | None = None
     message: str | None = Field(default=None, max_length=4096)
     attempts: int | None = None
+    results: list[ResultValue] | None = Field(default=None, json_schema_extra=list_map("name"))
 
 
 class PipelineRunStatus(ApiModel):
