@@ -229,8 +229,13 @@ async def on_run_event(event: kopf.RawEvent, **_: Any) -> None:
         return
     ctl.run_uids[key] = meta.get("uid", "")
     ctl.queue.add(key)
-    # A scheduled run that finished may free a Forbid slot or exceed history limits.
+    # A finished run frees a concurrency slot; a scheduled one may free a
+    # Forbid slot or exceed history limits.
     if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled"):
+        pipeline = (obj.get("status") or {}).get("pipelineName")
+        if pipeline and ctl.reconciler is not None:
+            for waiting in ctl.reconciler.concurrency_waiters.release(meta["namespace"], pipeline):
+                ctl.queue.add(waiting)
         for owner in meta.get("ownerReferences") or ():
             if owner.get("kind") == "Pipeline":
                 ctl.queue.add(PipelineKey(meta["namespace"], owner["name"]))

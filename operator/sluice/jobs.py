@@ -85,22 +85,32 @@ def workspace_claim(run: RunIdentity, spec: PipelineSpec) -> dict[str, Any] | No
     }
 
 
-def _workspace_volume(run: RunIdentity, spec: PipelineSpec) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def _workspace_volume(
+    run: RunIdentity, spec: PipelineSpec, claim: str | None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(volume, volumeMount) for the run's workspace, if it has one."""
     workspace = spec.workspace
     if workspace is None:
         return None
     if workspace.volume_claim_template is not None:
-        source: dict[str, Any] = {"persistentVolumeClaim": {"claimName": claim_name(run.name, run.uid)}}
+        name = claim or claim_name(run.name, run.uid)
+        source: dict[str, Any] = {"persistentVolumeClaim": {"claimName": name}}
     else:
         source = dict(workspace.volume or {})
     return {"name": WORKSPACE_VOLUME, **source}, {"name": WORKSPACE_VOLUME, "mountPath": workspace.mount_path}
 
 
 def render_job(
-    run: RunIdentity, spec: PipelineSpec, task: TaskSpec, variables: dict[str, str], attempt: int = 0
+    run: RunIdentity,
+    spec: PipelineSpec,
+    task: TaskSpec,
+    variables: dict[str, str],
+    attempt: int = 0,
+    claim: str | None = None,
 ) -> dict[str, Any]:
-    """The Job manifest for one attempt of one task of one run."""
+    """The Job manifest for one attempt of one task of one run (``claim``: a
+    workspace claim other than the run's own, as a rerun reuses its source's).
+    """
     defaults = spec.defaults
     scope = {**variables, "context.task.name": task.name}
 
@@ -134,7 +144,7 @@ def render_job(
         if meta is not None:
             pod_annotations.update(meta.annotations or {})
             pod_labels = {**(meta.labels or {}), **pod_labels}
-    workspace = _workspace_volume(run, spec)
+    workspace = _workspace_volume(run, spec, claim)
     if workspace is not None:
         container["volumeMounts"] = [workspace[1]]
     pod_spec: dict[str, Any] = {

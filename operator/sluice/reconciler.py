@@ -28,6 +28,7 @@ from sluice.api.v1alpha1 import (
     PipelineRunSpec,
     PipelineRunStatus,
     PipelineSpec,
+    TaskRunStatus,
     TaskSpec,
 )
 from sluice.cache import ChildCache
@@ -50,6 +51,8 @@ TERMINAL_RUN_PHASES = ("Succeeded", "Failed", "Cancelled")
 INLINE = labels.INLINE_PIPELINE
 # Job create errors that retrying cannot fix: the task fails with the message.
 PERMANENT_CREATE_ERRORS = (400, 422)
+# A waiting run is woken by another run finishing; this re-check is a safety net.
+CONCURRENCY_RECHECK_SECONDS = 30.0
 
 
 @dataclass(frozen=True, order=True)
@@ -70,6 +73,18 @@ class PipelineKey:
 
     def __str__(self) -> str:
         return f"pipeline {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """What a run executes, resolved once and then frozen in its status."""
+
+    spec: PipelineSpec
+    pipeline_name: str
+    params: dict[str, str]
+    graph: Graph
+    reused: list[TaskRunStatus] = field(default_factory=list)
+    claim: str | None = None
 
 
 @dataclass
@@ -100,6 +115,8 @@ class Reconciler:
         self.settings = settings
         self.clock = clock
         self.waiters = PipelineWaiters()
+        self.concurrency_waiters = PipelineWaiters()
+        self.admission_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def reconcile(self, key: RunKey) -> float | None:
         """One pass over one run; returns seconds until it wants another pass."""
@@ -126,12 +143,56 @@ class Reconciler:
         except ValidationError as error:
             await self._fail(run, status, "InvalidSpec", f"spec is invalid: {_first_error(error)}")
             return None
+        source = await self._resolve_source(run, status, spec)
+        if not isinstance(source, RunSource):
+            return source
+        pipeline_spec, pipeline_name, graph = source.spec, source.pipeline_name, source.graph
+        snapshot = status.model_copy(
+            update={
+                "pipeline_name": pipeline_name,
+                "pipeline_spec": pipeline_spec,
+                "params": [ParamValue(name=k, value=v) for k, v in source.params.items()] or None,
+                "observed_generation": meta.get("generation"),
+                "start_time": now,
+                "tasks": source.reused or None,
+                "workspace_claim_name": source.claim,
+            }
+        )
+        snapshot = compute_status(snapshot, graph, {}, now)
+        limit = pipeline_spec.max_concurrent_runs
+        if limit and pipeline_name != INLINE:
+            # One admission at a time per pipeline, so two waiting runs cannot
+            # both take the last free slot.
+            async with self.admission_locks.setdefault((meta["namespace"], pipeline_name), asyncio.Lock()):
+                wait = await self._concurrency_wait(run, status, pipeline_name, limit)
+                if wait is not None:
+                    return wait
+                run = await self._write_status(run, snapshot)
+        else:
+            run = await self._write_status(run, snapshot)
+        verb = f"re-running run {spec.rerun_of.name}:" if spec.rerun_of else "running"
+        await self.events.normal(
+            run, "Started", f"{verb} {len(graph.order)} tasks of pipeline {pipeline_name}"
+        )
+        again = await self._advance(run, snapshot)
+        if pipeline_name != INLINE:
+            await self._record_last_run(meta["namespace"], pipeline_name, meta["name"])
+        return again
+
+    async def _resolve_source(
+        self, run: dict[str, Any], status: PipelineRunStatus, spec: PipelineRunSpec
+    ) -> RunSource | float | None:
+        """The validated pipeline a run will execute; a float asks to look again
+        after that many seconds, None means the run has been failed.
+        """
+        if spec.rerun_of is not None:
+            return await self._rerun_source(run, status, spec.rerun_of.name)
         if spec.pipeline_spec is not None:
             pipeline_spec, pipeline_name = spec.pipeline_spec, INLINE
         elif spec.pipeline_ref is not None:
             pipeline_name = spec.pipeline_ref.name
             fetched = await self._fetch_pipeline(run, status, pipeline_name)
-            if isinstance(fetched, float) or fetched is None:
+            if not isinstance(fetched, PipelineSpec):
                 return fetched
             pipeline_spec = fetched
         else:
@@ -148,24 +209,80 @@ class Reconciler:
         except InvalidPipeline as error:
             await self._fail(run, status, error.reason, error.message, pipeline_name)
             return None
-        snapshot = status.model_copy(
+        return RunSource(pipeline_spec, pipeline_name, params, graph)
+
+    async def _rerun_source(
+        self, run: dict[str, Any], status: PipelineRunStatus, name: str
+    ) -> RunSource | None:
+        """What a rerun takes from the run it re-runs: the spec snapshot, params,
+        the succeeded tasks (reused with their results) and the workspace claim.
+        """
+        namespace = run["metadata"]["namespace"]
+        try:
+            source = await self.client.get(run_path(namespace, name))
+        except ApiError as error:
+            if not error.not_found:
+                raise
+            await self._fail(run, status, "RerunSourceNotFound", f'run "{name}" (spec.rerunOf) was not found')
+            return None
+        old = PipelineRunStatus.model_validate(source.get("status") or {})
+        if old.phase not in TERMINAL_RUN_PHASES or old.pipeline_spec is None:
+            message = f'run "{name}" has not finished; only a finished run can be re-run'
+            await self._fail(run, status, "RerunSourceNotFinished", message, old.pipeline_name)
+            return None
+        reused = [
+            task.model_copy(update={"reason": "Reused", "message": f"reused from run {name}"})
+            for task in old.tasks or ()
+            if task.phase == "Succeeded"
+        ]
+        params = {param.name: param.value for param in old.params or ()}
+        spec = old.pipeline_spec
+        return RunSource(
+            spec, old.pipeline_name or INLINE, params, build_graph(spec), reused, old.workspace_claim_name
+        )
+
+    async def _concurrency_wait(
+        self, run: dict[str, Any], status: PipelineRunStatus, pipeline: str, limit: int
+    ) -> float | None:
+        """None if the run may start now; else mark it waiting and return when to look again."""
+        meta = run["metadata"]
+        listing = await self.client.request("GET", run_path(meta["namespace"]))
+
+        def pipeline_of(other: dict[str, Any]) -> str | None:
+            name: str | None = (other.get("status") or {}).get("pipelineName") or (
+                (other.get("spec") or {}).get("pipelineRef") or {}
+            ).get("name")
+            return name
+
+        mine = (meta.get("creationTimestamp") or "", meta["name"])
+        active = ahead = 0
+        for other in listing.get("items") or ():
+            other_meta, other_status = other["metadata"], other.get("status") or {}
+            if other_meta["name"] == meta["name"] or pipeline_of(other) != pipeline:
+                continue
+            if other_status.get("phase") in TERMINAL_RUN_PHASES:
+                continue
+            if other_status.get("pipelineSpec") is not None:
+                active += 1
+            elif (other_meta.get("creationTimestamp") or "", other_meta["name"]) < mine:
+                ahead += 1
+        if active + ahead < limit:
+            return None
+        message = f'waiting: {active} of {limit} allowed runs of pipeline "{pipeline}" are active'
+        if ahead:
+            message += f", {ahead} waiting run(s) first"
+        waiting = status.model_copy(
             update={
-                "pipeline_name": pipeline_name,
-                "pipeline_spec": pipeline_spec,
-                "params": [ParamValue(name=k, value=v) for k, v in params.items()] or None,
-                "observed_generation": meta.get("generation"),
-                "start_time": now,
+                "phase": "Pending",
+                "pipeline_name": pipeline,
+                "conditions": set_condition(
+                    status.conditions, _condition("Unknown", "WaitingForConcurrency", message, self.clock())
+                ),
             }
         )
-        snapshot = compute_status(snapshot, graph, {}, now)
-        run = await self._write_status(run, snapshot)
-        await self.events.normal(
-            run, "Started", f"running {len(graph.order)} tasks of pipeline {pipeline_name}"
-        )
-        again = await self._advance(run, snapshot)
-        if pipeline_name != INLINE:
-            await self._record_last_run(meta["namespace"], pipeline_name, meta["name"])
-        return again
+        await self._write_if_changed(run, waiting)
+        self.concurrency_waiters.wait(meta["namespace"], pipeline, RunKey(meta["namespace"], meta["name"]))
+        return CONCURRENCY_RECHECK_SECONDS
 
     async def _record_last_run(self, namespace: str, pipeline: str, run: str) -> None:
         """Show the newest run in `kubectl get pipelines`; best effort."""
@@ -359,7 +476,12 @@ class Reconciler:
             results = await asyncio.gather(
                 *(
                     self._create_job(
-                        identity, render_job(identity, spec, tasks[name], variables, attempt), name, attempt
+                        identity,
+                        render_job(
+                            identity, spec, tasks[name], variables, attempt, status.workspace_claim_name
+                        ),
+                        name,
+                        attempt,
                     )
                     for name, attempt in starts
                 )

@@ -152,3 +152,95 @@ def test_parallelism_caps_tasks_running_at_once(
 
     wait_for("the wide run to finish", track, timeout=60, interval=0.05)
     assert 1 <= peak <= 2
+
+
+def test_max_concurrent_runs_makes_extra_runs_wait_in_order(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        namespace,
+        pipeline("one-at-a-time", [task("work", duration="1500ms")], maxConcurrentRuns=1),
+        run("r1", "one-at-a-time"),
+        run("r2", "one-at-a-time"),
+        run("r3", "one-at-a-time"),
+    )
+    seen_waiting: set[str] = set()
+    peak = 0
+
+    def track() -> bool:
+        nonlocal peak
+        runs = kube.custom.list_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelineruns")[
+            "items"
+        ]
+        statuses = {r["metadata"]["name"]: r.get("status") or {} for r in runs}
+        peak = max(peak, sum(1 for s in statuses.values() if s.get("phase") == "Running"))
+        for name, status in statuses.items():
+            if any(c["reason"] == "WaitingForConcurrency" for c in status.get("conditions") or ()):
+                seen_waiting.add(name)
+        return all(s.get("phase") == "Succeeded" for s in statuses.values()) and len(statuses) == 3
+
+    wait_for("all three runs, one at a time", track, timeout=90, interval=0.05)
+    assert peak == 1
+    assert seen_waiting >= {"r3"}
+    starts = [kube.run(namespace, name)["status"]["startTime"] for name in ("r1", "r2", "r3")]
+    assert starts == sorted(starts)
+
+
+def test_rerun_reuses_succeeded_tasks_and_reruns_the_rest(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    first = task("first", results=[{"name": "rows"}], annotations={"sim.sluice.dev/result": "rows=42"})
+    second = task("second", "first", duration="10m", args=["--rows=$(tasks.first.results.rows)"])
+    kube.apply(namespace, pipeline("rerun", [first, second, task("third", "second")]), run("orig", "rerun"))
+    wait_for(
+        "second to run",
+        lambda: (
+            tasks_by_name(kube.run(namespace, "orig")).get("second", {}).get("phase") == "Running"
+            if (kube.run(namespace, "orig").get("status") or {}).get("tasks")
+            else None
+        ),
+    )
+    kube.kubectl(
+        "patch", "pipelinerun", "orig", "-n", namespace, "--type=merge", "-p", '{"spec":{"cancelled":true}}'
+    )
+    kube.wait_run(namespace, "orig", phases=("Cancelled",))
+
+    kube.apply(
+        namespace,
+        {
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "PipelineRun",
+            "metadata": {"name": "again"},
+            "spec": {"rerunOf": {"name": "orig"}},
+        },
+    )
+    wait_for("the rerun's second task", lambda: [j for j in kube.jobs(namespace, "again")])
+    jobs = {j.metadata.labels["sluice.dev/task"]: j for j in kube.jobs(namespace, "again")}
+    assert set(jobs) == {"second"}
+    assert jobs["second"].spec.template.spec.containers[0].args == ["--rows=42"]
+    tasks = tasks_by_name(kube.run(namespace, "again"))
+    assert (tasks["first"]["phase"], tasks["first"]["reason"]) == ("Succeeded", "Reused")
+    assert tasks["first"]["results"] == [{"name": "rows", "value": "42"}]
+    assert tasks["third"]["phase"] == "Pending"
+    assert "re-running run orig" in " ".join(e.message for e in kube.events(namespace, "again"))
+
+
+def test_rerun_of_an_unfinished_run_fails_clearly(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(namespace, pipeline("busy", [task("long", duration="10m")]), run("busy-1", "busy"))
+    wait_for(
+        "the run to start",
+        lambda: (kube.run(namespace, "busy-1").get("status") or {}).get("phase") == "Running",
+    )
+    kube.apply(
+        namespace,
+        {
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "PipelineRun",
+            "metadata": {"name": "too-soon"},
+            "spec": {"rerunOf": {"name": "busy-1"}},
+        },
+    )
+    obj = kube.wait_run(namespace, "too-soon")
+    assert succeeded_condition(obj)["reason"] == "RerunSourceNotFinished"

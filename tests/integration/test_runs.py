@@ -355,7 +355,7 @@ def test_api_server_rejects_run_with_both_or_neither_pipeline_source(kube: Kube,
     }
     result = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(neither))
     assert result.returncode != 0
-    assert "exactly one of spec.pipelineRef or spec.pipelineSpec" in result.stderr
+    assert "exactly one of spec.pipelineRef, spec.pipelineSpec or spec.rerunOf" in result.stderr
 
 
 def _yaml(obj: dict[str, Any]) -> str:

@@ -114,8 +114,9 @@ FINALLY_RULES = [
 ]
 RUN_RULES = [
     {
-        "rule": "has(self.pipelineRef) != has(self.pipelineSpec)",
-        "message": "exactly one of spec.pipelineRef or spec.pipelineSpec must be set",
+        "rule": "has(self.rerunOf) ? !has(self.pipelineRef) && !has(self.pipelineSpec)"
+        " : has(self.pipelineRef) != has(self.pipelineSpec)",
+        "message": "exactly one of spec.pipelineRef, spec.pipelineSpec or spec.rerunOf must be set",
     }
 ]
 

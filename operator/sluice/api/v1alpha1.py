@@ -283,6 +283,11 @@ class PipelineSpec(ApiModel):
     parallelism: int | None = Field(
         default=None, ge=1, description="At most this many tasks of a run at once."
     )
+    max_concurrent_runs: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many runs of this pipeline at once; others wait Pending.",
+    )
 
 
 class PipelineStatus(ApiModel):
@@ -306,6 +311,10 @@ class PipelineRef(ApiModel):
     name: str = Field(json_schema_extra=dns_label(253))
 
 
+class RunRef(ApiModel):
+    name: str = Field(json_schema_extra=dns_label(253))
+
+
 class PipelineRunSpec(ApiModel):
     """Runs a Pipeline by reference or an inline pipelineSpec (exactly one)."""
 
@@ -322,6 +331,10 @@ class PipelineRunSpec(ApiModel):
     )
     cancelled: bool = Field(
         default=False, description="Set to true to stop the run's Jobs and end it Cancelled."
+    )
+    rerun_of: RunRef | None = Field(
+        default=None,
+        description="Re-run a finished run's unsucceeded tasks, reusing its succeeded ones (and results).",
     )
 
 
