@@ -175,7 +175,8 @@ class Reconciler:
             run, "Started", f"{verb} {len(graph.order)} tasks of pipeline {pipeline_name}"
         )
         again = await self._advance(run, snapshot)
-        if pipeline_name != INLINE:
+        # The scheduler records its own runs in order; only record runs made by hand.
+        if pipeline_name != INLINE and labels.SCHEDULED_BY not in (meta.get("labels") or {}):
             await self._record_last_run(meta["namespace"], pipeline_name, meta["name"])
         return again
 
