@@ -20,6 +20,7 @@ from sluice.dag import InvalidPipeline
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, pipeline_path, run_path
 from sluice.naming import label_value
+from sluice.params import substitute
 from sluice.schedule import Schedule, due_times, parse_rfc3339, rfc3339, run_name
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,14 @@ def scheduled_run(
         "spec": {"pipelineRef": {"name": meta["name"]}},
     }
     if schedule.params:
-        body["spec"]["params"] = [p.to_api() for p in schedule.params]
+        # Param values may name the scheduled time, like Airflow's {{ ds }}.
+        context = {
+            "context.scheduledTime": rfc3339(moment),
+            "context.scheduledDate": local.strftime("%Y-%m-%d"),
+        }
+        body["spec"]["params"] = [
+            {"name": p.name, "value": substitute(p.value, context)} for p in schedule.params
+        ]
     return body
 
 

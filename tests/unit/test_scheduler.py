@@ -35,3 +35,25 @@ def test_fingerprint_changes_with_cron_or_timezone_only() -> None:
     assert schedule_fingerprint(base) != schedule_fingerprint(
         ScheduleSpec(cron="@daily", timezone="Europe/Paris")
     )
+
+
+def test_scheduled_run_is_named_after_its_time_and_can_pass_it_as_a_param() -> None:
+    from datetime import UTC, datetime
+
+    from sluice.schedule import Schedule
+    from sluice.scheduler import scheduled_run
+
+    schedule = ScheduleSpec.model_validate(
+        {
+            "cron": "0 1 * * *",
+            "timezone": "Asia/Tokyo",
+            "params": [{"name": "day", "value": "$(context.scheduledDate)"}],
+        }
+    )
+    pipeline = {"metadata": {"name": "sales", "namespace": "etl", "uid": "u1"}}
+    moment = datetime(2026, 1, 1, 16, 0, tzinfo=UTC)  # 01:00 on Jan 2 in Tokyo
+    body = scheduled_run(pipeline, schedule, moment, Schedule.parse("0 1 * * *", "Asia/Tokyo"))
+    assert body["metadata"]["name"] == "sales-202601011600"
+    assert body["spec"]["params"] == [{"name": "day", "value": "2026-01-02"}]
+    assert body["metadata"]["annotations"]["sluice.dev/scheduled-time"] == "2026-01-01T16:00:00Z"
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "u1"
