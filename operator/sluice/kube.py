@@ -206,26 +206,26 @@ class KubeClient:
         )
         return result
 
-    async def delete(self, path: str, propagation: str = "Background") -> None:
-        await self.request("DELETE", path, {"propagationPolicy": propagation})
+    async def delete(self, path: str, propagation: str = "Background", missing_ok: bool = False) -> None:
+        """Delete; with ``missing_ok`` an object already gone is not an error (idempotent stops)."""
+        try:
+            await self.request("DELETE", path, {"propagationPolicy": propagation})
+        except ApiError as error:
+            if not (missing_ok and error.not_found):
+                raise
+
+
+def _sluice_path(plural: str, namespace: str, name: str, subresource: str) -> str:
+    parts = [f"/apis/sluice.dev/v1alpha1/namespaces/{namespace}/{plural}", name, subresource]
+    return "/".join(part for part in parts if part)
 
 
 def run_path(namespace: str, name: str = "", subresource: str = "") -> str:
-    path = f"/apis/sluice.dev/v1alpha1/namespaces/{namespace}/pipelineruns"
-    if name:
-        path += f"/{name}"
-    if subresource:
-        path += f"/{subresource}"
-    return path
+    return _sluice_path("pipelineruns", namespace, name, subresource)
 
 
 def pipeline_path(namespace: str, name: str = "", subresource: str = "") -> str:
-    path = f"/apis/sluice.dev/v1alpha1/namespaces/{namespace}/pipelines"
-    if name:
-        path += f"/{name}"
-    if subresource:
-        path += f"/{subresource}"
-    return path
+    return _sluice_path("pipelines", namespace, name, subresource)
 
 
 def jobs_path(namespace: str, name: str = "") -> str:

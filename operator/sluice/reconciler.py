@@ -403,18 +403,13 @@ class Reconciler:
         """Delete the run's unfinished Jobs (their pods go with them), then end it."""
         meta = run["metadata"]
         active = [obs.job_name for obs in observed.values() if obs.phase == "Running"]
-        await asyncio.gather(*(self._delete_job(meta["namespace"], name) for name in active))
+        await asyncio.gather(
+            *(self.client.delete(jobs_path(meta["namespace"], name), missing_ok=True) for name in active)
+        )
         phase, reason, message = stop
         final = stopped_status(status, graph, observed, phase, reason, message, now)
         run = await self._write_status(run, final)
         await self.events.warning(run, reason, f"{message}; stopped {len(active)} running task(s)")
-
-    async def _delete_job(self, namespace: str, name: str) -> None:
-        try:
-            await self.client.delete(jobs_path(namespace, name), propagation="Background")
-        except ApiError as error:
-            if not error.not_found:
-                raise
 
     async def _advance(self, run: dict[str, Any], status: PipelineRunStatus) -> float | None:
         """Start what is ready, schedule retries, write status; returns when to look again."""

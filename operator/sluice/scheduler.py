@@ -168,7 +168,9 @@ class Scheduler:
             return
         if active and schedule.concurrency_policy == "Replace":
             for old in active:
-                await self._delete_run(meta["namespace"], old["metadata"]["name"])
+                await self.client.delete(
+                    run_path(meta["namespace"], old["metadata"]["name"]), missing_ok=True
+                )
         try:
             created = await self.client.create(
                 run_path(meta["namespace"]), scheduled_run(pipeline, schedule, moment, zone)
@@ -184,15 +186,8 @@ class Scheduler:
         self, pipeline: dict[str, Any], runs: list[dict[str, Any]], schedule: ScheduleSpec
     ) -> None:
         for name in runs_to_prune(runs, schedule):
-            await self._delete_run(pipeline["metadata"]["namespace"], name)
+            await self.client.delete(run_path(pipeline["metadata"]["namespace"], name), missing_ok=True)
             runs[:] = [r for r in runs if r["metadata"]["name"] != name]
-
-    async def _delete_run(self, namespace: str, name: str) -> None:
-        try:
-            await self.client.delete(run_path(namespace, name), propagation="Background")
-        except ApiError as error:
-            if not error.not_found:
-                raise
 
 
 async def write_pipeline_status(client: KubeClient, pipeline: dict[str, Any], status: PipelineStatus) -> None:
