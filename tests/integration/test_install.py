@@ -149,3 +149,18 @@ def test_operator_runs_a_pipeline_with_only_the_charts_namespaced_rbac(
     wait_for(
         "session operator back", lambda: operator.process is not None and operator.process.poll() is None
     )
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard(kube: Kube, helm: str) -> None:
+    name = f"sluice-pss-{uuid.uuid4().hex[:6]}"
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+    try:
+        result = kube.kubectl("apply", "--dry-run=server", "-f", "-", stdin=render(helm, name), check=False)
+        assert result.returncode == 0, result.stderr
+        assert "PodSecurity" not in result.stderr, result.stderr
+    finally:
+        kube.core.delete_namespace(name)
