@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sluice.api.v1alpha1 import Condition, PipelineRunStatus, ResultValue, TaskRunStatus
 from sluice.dag import NOT_SUCCEEDED, TERMINAL_TASK_PHASES, Graph, resolve_task_phases, run_phase
-from sluice.observe import TaskObservation
+from sluice.observe import TaskObservation, truncate
 
 SUCCEEDED = "Succeeded"
 
@@ -97,7 +97,8 @@ def task_statuses(
                     completion_time=obs.completion_time,
                     exit_code=obs.exit_code if obs.phase == "Failed" else None,
                     reason=obs.reason,
-                    message=obs.message,
+                    # Bounded here whatever produced it: status must fit in etcd.
+                    message=truncate(obs.message),
                     attempts=obs.attempt + 1 if obs.attempt > 0 or obs.reason == "Retrying" else None,
                     results=_results(obs, previous.get(name)),
                 )
@@ -148,7 +149,9 @@ def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Co
     if phase == "Failed":
         first = failed[0]
         detail = f": {first.message}" if first.message else ""
-        names = ", ".join(f'"{e.name}"' for e in failed)
+        names = ", ".join(f'"{e.name}"' for e in failed[:10])
+        if len(failed) > 10:
+            names += f" and {len(failed) - 10} more"
         plural = "s" if len(failed) > 1 else ""
         return Condition(
             type=SUCCEEDED,
