@@ -123,10 +123,21 @@ def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
     ).stdout
 
 
+def hack_env() -> dict[str, str]:
+    """The benchmark uses the tests' kwok cluster (own state dir and ports)."""
+    from tests.integration.conftest import TEST_CLUSTER_ENV  # noqa: PLC0415
+
+    return {**os.environ, **TEST_CLUSTER_ENV}
+
+
+def hack(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "hack" / "cluster"), *args], capture_output=True, text=True, check=check, env=hack_env()
+    )
+
+
 def cluster_env() -> dict[str, str]:
-    out = subprocess.run(
-        [str(ROOT / "hack" / "cluster"), "env"], capture_output=True, text=True, check=True
-    ).stdout
+    out = hack("env").stdout
     env = {}
     for line in out.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
@@ -143,11 +154,8 @@ def ensure_cluster() -> str:
     if existing:
         return existing
     kubeconfig = cluster_env()["KUBECONFIG"]
-    status = subprocess.run(
-        [str(ROOT / "hack" / "cluster"), "status"], capture_output=True, text=True, check=False
-    )
-    if status.returncode != 0:
-        subprocess.run([str(ROOT / "hack" / "cluster"), "up", "--nodes", "kwok"], check=True)
+    if hack("status", check=False).returncode != 0:
+        subprocess.run([str(ROOT / "hack" / "cluster"), "up", "--nodes", "kwok"], check=True, env=hack_env())
     return kubeconfig
 
 

@@ -56,8 +56,24 @@ def _reachable(kubeconfig: str) -> bool:
         return False
 
 
+# The tests' own kwok cluster: its own state dir and ports, so a demo (real
+# node) cluster on the default ones can stay up while the tests run.
+TEST_CLUSTER_ENV = {
+    "SLUICE_STATE_DIR": str(pathlib.Path.home() / ".local/state/sluice/test-cluster"),
+    "SLUICE_APISERVER_PORT": "16543",
+    "SLUICE_ETCD_PORT": "12579",
+    "SLUICE_KWOK_PORT": "10347",
+}
+
+
+def hack_env() -> dict[str, str]:
+    return {**os.environ, **TEST_CLUSTER_ENV}
+
+
 def _hack(*args: str) -> str:
-    return subprocess.run([str(HACK), *args], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [str(HACK), *args], check=True, capture_output=True, text=True, env=hack_env()
+    ).stdout
 
 
 @pytest.fixture(scope="session")
@@ -70,12 +86,12 @@ def kubeconfig() -> Iterator[str]:
     path = next(line.split("=", 1)[1] for line in env_lines.splitlines() if "KUBECONFIG=" in line)
     started = False
     if not _reachable(path):
-        subprocess.run([str(HACK), "up", "--nodes", "kwok"], check=True)
+        subprocess.run([str(HACK), "up", "--nodes", "kwok"], check=True, env=hack_env())
         started = True
     os.environ["KUBECONFIG"] = path
     yield path
     if started and os.environ.get("SLUICE_KEEP_CLUSTER") != "1":
-        subprocess.run([str(HACK), "down"], check=False)
+        subprocess.run([str(HACK), "down"], check=False, env=hack_env())
 
 
 @pytest.fixture(scope="session")
