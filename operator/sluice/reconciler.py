@@ -425,74 +425,110 @@ class Reconciler:
         if stop is not None:
             await self._stop(run, status, graph, observed, stop, now)
             return None
-
-        # Failed attempts with retries left: start the next one when its backoff
-        # has passed, and until then the task is still Running ("Retrying").
-        wakes: list[float] = []
-        to_retry: list[tuple[str, int]] = []
-        for name, obs in list(observed.items()):
-            retry = next_retry(tasks[name].retries, obs, parse_time(now))
-            if retry is None:
-                continue
-            wait = (retry.due - parse_time(now)).total_seconds()
-            if wait <= 0:
-                to_retry.append((name, retry.attempt))
-            else:
-                wakes.append(wait)
-            observed[name] = replace(
-                obs,
-                phase="Running",
-                reason="Retrying",
-                message=truncate(
-                    f"attempt {obs.attempt + 1} failed: {obs.message or obs.reason}; "
-                    f"next attempt at {rfc3339(retry.due)}"
-                ),
-            )
-
+        to_retry, wakes = self._plan_retries(tasks, observed, now)
         self._collect_results(tasks, observed)
         base = self._variables(identity, status, meta)
         skipped, variables, phases = self._decide_when(status, graph, tasks, observed, base, now)
         to_start = within_parallelism(ready_tasks(graph, phases), phases, spec.parallelism)
-        starts = [(name, 0) for name in to_start] + to_retry
-        for name, attempt in list(starts):
-            missing = sorted(references(tasks[name]) - set(variables))
-            if missing:
-                starts.remove((name, attempt))
-                observed[name] = TaskObservation(
-                    "",
-                    "Failed",
-                    reason="MissingResult",
-                    completion_time=now,
-                    attempt=attempt,
-                    message=f"cannot start: {', '.join(f'$({m})' for m in missing)} not written by its task",
-                )
+        starts = self._startable([(name, 0) for name in to_start] + to_retry, tasks, variables, observed, now)
         if starts and not await self._ensure_workspace(run, identity, status):
             return None
-        if starts:
-            results = await asyncio.gather(
-                *(
-                    self._create_job(
-                        identity,
-                        render_job(
-                            identity, spec, tasks[name], variables, attempt, status.workspace_claim_name
-                        ),
-                        name,
-                        attempt,
-                    )
-                    for name, attempt in starts
-                )
+        jobs = [
+            (
+                name,
+                attempt,
+                render_job(identity, spec, tasks[name], variables, attempt, status.workspace_claim_name),
             )
-            observed.update({name: result for (name, _), result in zip(starts, results, strict=True)})
+            for name, attempt in starts
+        ]
+        failures = await self._create_jobs(identity, jobs, observed)
         new_status = compute_status(status, graph, observed, now, skipped)
         if new_status.to_api() != status.to_api():
             run = await self._write_status(run, new_status)
             await self._announce(run, status, new_status)
+        if failures:
+            # Quota, rate limits, a webhook down: worth retrying (the worker backs
+            # off), and worth telling the user, who would otherwise see a task
+            # Pending with no reason.
+            name, error = failures[0]
+            await self.events.warning(
+                run, "JobCreateFailed", f'could not create the Job of task "{name}": {error}'
+            )
+            raise error
         if new_status.phase in TERMINAL_RUN_PHASES:
             return None
         timeout_wake = self._timeout_wake(run, status, now)
         if timeout_wake is not None:
             wakes.append(timeout_wake)
         return min(wakes) + 0.05 if wakes else None
+
+    @staticmethod
+    def _plan_retries(
+        tasks: dict[str, TaskSpec], observed: dict[str, TaskObservation], now: str
+    ) -> tuple[list[tuple[str, int]], list[float]]:
+        """(retries due now, seconds until the others). A failed attempt with
+        retries left keeps its task Running ("Retrying") until the next one.
+        """
+        due: list[tuple[str, int]] = []
+        wakes: list[float] = []
+        for name, obs in list(observed.items()):
+            retry = next_retry(tasks[name].retries, obs, parse_time(now))
+            if retry is None:
+                continue
+            wait = (retry.due - parse_time(now)).total_seconds()
+            if wait <= 0:
+                due.append((name, retry.attempt))
+            else:
+                wakes.append(wait)
+            failure = obs.message or obs.reason
+            message = f"attempt {obs.attempt + 1} failed: {failure}; next attempt at {rfc3339(retry.due)}"
+            observed[name] = replace(obs, phase="Running", reason="Retrying", message=truncate(message))
+        return due, wakes
+
+    @staticmethod
+    def _startable(
+        starts: list[tuple[str, int]],
+        tasks: dict[str, TaskSpec],
+        variables: dict[str, str],
+        observed: dict[str, TaskObservation],
+        now: str,
+    ) -> list[tuple[str, int]]:
+        """The starts whose every reference resolves; the others fail with MissingResult."""
+        result = []
+        for name, attempt in starts:
+            missing = sorted(references(tasks[name]) - set(variables))
+            if not missing:
+                result.append((name, attempt))
+                continue
+            refs = ", ".join(f"$({m})" for m in missing)
+            observed[name] = TaskObservation(
+                "",
+                "Failed",
+                reason="MissingResult",
+                completion_time=now,
+                attempt=attempt,
+                message=f"cannot start: {refs} not written by its task",
+            )
+        return result
+
+    async def _create_jobs(
+        self,
+        identity: RunIdentity,
+        jobs: list[tuple[str, int, dict[str, Any]]],
+        observed: dict[str, TaskObservation],
+    ) -> list[tuple[str, BaseException]]:
+        """Create Jobs concurrently; record what was created, return what failed."""
+        results = await asyncio.gather(
+            *(self._create_job(identity, job, name, attempt) for name, attempt, job in jobs),
+            return_exceptions=True,
+        )
+        failures: list[tuple[str, BaseException]] = []
+        for (name, _, _), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                failures.append((name, result))
+            else:
+                observed[name] = result
+        return failures
 
     @staticmethod
     def _collect_results(tasks: dict[str, TaskSpec], observed: dict[str, TaskObservation]) -> None:

@@ -244,3 +244,31 @@ def test_rerun_of_an_unfinished_run_fails_clearly(
     )
     obj = kube.wait_run(namespace, "too-soon")
     assert succeeded_condition(obj)["reason"] == "RerunSourceNotFinished"
+
+
+def test_a_job_the_api_server_refuses_for_now_is_reported_and_retried(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "one-job"},
+        "spec": {"hard": {"count/jobs.batch": "1"}},
+    }
+    kube.apply(namespace, quota)
+    wait_for(
+        "the quota to be counted",
+        lambda: (kube.core.read_namespaced_resource_quota("one-job", namespace).status.hard or {}).get(
+            "count/jobs.batch"
+        ),
+    )
+    kube.apply(namespace, pipeline("quota", [task("a"), task("b")]), run("quota-1", "quota"))
+    event = wait_for(
+        "a JobCreateFailed event",
+        lambda: next((e for e in kube.events(namespace, "quota-1") if e.reason == "JobCreateFailed"), None),
+    )
+    assert "exceeded quota" in event.message
+    assert len(kube.jobs(namespace, "quota-1")) == 1
+    kube.kubectl("delete", "resourcequota", "one-job", "-n", namespace)
+    assert kube.wait_run(namespace, "quota-1", timeout=120)["status"]["phase"] == "Succeeded"
+    assert len(kube.jobs(namespace, "quota-1")) == 2
