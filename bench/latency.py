@@ -282,7 +282,7 @@ def main() -> None:
         "SLUICE_RENEW_SECONDS": "1",
     }
     operator = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "--health-port", "18099"],
+        [sys.executable, "-m", "sluice", "--health-port", "18099", "--metrics-port", "0"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

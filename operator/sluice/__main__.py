@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--health-port", type=int, default=None, help="port of the /healthz liveness endpoint (default 8080)"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of /metrics for Prometheus (default 9090, 0: off)",
+    )
     return parser.parse_args(argv)
 
 
@@ -39,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(**{**settings.__dict__, "namespace": args.namespace})
     if args.health_port is not None:
         settings = Settings(**{**settings.__dict__, "health_port": args.health_port})
+    if args.metrics_port is not None:
+        settings = Settings(**{**settings.__dict__, "metrics_port": args.metrics_port})
     controller.register(settings)
     kopf.configure(verbose=args.verbose)
     if not args.verbose:

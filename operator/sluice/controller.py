@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import kopf
 
-from sluice import labels
+from sluice import labels, metrics
 from sluice.api.v1alpha1 import GROUP, VERSION, PipelineStatus
 from sluice.cache import ChildCache
 from sluice.events import EventRecorder, now_rfc3339
@@ -61,6 +61,7 @@ class Controller:
         self.reconciler = Reconciler(self.client, self.cache, EventRecorder(self.client), self.settings)
         self.scheduler = Scheduler(self.client, EventRecorder(self.client))
         await self._prime_cache()
+        metrics.serve(self.settings.metrics_port, lambda: len(self.queue))
         self.tasks.append(asyncio.create_task(self._lead()))
 
     async def _lead(self) -> None:
@@ -75,11 +76,13 @@ class Controller:
             self.tasks.append(asyncio.create_task(elector.keep()))
             self.elector = elector
         self.leading = True
+        metrics.LEADER.set(1)
         self.workers = [asyncio.create_task(self._work(i)) for i in range(self.settings.workers)]
         if elector is not None:
             await elector.lost.wait()
             log.error("lost the leader lease; stopping so that only one replica reconciles")
             self.leading = False
+            metrics.LEADER.set(0)
             for worker in self.workers:
                 worker.cancel()
             os.kill(os.getpid(), signal.SIGTERM)
@@ -119,25 +122,32 @@ class Controller:
         assert self.reconciler is not None
         while True:
             key = await self.queue.get()
-            try:
-                if isinstance(key, PipelineKey):
-                    again = await self._reconcile_pipeline(key)
-                else:
-                    again = await self.reconciler.reconcile(key)
-                self.failures.pop(key, None)
-                if again is not None:
-                    self.queue.add_after(key, again)
-            except ApiError as error:
-                if error.conflict:
-                    # Our view was stale; the newer version's event re-queues the run.
-                    log.debug("conflict on %s, retrying: %s", key, error)
-                    self.queue.add_after(key, 0.05)
-                else:
+            kind = "pipeline" if isinstance(key, PipelineKey) else "run"
+            result = "ok"
+            with metrics.RECONCILE_SECONDS.labels(kind).time():
+                try:
+                    if isinstance(key, PipelineKey):
+                        again = await self._reconcile_pipeline(key)
+                    else:
+                        again = await self.reconciler.reconcile(key)
+                    self.failures.pop(key, None)
+                    if again is not None:
+                        self.queue.add_after(key, again)
+                except ApiError as error:
+                    if error.conflict:
+                        # Our view was stale; the newer version's event re-queues the run.
+                        result = "conflict"
+                        log.debug("conflict on %s, retrying: %s", key, error)
+                        self.queue.add_after(key, 0.05)
+                    else:
+                        result = "error"
+                        self._backoff(key, error)
+                except Exception as error:
+                    result = "error"
                     self._backoff(key, error)
-            except Exception as error:
-                self._backoff(key, error)
-            finally:
-                self.queue.done(key)
+                finally:
+                    metrics.RECONCILES.labels(kind, result).inc()
+                    self.queue.done(key)
 
     async def _reconcile_pipeline(self, key: PipelineKey) -> float | None:
         """A Pipeline's own status (validity, task count) and its schedule."""

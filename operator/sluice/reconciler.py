@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sluice import labels
+from sluice import labels, metrics
 from sluice.api.v1alpha1 import (
     Condition,
     ParamValue,
@@ -343,6 +343,7 @@ class Reconciler:
         pipeline_name: str | None = None,
     ) -> None:
         failed = failed_status(status, reason, message, self.clock())
+        metrics.RUNS_FINISHED.labels("Failed").inc()
         if pipeline_name:
             failed.pipeline_name = pipeline_name
         run = await self._write_status(run, failed)
@@ -408,6 +409,7 @@ class Reconciler:
         )
         phase, reason, message = stop
         final = stopped_status(status, graph, observed, phase, reason, message, now)
+        metrics.RUNS_FINISHED.labels(phase).inc()
         run = await self._write_status(run, final)
         await self.events.warning(run, reason, f"{message}; stopped {len(active)} running task(s)")
 
@@ -450,6 +452,7 @@ class Reconciler:
             # Quota, rate limits, a webhook down: worth retrying (the worker backs
             # off), and worth telling the user, who would otherwise see a task
             # Pending with no reason.
+            metrics.JOB_CREATE_ERRORS.inc(len(failures))
             name, error = failures[0]
             await self.events.warning(
                 run, "JobCreateFailed", f'could not create the Job of task "{name}": {error}'
@@ -618,6 +621,7 @@ class Reconciler:
                 )
             raise
         self.cache.expect(run.uid, name, task, attempt)
+        metrics.JOBS_CREATED.inc()
         return TaskObservation(name, "Running", attempt=attempt)
 
     @staticmethod
@@ -647,6 +651,7 @@ class Reconciler:
                     run, "TaskFailed", f'task "{task.name}" failed: {task.message or ""}'
                 )
         if new.phase != old.phase and new.phase in TERMINAL_RUN_PHASES:
+            metrics.RUNS_FINISHED.labels(new.phase).inc()
             condition = next(c for c in new.conditions or () if c.type == "Succeeded")
             if new.phase == "Succeeded":
                 await self.events.normal(run, "Succeeded", condition.message)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sluice import labels
+from sluice import labels, metrics
 from sluice.api.v1alpha1 import API_VERSION, PipelineSpec, PipelineStatus, ScheduleSpec
 from sluice.dag import InvalidPipeline
 from sluice.events import EventRecorder
@@ -180,6 +180,7 @@ class Scheduler:
                 return
             raise
         runs.append(created)
+        metrics.RUNS_SCHEDULED.inc()
         await self.events.normal(pipeline, "Scheduled", f"started run {name} for {rfc3339(moment)}")
 
     async def _prune(

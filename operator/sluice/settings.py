@@ -29,6 +29,7 @@ class Settings:
     pipeline_grace_seconds: float = 10.0
     namespace: str | None = None
     health_port: int = 8080
+    metrics_port: int = 9090
     leader_election: bool = True
     leader_namespace: str = "default"
     identity: str | None = None
@@ -44,6 +45,7 @@ class Settings:
             pipeline_grace_seconds=_float("SLUICE_PIPELINE_GRACE_SECONDS", cls.pipeline_grace_seconds),
             namespace=os.environ.get("SLUICE_NAMESPACE") or None,
             health_port=_int("SLUICE_HEALTH_PORT", cls.health_port),
+            metrics_port=_int("SLUICE_METRICS_PORT", cls.metrics_port),
             leader_election=os.environ.get("SLUICE_LEADER_ELECTION", "true").lower()
             not in ("0", "false", "no"),
             leader_namespace=os.environ.get("SLUICE_LEADER_NAMESPACE")

@@ -205,9 +205,11 @@ class OperatorProcess:
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
         self.starts += 1
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": self.kubeconfig,
@@ -223,7 +225,15 @@ class OperatorProcess:
         }
         log = open(self.log_dir / f"{self.name}-{self.starts}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sluice", "--health-port", str(free_port())],
+            [
+                sys.executable,
+                "-m",
+                "sluice",
+                "--health-port",
+                str(free_port()),
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
