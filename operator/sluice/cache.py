@@ -68,11 +68,17 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 class ChildCache:
-    """Jobs and pods grouped by the UID of the run that owns them."""
+    """Jobs and pods grouped by the UID of the run that owns them.
+
+    Pods are also grouped by their Job, so reading one task's pods does not
+    scan every pod of a 500-task run on each reconcile.
+    """
 
     def __init__(self) -> None:
+        # run uid -> job name -> job
         self.jobs: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        self.pods: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # run uid -> job name -> pod name -> pod
+        self.pods: dict[str, dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
         # run uid -> job name -> (task, attempt, monotonic time of the create)
         self.expected: dict[str, dict[str, tuple[str, int, float]]] = defaultdict(dict)
 
@@ -81,46 +87,46 @@ class ChildCache:
         uid: str | None = (obj["metadata"].get("labels") or {}).get(labels.RUN_UID)
         return uid
 
-    def _upsert(self, store: dict[str, dict[str, dict[str, Any]]], uid: str, obj: dict[str, Any]) -> bool:
-        """Store ``obj`` unless an equal or newer version is held; True if stored."""
-        name = obj["metadata"]["name"]
-        held = store[uid].get(name)
-        if held is not None and _resource_version(held) > _resource_version(obj):
-            return False
-        store[uid][name] = obj
-        return True
+    @staticmethod
+    def _store(store: dict[str, dict[str, Any]], obj: dict[str, Any]) -> None:
+        """Store ``obj`` unless a newer version is held (watch and list can interleave)."""
+        held = store.get(obj["metadata"]["name"])
+        if held is None or _resource_version(held) <= _resource_version(obj):
+            store[obj["metadata"]["name"]] = obj
 
-    def upsert_job(self, job: dict[str, Any]) -> str | None:
+    def upsert_job(self, job: dict[str, Any]) -> None:
         uid = self.run_uid(job)
         if uid is None:
-            return None
+            return
         trimmed = trim_job(job)
-        self._upsert(self.jobs, uid, trimmed)
+        self._store(self.jobs[uid], trimmed)
         self.expected[uid].pop(trimmed["metadata"]["name"], None)
-        return uid
 
-    def delete_job(self, job: dict[str, Any]) -> str | None:
+    def delete_job(self, job: dict[str, Any]) -> None:
         uid = self.run_uid(job)
-        if uid is not None:
+        if uid in self.jobs:
             self.jobs[uid].pop(job["metadata"]["name"], None)
-        return uid
 
-    def upsert_pod(self, pod: dict[str, Any]) -> tuple[str | None, bool]:
-        """(run uid, whether anything the reconciler reads changed)."""
+    @staticmethod
+    def _job_of(pod: dict[str, Any]) -> str:
+        job: str = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) or ""
+        return job
+
+    def upsert_pod(self, pod: dict[str, Any]) -> bool:
+        """Store the pod; True when anything the reconciler reads changed."""
         uid = self.run_uid(pod)
         if uid is None:
-            return None, False
+            return False
         trimmed = trim_pod(pod)
-        held = self.pods[uid].get(trimmed["metadata"]["name"])
-        changed = held is None or held["status"] != trimmed["status"]
-        self._upsert(self.pods, uid, trimmed)
-        return uid, changed
+        store = self.pods[uid][self._job_of(trimmed)]
+        held = store.get(trimmed["metadata"]["name"])
+        self._store(store, trimmed)
+        return held is None or held["status"] != trimmed["status"]
 
-    def delete_pod(self, pod: dict[str, Any]) -> str | None:
+    def delete_pod(self, pod: dict[str, Any]) -> None:
         uid = self.run_uid(pod)
-        if uid is not None:
-            self.pods[uid].pop(pod["metadata"]["name"], None)
-        return uid
+        if uid in self.pods:
+            self.pods[uid][self._job_of(pod)].pop(pod["metadata"]["name"], None)
 
     def expect(self, uid: str, job_name: str, task: str, attempt: int = 0) -> None:
         self.expected[uid][job_name] = (task, attempt, time.monotonic())
@@ -139,11 +145,8 @@ class ChildCache:
         return list(self.jobs.get(uid, {}).values())
 
     def pods_of_job(self, uid: str, job_name: str) -> list[dict[str, Any]]:
-        return [
-            pod
-            for pod in self.pods.get(uid, {}).values()
-            if pod["metadata"]["labels"].get(JOB_NAME_LABEL) == job_name
-        ]
+        by_job = self.pods.get(uid)
+        return list(by_job[job_name].values()) if by_job is not None and job_name in by_job else []
 
     def forget_run(self, uid: str) -> None:
         self.jobs.pop(uid, None)

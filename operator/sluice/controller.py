@@ -273,8 +273,7 @@ async def on_pod_event(event: kopf.RawEvent, **_: Any) -> None:
     if event.get("type") == "DELETED":
         ctl.cache.delete_pod(obj)
         return
-    _run_uid, changed = ctl.cache.upsert_pod(obj)
-    if changed:
+    if ctl.cache.upsert_pod(obj):
         ctl.enqueue_owner(obj)
 
 
