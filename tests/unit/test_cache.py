@@ -5,7 +5,10 @@ from sluice.cache import ChildCache
 
 def pod(name: str, job: str, version: str, phase: str = "Running") -> dict[str, Any]:
     labels = {"sluice.dev/run-uid": "u1", "batch.kubernetes.io/job-name": job}
-    return {"metadata": {"name": name, "labels": labels, "resourceVersion": version}, "status": {"phase": phase}}
+    return {
+        "metadata": {"name": name, "labels": labels, "resourceVersion": version},
+        "status": {"phase": phase},
+    }
 
 
 def test_pods_are_read_per_job_and_an_older_event_never_replaces_a_newer_one() -> None:
