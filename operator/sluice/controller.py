@@ -21,7 +21,8 @@ import kopf
 from sluice import labels, metrics
 from sluice.api.v1alpha1 import GROUP, VERSION, PipelineStatus
 from sluice.cache import ChildCache
-from sluice.events import EventRecorder, now_rfc3339
+from sluice.clock import now_rfc3339
+from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, in_cluster_connection, pipeline_path
 from sluice.leader import LeaderElector
 from sluice.pipeline_status import pipeline_status

@@ -28,9 +28,6 @@ class InvalidPipeline(ValueError):
         self.message = message
 
 
-TRIGGER_RULES = ("AllSucceeded", "AllDone", "AnyFailed", "AllFailed", "NoneFailed")
-
-
 @dataclass(frozen=True)
 class Graph:
     """Tasks in declaration order and, for each, the tasks it waits for.

@@ -7,19 +7,15 @@ delay the reconcile that wanted to record it.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from sluice.api.v1alpha1 import API_VERSION
+from sluice.clock import now_rfc3339
 from sluice.kube import ApiError, KubeClient, events_path
 from sluice.naming import short_hash
 
 log = logging.getLogger(__name__)
 COMPONENT = "sluice-operator"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def event_body(run: dict[str, Any], kind: str, reason: str, message: str) -> dict[str, Any]:

@@ -15,31 +15,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from sluice.clock import now, parse_time
 from sluice.kube import ApiError, KubeClient
 
 log = logging.getLogger(__name__)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def lease_expired(spec: dict[str, Any], now: datetime) -> bool:
+def lease_expired(spec: dict[str, Any], moment: datetime) -> bool:
     renewed = spec.get("renewTime") or spec.get("acquireTime")
     if not renewed:
         return True
-    return _parse(renewed) + timedelta(seconds=spec.get("leaseDurationSeconds") or 0) < now
+    return parse_time(renewed) + timedelta(seconds=spec.get("leaseDurationSeconds") or 0) < moment
 
 
 class LeaderElector:
@@ -61,12 +54,12 @@ class LeaderElector:
         self.lost = asyncio.Event()
 
     def _spec(self, acquired: str | None, transitions: int) -> dict[str, Any]:
-        now = _stamp(_now())
+        stamp = _stamp(now())
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": self.lease_seconds,
-            "acquireTime": acquired or now,
-            "renewTime": now,
+            "acquireTime": acquired or stamp,
+            "renewTime": stamp,
             "leaseTransitions": transitions,
         }
 
@@ -87,7 +80,7 @@ class LeaderElector:
                 raise
         spec = lease.get("spec") or {}
         ours = spec.get("holderIdentity") == self.identity
-        if not ours and not lease_expired(spec, _now()):
+        if not ours and not lease_expired(spec, now()):
             return False
         transitions = (spec.get("leaseTransitions") or 0) + (0 if ours else 1)
         lease["spec"] = self._spec(spec.get("acquireTime") if ours else None, transitions)
@@ -117,17 +110,17 @@ class LeaderElector:
 
     async def keep(self) -> None:
         """Renew the lease until it cannot be renewed in time; then set ``lost``."""
-        deadline = _now() + timedelta(seconds=self.lease_seconds)
+        deadline = now() + timedelta(seconds=self.lease_seconds)
         while True:
             await asyncio.sleep(self.renew_seconds)
             try:
                 if await self.try_acquire():
-                    deadline = _now() + timedelta(seconds=self.lease_seconds)
+                    deadline = now() + timedelta(seconds=self.lease_seconds)
                     continue
                 log.error("leader election: lease taken by another replica")
             except (ApiError, OSError) as error:
                 log.warning("leader election: renew failed: %s", error)
-                if _now() < deadline - timedelta(seconds=self.renew_seconds):
+                if now() < deadline - timedelta(seconds=self.renew_seconds):
                     continue
             self.lost.set()
             return
@@ -139,7 +132,7 @@ class LeaderElector:
             if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
             lease["spec"]["holderIdentity"] = ""
-            lease["spec"]["renewTime"] = _stamp(_now() - timedelta(seconds=self.lease_seconds + 1))
+            lease["spec"]["renewTime"] = _stamp(now() - timedelta(seconds=self.lease_seconds + 1))
             await self.client.request("PUT", f"{self.path}/{self.name}", lease)
         except (ApiError, OSError) as error:
             log.warning("leader election: could not release the lease: %s", error)

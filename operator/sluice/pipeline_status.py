@@ -14,20 +14,12 @@ from pydantic import ValidationError
 from sluice.api.v1alpha1 import Condition, PipelineSpec, PipelineStatus
 from sluice.dag import InvalidPipeline, build_graph
 from sluice.params import check_references
-from sluice.progress import set_condition
+from sluice.progress import condition, set_condition
 from sluice.schedule import Schedule
 
 
 def _valid(status: str, reason: str, message: str, now: str) -> Condition:
-    return Condition.model_validate(
-        {
-            "type": "Valid",
-            "status": status,
-            "reason": reason,
-            "message": message[:1024],
-            "lastTransitionTime": now,
-        }
-    )
+    return condition("Valid", status, reason, message[:1024], now)
 
 
 def pipeline_status(pipeline: dict[str, Any], now: str) -> PipelineStatus | None:
@@ -39,19 +31,18 @@ def pipeline_status(pipeline: dict[str, Any], now: str) -> PipelineStatus | None
     raw_tasks = (pipeline.get("spec") or {}).get("tasks") or ()
     try:
         spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
-        build_graph(spec)
         check_references(spec, build_graph(spec))
         if spec.schedule is not None:
             Schedule.parse(spec.schedule.cron, spec.schedule.timezone)
-        condition = _valid("True", "Valid", f"{len(spec.tasks)} tasks form a valid DAG", now)
+        valid = _valid("True", "Valid", f"{len(spec.tasks)} tasks form a valid DAG", now)
     except InvalidPipeline as error:
-        condition = _valid("False", error.reason, error.message, now)
+        valid = _valid("False", error.reason, error.message, now)
     except ValidationError as error:
-        condition = _valid("False", "InvalidSpec", str(error), now)
+        valid = _valid("False", "InvalidSpec", str(error), now)
     return status.model_copy(
         update={
             "observed_generation": generation,
             "task_count": len(raw_tasks),
-            "conditions": set_condition(status.conditions, condition),
+            "conditions": set_condition(status.conditions, valid),
         }
     )

@@ -9,17 +9,13 @@ except for the first time a transition is seen.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 
 from sluice.api.v1alpha1 import Condition, PipelineRunStatus, ResultValue, TaskRunStatus
+from sluice.clock import parse_time
 from sluice.dag import NOT_SUCCEEDED, TERMINAL_TASK_PHASES, Graph, resolve_task_phases, run_phase
 from sluice.observe import TaskObservation, truncate
 
 SUCCEEDED = "Succeeded"
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def format_duration(start: str, end: str) -> str:
@@ -134,18 +130,19 @@ def _results(obs: TaskObservation, previous: TaskRunStatus | None) -> list[Resul
     return None
 
 
+def condition(kind: str, status: str, reason: str, message: str, now: str) -> Condition:
+    """A metav1.Condition; ``set_condition`` keeps its transition time when the status holds."""
+    return Condition.model_validate(
+        {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
+    )
+
+
 def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Condition:
     failed = [e for e in entries if e.phase == "Failed"]
     total = len(entries)
     done = sum(1 for e in entries if e.phase in TERMINAL_TASK_PHASES)
     if phase == "Succeeded":
-        return Condition(
-            type=SUCCEEDED,
-            status="True",
-            reason="Succeeded",
-            message=f"all {total} tasks succeeded",
-            last_transition_time=now,
-        )
+        return condition(SUCCEEDED, "True", "Succeeded", f"all {total} tasks succeeded", now)
     if phase == "Failed":
         first = failed[0]
         detail = f": {first.message}" if first.message else ""
@@ -153,21 +150,9 @@ def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Co
         if len(failed) > 10:
             names += f" and {len(failed) - 10} more"
         plural = "s" if len(failed) > 1 else ""
-        return Condition(
-            type=SUCCEEDED,
-            status="False",
-            reason="TaskFailed",
-            message=f"task{plural} {names} failed{detail}",
-            last_transition_time=now,
-        )
+        return condition(SUCCEEDED, "False", "TaskFailed", f"task{plural} {names} failed{detail}", now)
     reason = "Running" if phase == "Running" else "Pending"
-    return Condition(
-        type=SUCCEEDED,
-        status="Unknown",
-        reason=reason,
-        message=f"{done} of {total} tasks completed",
-        last_transition_time=now,
-    )
+    return condition(SUCCEEDED, "Unknown", reason, f"{done} of {total} tasks completed", now)
 
 
 def compute_status(
@@ -202,9 +187,7 @@ def compute_status(
 
 def failed_status(previous: PipelineRunStatus, reason: str, message: str, now: str) -> PipelineRunStatus:
     """A run that cannot start (invalid spec, missing pipeline): Failed at once."""
-    condition = Condition(
-        type=SUCCEEDED, status="False", reason=reason, message=message, last_transition_time=now
-    )
+    ended = condition(SUCCEEDED, "False", reason, message, now)
     start = previous.start_time or now
     return previous.model_copy(
         update={
@@ -212,7 +195,7 @@ def failed_status(previous: PipelineRunStatus, reason: str, message: str, now: s
             "start_time": start,
             "completion_time": previous.completion_time or now,
             "duration": format_duration(start, previous.completion_time or now),
-            "conditions": set_condition(previous.conditions, condition),
+            "conditions": set_condition(previous.conditions, ended),
         }
     )
 
@@ -238,9 +221,7 @@ def stopped_status(
         else task
         for task in status.tasks or ()
     ]
-    condition = Condition(
-        type=SUCCEEDED, status="False", reason=reason, message=message, last_transition_time=now
-    )
+    ended = condition(SUCCEEDED, "False", reason, message, now)
     start = status.start_time or now
     return status.model_copy(
         update={
@@ -248,6 +229,6 @@ def stopped_status(
             "tasks": tasks,
             "completion_time": now,
             "duration": format_duration(start, now),
-            "conditions": set_condition(previous.conditions, condition),
+            "conditions": set_condition(previous.conditions, ended),
         }
     )

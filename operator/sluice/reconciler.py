@@ -23,7 +23,6 @@ from pydantic import ValidationError
 
 from sluice import labels, metrics
 from sluice.api.v1alpha1 import (
-    Condition,
     ParamValue,
     PipelineRunSpec,
     PipelineRunStatus,
@@ -32,16 +31,16 @@ from sluice.api.v1alpha1 import (
     TaskSpec,
 )
 from sluice.cache import ChildCache
+from sluice.clock import now_rfc3339, parse_time, rfc3339
 from sluice.dag import Graph, InvalidPipeline, build_graph, ready_tasks, within_parallelism
-from sluice.events import EventRecorder, now_rfc3339
+from sluice.events import EventRecorder
 from sluice.jobs import RunIdentity, render_job, workspace_claim
 from sluice.kube import ApiError, KubeClient, jobs_path, pipeline_path, run_path
 from sluice.observe import TaskObservation, observe_task, truncate
 from sluice.params import bind_params, check_references, references
-from sluice.progress import compute_status, failed_status, parse_time, set_condition, stopped_status
+from sluice.progress import compute_status, condition, failed_status, set_condition, stopped_status
 from sluice.results import declared_results
 from sluice.retry import next_retry
-from sluice.schedule import rfc3339
 from sluice.settings import Settings
 from sluice.when import evaluate_when
 
@@ -277,7 +276,8 @@ class Reconciler:
                 "phase": "Pending",
                 "pipeline_name": pipeline,
                 "conditions": set_condition(
-                    status.conditions, _condition("Unknown", "WaitingForConcurrency", message, self.clock())
+                    status.conditions,
+                    condition("Succeeded", "Unknown", "WaitingForConcurrency", message, self.clock()),
                 ),
             }
         )
@@ -316,8 +316,12 @@ class Reconciler:
                         "pipeline_name": name,
                         "conditions": set_condition(
                             status.conditions,
-                            _condition(
-                                "Unknown", "PipelineNotFound", message + "; waiting for it", self.clock()
+                            condition(
+                                "Succeeded",
+                                "Unknown",
+                                "PipelineNotFound",
+                                message + "; waiting for it",
+                                self.clock(),
                             ),
                         ),
                     }
@@ -670,18 +674,6 @@ class Reconciler:
         if status.to_api() == PipelineRunStatus.model_validate(run.get("status") or {}).to_api():
             return run
         return await self._write_status(run, status)
-
-
-def _condition(status: str, reason: str, message: str, now: str) -> Condition:
-    return Condition.model_validate(
-        {
-            "type": "Succeeded",
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": now,
-        }
-    )
 
 
 def _first_error(error: ValidationError) -> str:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sluice.api.v1alpha1 import Backoff, RetryPolicy
+from sluice.clock import parse_time
 from sluice.observe import TaskObservation
-from sluice.progress import parse_time
 
 
 def backoff_seconds(backoff: Backoff | None, retry_number: int) -> float:

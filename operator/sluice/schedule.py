@@ -95,11 +95,3 @@ def run_name(pipeline: str, moment: datetime) -> str:
     """
     stamp = moment.astimezone(UTC).strftime("%Y%m%d%H%M")
     return f"{pipeline[: 63 - len(stamp) - 1].rstrip('-.')}-{stamp}"
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_rfc3339(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)

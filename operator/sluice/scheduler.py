@@ -16,12 +16,13 @@ from typing import Any
 
 from sluice import labels, metrics
 from sluice.api.v1alpha1 import API_VERSION, PipelineSpec, PipelineStatus, ScheduleSpec
+from sluice.clock import parse_time, rfc3339
 from sluice.dag import InvalidPipeline
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, pipeline_path, run_path
 from sluice.naming import label_value
 from sluice.params import substitute
-from sluice.schedule import Schedule, due_times, parse_rfc3339, rfc3339, run_name
+from sluice.schedule import Schedule, due_times, run_name
 
 log = logging.getLogger(__name__)
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
@@ -120,9 +121,9 @@ class Scheduler:
         if status.observed_schedule is not None and status.observed_schedule != fingerprint:
             last = now  # the schedule was edited: start it afresh, fire nothing "missed"
         elif status.last_schedule_time:
-            last = parse_rfc3339(status.last_schedule_time)
+            last = parse_time(status.last_schedule_time)
         else:
-            last = parse_rfc3339(meta["creationTimestamp"])
+            last = parse_time(meta["creationTimestamp"])
         runs = await self._scheduled_runs(meta["namespace"], meta["name"])
         await self._prune(pipeline, runs, schedule)
         update: dict[str, Any] = {"observed_schedule": fingerprint}
