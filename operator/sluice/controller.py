@@ -153,12 +153,9 @@ class Controller:
     async def _reconcile_pipeline(self, key: PipelineKey) -> float | None:
         """A Pipeline's own status (validity, task count) and its schedule."""
         assert self.client is not None and self.scheduler is not None
-        try:
-            pipeline = await self.client.get(pipeline_path(key.namespace, key.name))
-        except ApiError as error:
-            if error.not_found:
-                return None
-            raise
+        pipeline = await self.client.get_optional(pipeline_path(key.namespace, key.name))
+        if pipeline is None:
+            return None
         current = PipelineStatus.model_validate(pipeline.get("status") or {})
         status = pipeline_status(pipeline, now_rfc3339()) or current
         status, again = await self.scheduler.reconcile(pipeline, status)

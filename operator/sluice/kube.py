@@ -190,6 +190,15 @@ class KubeClient:
         result: dict[str, Any] = await self.request("GET", path)
         return result
 
+    async def get_optional(self, path: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist (deleted is a normal state)."""
+        try:
+            return await self.get(path)
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("POST", path, body)
         return result

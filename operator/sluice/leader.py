@@ -65,11 +65,8 @@ class LeaderElector:
 
     async def try_acquire(self) -> bool:
         """One attempt to take or renew the lease; True while we hold it."""
-        try:
-            lease = await self.client.get(f"{self.path}/{self.name}")
-        except ApiError as error:
-            if not error.not_found:
-                raise
+        lease = await self.client.get_optional(f"{self.path}/{self.name}")
+        if lease is None:
             body = {"metadata": {"name": self.name}, "spec": self._spec(None, 0)}
             try:
                 await self.client.create(self.path, body)

@@ -87,8 +87,9 @@ class RunSource:
 
 
 @dataclass
-class PipelineWaiters:
-    """Runs waiting for a Pipeline that does not exist yet (GitOps order)."""
+class Waiters:
+    """Runs waiting on something about a Pipeline (for it to exist, for a
+    concurrency slot), woken by the event that ends the wait."""
 
     by_pipeline: dict[tuple[str, str], set[RunKey]] = field(default_factory=dict)
 
@@ -113,18 +114,15 @@ class Reconciler:
         self.events = events
         self.settings = settings
         self.clock = clock
-        self.waiters = PipelineWaiters()
-        self.concurrency_waiters = PipelineWaiters()
+        self.waiters = Waiters()
+        self.concurrency_waiters = Waiters()
         self.admission_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def reconcile(self, key: RunKey) -> float | None:
         """One pass over one run; returns seconds until it wants another pass."""
-        try:
-            run = await self.client.get(run_path(key.namespace, key.name))
-        except ApiError as error:
-            if error.not_found:
-                return None
-            raise
+        run = await self.client.get_optional(run_path(key.namespace, key.name))
+        if run is None:
+            return None
         status = PipelineRunStatus.model_validate(run.get("status") or {})
         if status.phase in TERMINAL_RUN_PHASES and status.completion_time:
             return None
@@ -218,11 +216,8 @@ class Reconciler:
         the succeeded tasks (reused with their results) and the workspace claim.
         """
         namespace = run["metadata"]["namespace"]
-        try:
-            source = await self.client.get(run_path(namespace, name))
-        except ApiError as error:
-            if not error.not_found:
-                raise
+        source = await self.client.get_optional(run_path(namespace, name))
+        if source is None:
             await self._fail(run, status, "RerunSourceNotFound", f'run "{name}" (spec.rerunOf) was not found')
             return None
         old = PipelineRunStatus.model_validate(source.get("status") or {})
@@ -271,19 +266,24 @@ class Reconciler:
         message = f'waiting: {active} of {limit} allowed runs of pipeline "{pipeline}" are active'
         if ahead:
             message += f", {ahead} waiting run(s) first"
+        await self._mark_waiting(run, status, pipeline, "WaitingForConcurrency", message)
+        self.concurrency_waiters.wait(meta["namespace"], pipeline, RunKey(meta["namespace"], meta["name"]))
+        return CONCURRENCY_RECHECK_SECONDS
+
+    async def _mark_waiting(
+        self, run: dict[str, Any], status: PipelineRunStatus, pipeline: str, reason: str, message: str
+    ) -> None:
+        """Show a run that cannot start yet as Pending, with why in its condition."""
         waiting = status.model_copy(
             update={
                 "phase": "Pending",
                 "pipeline_name": pipeline,
                 "conditions": set_condition(
-                    status.conditions,
-                    condition("Succeeded", "Unknown", "WaitingForConcurrency", message, self.clock()),
+                    status.conditions, condition("Succeeded", "Unknown", reason, message, self.clock())
                 ),
             }
         )
         await self._write_if_changed(run, waiting)
-        self.concurrency_waiters.wait(meta["namespace"], pipeline, RunKey(meta["namespace"], meta["name"]))
-        return CONCURRENCY_RECHECK_SECONDS
 
     async def _record_last_run(self, namespace: str, pipeline: str, run: str) -> None:
         """Show the newest run in `kubectl get pipelines`; best effort."""
@@ -301,32 +301,13 @@ class Reconciler:
         many seconds (the Pipeline may be applied just after the run).
         """
         meta = run["metadata"]
-        try:
-            pipeline = await self.client.get(pipeline_path(meta["namespace"], name))
-        except ApiError as error:
-            if not error.not_found:
-                raise
+        pipeline = await self.client.get_optional(pipeline_path(meta["namespace"], name))
+        if pipeline is None:
             waited = (parse_time(self.clock()) - parse_time(meta["creationTimestamp"])).total_seconds()
             message = f'pipeline "{name}" not found in namespace "{meta["namespace"]}"'
             if waited < self.settings.pipeline_grace_seconds:
                 self.waiters.wait(meta["namespace"], name, RunKey(meta["namespace"], meta["name"]))
-                pending = status.model_copy(
-                    update={
-                        "phase": "Pending",
-                        "pipeline_name": name,
-                        "conditions": set_condition(
-                            status.conditions,
-                            condition(
-                                "Succeeded",
-                                "Unknown",
-                                "PipelineNotFound",
-                                message + "; waiting for it",
-                                self.clock(),
-                            ),
-                        ),
-                    }
-                )
-                await self._write_if_changed(run, pending)
+                await self._mark_waiting(run, status, name, "PipelineNotFound", message + "; waiting for it")
                 return self.settings.pipeline_grace_seconds - waited + 0.05
             await self._fail(run, status, "PipelineNotFound", message, name)
             return None
