@@ -186,6 +186,16 @@ def test_max_concurrent_runs_makes_extra_runs_wait_in_order(
     assert starts == sorted(starts)
 
 
+def rerun(name: str, source: str) -> dict[str, Any]:
+    """A PipelineRun that re-runs ``source``."""
+    return {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": name},
+        "spec": {"rerunOf": {"name": source}},
+    }
+
+
 def test_rerun_reuses_succeeded_tasks_and_reruns_the_rest(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
@@ -205,15 +215,7 @@ def test_rerun_reuses_succeeded_tasks_and_reruns_the_rest(
     )
     kube.wait_run(namespace, "orig", phases=("Cancelled",))
 
-    kube.apply(
-        namespace,
-        {
-            "apiVersion": "sluice.dev/v1alpha1",
-            "kind": "PipelineRun",
-            "metadata": {"name": "again"},
-            "spec": {"rerunOf": {"name": "orig"}},
-        },
-    )
+    kube.apply(namespace, rerun("again", "orig"))
     wait_for("the rerun's second task", lambda: [j for j in kube.jobs(namespace, "again")])
     jobs = {j.metadata.labels["sluice.dev/task"]: j for j in kube.jobs(namespace, "again")}
     assert set(jobs) == {"second"}
@@ -233,15 +235,7 @@ def test_rerun_of_an_unfinished_run_fails_clearly(
         "the run to start",
         lambda: (kube.run(namespace, "busy-1").get("status") or {}).get("phase") == "Running",
     )
-    kube.apply(
-        namespace,
-        {
-            "apiVersion": "sluice.dev/v1alpha1",
-            "kind": "PipelineRun",
-            "metadata": {"name": "too-soon"},
-            "spec": {"rerunOf": {"name": "busy-1"}},
-        },
-    )
+    kube.apply(namespace, rerun("too-soon", "busy-1"))
     obj = kube.wait_run(namespace, "too-soon")
     assert succeeded_condition(obj)["reason"] == "RerunSourceNotFinished"
 
