@@ -164,6 +164,16 @@ class Kube:
         ).items
         return items
 
+    def wait_events(self, namespace: str, name: str, reasons: set[str], timeout: float = 30) -> list[Any]:
+        """The object's Events once all ``reasons`` are among them: Events are
+        posted after the status write a test waits on, so they can lag it."""
+
+        def recorded() -> list[Any] | None:
+            events = self.events(namespace, name)
+            return events if reasons <= {e.reason for e in events} else None
+
+        return wait_for(f"events {sorted(reasons)} on {namespace}/{name}", recorded, timeout)
+
     def events(self, namespace: str, name: str) -> list[Any]:
         items: list[Any] = self.core.list_namespaced_event(
             namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=PipelineRun"

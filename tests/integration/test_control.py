@@ -91,7 +91,7 @@ def test_run_timeout_stops_running_jobs_and_fails_with_reason_timeout(
     assert tasks["a"]["phase"] == "Cancelled"
     assert tasks["b"]["phase"] in ("Cancelled", "Skipped")
     wait_for("the running Job to be deleted", lambda: not kube.jobs(namespace, "slowrun-1"))
-    assert "Timeout" in {e.reason for e in kube.events(namespace, "slowrun-1")}
+    kube.wait_events(namespace, "slowrun-1", {"Timeout"})
 
 
 def test_cancelling_a_run_stops_its_jobs_and_marks_unfinished_tasks(
@@ -224,7 +224,8 @@ def test_rerun_reuses_succeeded_tasks_and_reruns_the_rest(
     assert (tasks["first"]["phase"], tasks["first"]["reason"]) == ("Succeeded", "Reused")
     assert tasks["first"]["results"] == [{"name": "rows", "value": "42"}]
     assert tasks["third"]["phase"] == "Pending"
-    assert "re-running run orig" in " ".join(e.message for e in kube.events(namespace, "again"))
+    started = kube.wait_events(namespace, "again", {"Started"})
+    assert "re-running run orig" in " ".join(e.message for e in started)
 
 
 def test_rerun_of_an_unfinished_run_fails_clearly(

@@ -124,8 +124,7 @@ def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess,
     pipelines = kube.kubectl("get", "pipelines", "-n", namespace).stdout.splitlines()
     assert pipelines[0].split() == ["NAME", "TASKS", "SCHEDULE", "LAST", "RUN", "AGE"]
     assert pipelines[1].split()[:3] == ["diamond", "4", "diamond-1"]
-    reasons = {e.reason for e in kube.events(namespace, "diamond-1")}
-    assert {"Started", "Succeeded"} <= reasons
+    kube.wait_events(namespace, "diamond-1", {"Started", "Succeeded"})
 
 
 def test_failing_task_skips_dependents_and_lets_independent_branch_finish(
@@ -170,8 +169,7 @@ def test_failing_task_skips_dependents_and_lets_independent_branch_finish(
         "audit",
         "notify",
     }
-    reasons = {e.reason for e in kube.events(namespace, "branches-1")}
-    assert {"TaskFailed", "Failed"} <= reasons
+    kube.wait_events(namespace, "branches-1", {"TaskFailed", "Failed"})
 
 
 def test_params_are_substituted_and_missing_required_param_fails_the_run(
@@ -204,7 +202,7 @@ def test_params_are_substituted_and_missing_required_param_fails_the_run(
     assert condition["reason"] == "MissingParams"
     assert "table" in condition["message"]
     assert kube.jobs(namespace, "without-table") == []
-    assert "MissingParams" in {e.reason for e in kube.events(namespace, "without-table")}
+    kube.wait_events(namespace, "without-table", {"MissingParams"})
 
 
 @pytest.mark.parametrize(
@@ -229,7 +227,7 @@ def test_invalid_pipelines_fail_the_run_with_a_specific_reason(
     assert obj["status"]["phase"] == "Failed"
     assert condition["reason"] == reason
     assert words in condition["message"]
-    assert reason in {e.reason for e in kube.events(namespace, "bad-1")}
+    kube.wait_events(namespace, "bad-1", {reason})
     valid = wait_for("pipeline Valid condition", lambda: pipeline_condition(kube, namespace, "bad", "Valid"))
     assert (valid["status"], valid["reason"]) == ("False", reason)
 
