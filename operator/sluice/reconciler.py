@@ -89,7 +89,8 @@ class RunSource:
 @dataclass
 class Waiters:
     """Runs waiting on something about a Pipeline (for it to exist, for a
-    concurrency slot), woken by the event that ends the wait."""
+    concurrency slot), woken by the event that ends the wait.
+    """
 
     by_pipeline: dict[tuple[str, str], set[RunKey]] = field(default_factory=dict)
 
