@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import kopf
 
-from sluice import controller
+from sluice.controller import Controller
 from sluice.kube import in_cluster_connection
 from sluice.settings import Settings
 
@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings(**{**settings.__dict__, "health_port": args.health_port})
     if args.metrics_port is not None:
         settings = Settings(**{**settings.__dict__, "metrics_port": args.metrics_port})
-    controller.register(settings)
     kopf.configure(verbose=args.verbose)
     if not args.verbose:
         # One line per watch event ("Handler ... succeeded") drowns real news.
@@ -62,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
             # which a numeric non-root UID in a container does not have.
             identity=cast(Any, settings.identity or socket.gethostname()),
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+            # Handlers reach the process's one Controller through kopf's memo.
+            memo=kopf.Memo(controller=Controller(settings)),
         )
     )
 

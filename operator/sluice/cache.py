@@ -7,17 +7,25 @@ memory stays proportional to the number of tasks, not to object size.
 
 "Expectations" cover the gap between creating a Job and its watch event
 arriving: a Job we just created counts as existing, so a reconcile in that
-gap neither re-creates it nor reports the task as not started.
+gap neither re-creates it nor reports the task as not started. "Refusals"
+remember what the API server refused to create for good (a 422), so the next
+pass fails the task instead of trying again; they are memory, not truth: a
+restarted operator tries once more and is refused again.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
-from sluice import labels
+from sluice.api import labels
+from sluice.engine.observe import CreatedJob, RefusedCreate
+from sluice.kube import KubeClient
 
+log = logging.getLogger(__name__)
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 EXPECTATION_TTL = 60.0
 
@@ -81,6 +89,8 @@ class ChildCache:
         self.pods: dict[str, dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
         # run uid -> job name -> (task, attempt, monotonic time of the create)
         self.expected: dict[str, dict[str, tuple[str, int, float]]] = defaultdict(dict)
+        # run uid -> object name -> what the API server refused to create
+        self.refused: dict[str, dict[str, RefusedCreate]] = defaultdict(dict)
 
     @staticmethod
     def run_uid(obj: dict[str, Any]) -> str | None:
@@ -131,24 +141,47 @@ class ChildCache:
     def expect(self, uid: str, job_name: str, task: str, attempt: int = 0) -> None:
         self.expected[uid][job_name] = (task, attempt, time.monotonic())
 
-    def expected_jobs(self, uid: str) -> dict[str, tuple[str, int]]:
-        """Job name -> (task, attempt) for Jobs created but not yet seen in a watch event."""
+    def created_jobs(self, uid: str) -> list[CreatedJob]:
+        """Jobs created but not yet seen in a watch event."""
         now = time.monotonic()
         held = self.jobs.get(uid, {})
-        return {
-            name: (task, attempt)
+        return [
+            CreatedJob(name, task, attempt)
             for name, (task, attempt, at) in self.expected.get(uid, {}).items()
             if now - at < EXPECTATION_TTL and name not in held
-        }
+        ]
+
+    def refuse(self, uid: str, refusal: RefusedCreate) -> None:
+        self.refused[uid][refusal.name] = refusal
+
+    def refusals(self, uid: str) -> list[RefusedCreate]:
+        return list(self.refused.get(uid, {}).values())
 
     def jobs_of(self, uid: str) -> list[dict[str, Any]]:
         return list(self.jobs.get(uid, {}).values())
 
-    def pods_of_job(self, uid: str, job_name: str) -> list[dict[str, Any]]:
-        by_job = self.pods.get(uid)
-        return list(by_job[job_name].values()) if by_job is not None and job_name in by_job else []
+    def pods_by_job(self, uid: str) -> Mapping[str, Mapping[str, dict[str, Any]]]:
+        """Job name -> pod name -> pod, for one run (a read-only view)."""
+        return self.pods.get(uid) or {}
+
+    async def prime(self, client: KubeClient, namespace: str | None) -> None:
+        """List existing Jobs and pods before the first reconcile, so a
+        restarted operator never mistakes "not seen yet" for "not created".
+        """
+        selector = {"labelSelector": f"{labels.MANAGED_BY}={labels.MANAGER}"}
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        jobs = (await client.request("GET", f"/apis/batch/v1{scope}/jobs", params=selector)).get(
+            "items"
+        ) or ()
+        for job in jobs:
+            self.upsert_job(job)
+        pods = (await client.request("GET", f"/api/v1{scope}/pods", params=selector)).get("items") or ()
+        for pod in pods:
+            self.upsert_pod(pod)
+        log.info("cache primed with %d jobs and %d pods", len(jobs), len(pods))
 
     def forget_run(self, uid: str) -> None:
         self.jobs.pop(uid, None)
         self.pods.pop(uid, None)
         self.expected.pop(uid, None)
+        self.refused.pop(uid, None)

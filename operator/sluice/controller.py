@@ -3,9 +3,13 @@
 kopf provides the watch streams, reconnects and the process lifecycle. The
 reconciliation itself does not run inside kopf's per-object handlers, because
 a Job finishing must wake its *parent* run: handlers here only record what
-they saw and enqueue the run's key, and a pool of workers drains the queue
-(coalesced, one worker per run at a time). That keeps the path from "Job
-complete" to "dependent Job created" to one watch event plus one reconcile.
+they saw and enqueue the owner's key, and a pool of workers drains the queue
+(coalesced, one worker per key at a time) into the reconciler of the key's
+kind. That keeps the path from "Job complete" to "dependent Job created" to
+one watch event plus one reconcile.
+
+The process's one ``Controller`` travels in kopf's memo (``memo.controller``),
+so handlers share it without a module global.
 """
 
 from __future__ import annotations
@@ -18,16 +22,16 @@ from typing import Any, cast
 
 import kopf
 
-from sluice import labels, metrics
-from sluice.api.v1alpha1 import GROUP, VERSION, PipelineStatus
+from sluice import metrics
+from sluice.api import labels
+from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, GROUP, PIPELINE_RUNS, PIPELINES, VERSION
 from sluice.cache import ChildCache
-from sluice.clock import now_rfc3339
 from sluice.events import EventRecorder
-from sluice.kube import ApiError, KubeClient, in_cluster_connection, pipeline_path
+from sluice.kube import ApiError, KubeClient, in_cluster_connection
 from sluice.leader import LeaderElector
-from sluice.pipeline_status import pipeline_status
-from sluice.reconciler import PipelineKey, Reconciler, RunKey
-from sluice.scheduler import Scheduler, write_pipeline_status
+from sluice.reconcilers.keys import Key, PipelineKey, RunKey
+from sluice.reconcilers.pipeline import PipelineReconciler
+from sluice.reconcilers.pipelinerun import RunReconciler
 from sluice.settings import Settings
 from sluice.workqueue import WorkQueue
 
@@ -35,6 +39,7 @@ log = logging.getLogger("sluice")
 
 MANAGED = {labels.MANAGED_BY: labels.MANAGER}
 MAX_BACKOFF = 30.0
+CONFLICT_RETRY_SECONDS = 0.05
 
 
 class Controller:
@@ -44,24 +49,23 @@ class Controller:
         self.settings = settings
         self.cache = ChildCache()
         # Followers fill the queue from watch events but only the leader drains it.
-        self.queue: WorkQueue[RunKey | PipelineKey] = WorkQueue()
-        self.failures: dict[RunKey | PipelineKey, int] = {}
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.failures: dict[Key, int] = {}
         self.client: KubeClient | None = None
-        self.reconciler: Reconciler | None = None
-        self.scheduler: Scheduler | None = None
+        self.runs: RunReconciler | None = None
+        self.pipelines: PipelineReconciler | None = None
         self.workers: list[asyncio.Task[None]] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.leading = False
         self.elector: LeaderElector | None = None
-
-        self.primed = asyncio.Event()
         self.run_uids: dict[RunKey, str] = {}
 
     async def start(self, info: kopf.ConnectionInfo) -> None:
         self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
-        self.reconciler = Reconciler(self.client, self.cache, EventRecorder(self.client), self.settings)
-        self.scheduler = Scheduler(self.client, EventRecorder(self.client))
-        await self._prime_cache()
+        events = EventRecorder(self.client)
+        self.runs = RunReconciler(self.client, self.cache, events, self.settings)
+        self.pipelines = PipelineReconciler(self.client, events)
+        await self.cache.prime(self.client, self.settings.namespace)
         metrics.serve(self.settings.metrics_port, lambda: len(self.queue))
         self.tasks.append(asyncio.create_task(self._lead()))
 
@@ -78,7 +82,7 @@ class Controller:
             self.elector = elector
         self.leading = True
         metrics.LEADER.set(1)
-        self.workers = [asyncio.create_task(self._work(i)) for i in range(self.settings.workers)]
+        self.workers = [asyncio.create_task(self._work()) for _ in range(self.settings.workers)]
         if elector is not None:
             await elector.lost.wait()
             log.error("lost the leader lease; stopping so that only one replica reconciles")
@@ -97,49 +101,29 @@ class Controller:
         if self.client is not None:
             await self.client.close()
 
-    async def _prime_cache(self) -> None:
-        """List existing Jobs and pods before the first reconcile, so a
-        restarted operator never mistakes "not seen yet" for "not created".
-        """
-        assert self.client is not None
-        selector = f"{labels.MANAGED_BY}={labels.MANAGER}"
-        scope = f"/namespaces/{self.settings.namespace}" if self.settings.namespace else ""
-        jobs = await self.client.request(
-            "GET", f"/apis/batch/v1{scope}/jobs", params={"labelSelector": selector}
-        )
-        for job in jobs.get("items") or ():
-            self.cache.upsert_job(job)
-        pods = await self.client.request("GET", f"/api/v1{scope}/pods", params={"labelSelector": selector})
-        for pod in pods.get("items") or ():
-            self.cache.upsert_pod(pod)
-        log.info(
-            "cache primed with %d jobs and %d pods",
-            len(jobs.get("items") or ()),
-            len(pods.get("items") or ()),
-        )
-        self.primed.set()
+    async def _reconcile(self, key: Key) -> float | None:
+        assert self.runs is not None and self.pipelines is not None
+        if isinstance(key, PipelineKey):
+            return await self.pipelines.reconcile(key)
+        return await self.runs.reconcile(key)
 
-    async def _work(self, number: int) -> None:
-        assert self.reconciler is not None
+    async def _work(self) -> None:
         while True:
             key = await self.queue.get()
             kind = "pipeline" if isinstance(key, PipelineKey) else "run"
             result = "ok"
             with metrics.RECONCILE_SECONDS.labels(kind).time():
                 try:
-                    if isinstance(key, PipelineKey):
-                        again = await self._reconcile_pipeline(key)
-                    else:
-                        again = await self.reconciler.reconcile(key)
+                    again = await self._reconcile(key)
                     self.failures.pop(key, None)
                     if again is not None:
                         self.queue.add_after(key, again)
                 except ApiError as error:
                     if error.conflict:
-                        # Our view was stale; the newer version's event re-queues the run.
+                        # Our view was stale; the newer version's event re-queues the key.
                         result = "conflict"
                         log.debug("conflict on %s, retrying: %s", key, error)
-                        self.queue.add_after(key, 0.05)
+                        self.queue.add_after(key, CONFLICT_RETRY_SECONDS)
                     else:
                         result = "error"
                         self._backoff(key, error)
@@ -150,27 +134,65 @@ class Controller:
                     metrics.RECONCILES.labels(kind, result).inc()
                     self.queue.done(key)
 
-    async def _reconcile_pipeline(self, key: PipelineKey) -> float | None:
-        """A Pipeline's own status (validity, task count) and its schedule."""
-        assert self.client is not None and self.scheduler is not None
-        pipeline = await self.client.get_optional(pipeline_path(key.namespace, key.name))
-        if pipeline is None:
-            return None
-        current = PipelineStatus.model_validate(pipeline.get("status") or {})
-        status = pipeline_status(pipeline, now_rfc3339()) or current
-        status, again = await self.scheduler.reconcile(pipeline, status)
-        if status.to_api() != current.to_api():
-            await write_pipeline_status(self.client, pipeline, status)
-        return again
-
-    def _backoff(self, key: RunKey | PipelineKey, error: BaseException) -> None:
+    def _backoff(self, key: Key, error: BaseException) -> None:
         count = self.failures.get(key, 0) + 1
         self.failures[key] = count
         delay = min(MAX_BACKOFF, 0.1 * 2 ** (count - 1))
         log.exception("reconcile of %s failed (attempt %d), retrying in %.1fs: %s", key, count, delay, error)
         self.queue.add_after(key, delay)
 
-    def enqueue_owner(self, obj: dict[str, Any]) -> None:
+    # --- what the watches saw ---------------------------------------------------------
+
+    def saw_run(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = RunKey(meta["namespace"], meta["name"])
+        if event.get("type") == "DELETED":
+            self.queue.forget(key)
+            uid = self.run_uids.pop(key, None)
+            if uid:
+                self.cache.forget_run(uid)
+            return
+        self.run_uids[key] = meta.get("uid", "")
+        self.queue.add(key)
+        status = obj.get("status") or {}
+        if status.get("phase") not in FINISHED_RUN_PHASES:
+            return
+        # A finished run frees a concurrency slot; a scheduled one may free a
+        # Forbid slot or exceed history limits.
+        pipeline = status.get("pipelineName")
+        if pipeline and self.runs is not None:
+            for waiting in self.runs.waiting_for_slot.release(meta["namespace"], pipeline):
+                self.queue.add(waiting)
+        for owner in meta.get("ownerReferences") or ():
+            if owner.get("kind") == "Pipeline":
+                self.queue.add(PipelineKey(meta["namespace"], owner["name"]))
+
+    def saw_job(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
+        if event.get("type") == "DELETED":
+            self.cache.delete_job(obj)
+        else:
+            self.cache.upsert_job(obj)
+        self._enqueue_owner(obj)
+
+    def saw_pod(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
+        if event.get("type") == "DELETED":
+            self.cache.delete_pod(obj)
+        elif self.cache.upsert_pod(obj):
+            self._enqueue_owner(obj)
+
+    def saw_pipeline(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
+        """Report a Pipeline's validity and schedule, and wake runs that were
+        waiting for it to exist.
+        """
+        if event.get("type") == "DELETED":
+            return
+        meta = obj["metadata"]
+        if self.runs is not None:
+            for key in self.runs.waiting_for_pipeline.release(meta["namespace"], meta["name"]):
+                self.queue.add(key)
+        self.queue.add(PipelineKey(meta["namespace"], meta["name"]))
+
+    def _enqueue_owner(self, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         run = (meta.get("labels") or {}).get(labels.RUN)
         for owner in meta.get("ownerReferences") or ():
@@ -180,23 +202,22 @@ class Controller:
             self.queue.add(RunKey(meta["namespace"], run))
 
 
-CONTROLLER: Controller | None = None
+# --- kopf handlers: registration only ---------------------------------------------------
 
 
-def controller() -> Controller:
-    assert CONTROLLER is not None, "operator not started"
-    return CONTROLLER
+def _controller(memo: kopf.Memo) -> Controller:
+    return cast(Controller, memo.controller)
 
 
-def register(settings: Settings) -> None:
-    """Create the process's Controller; handlers below use it."""
-    global CONTROLLER  # noqa: PLW0603
-    CONTROLLER = Controller(settings)
+def _named(event: kopf.RawEvent) -> dict[str, Any] | None:
+    """The event's object, or None for a bookmark or an object without a name."""
+    obj = cast(dict[str, Any], event["object"])
+    return obj if (obj.get("metadata") or {}).get("name") else None
 
 
 @kopf.on.startup()
-async def on_startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
-    ours = controller().settings
+async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    ctl = _controller(memo)
     # Latency: kopf's default batch window (0.1 s) would delay every Job event.
     settings.batching.batch_window = 0.01
     settings.batching.worker_limit = None
@@ -212,80 +233,36 @@ async def on_startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: 
     info = in_cluster_connection() or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: neither in-cluster nor a kubeconfig")
-    await controller().start(info)
-    logger.info("sluice started: %d workers, api qps %s", ours.workers, ours.api_qps or "unlimited")
+    await ctl.start(info)
+    logger.info(
+        "sluice started: %d workers, api qps %s", ctl.settings.workers, ctl.settings.api_qps or "unlimited"
+    )
 
 
 @kopf.on.cleanup()
-async def on_cleanup(**_: Any) -> None:
-    await controller().stop()
+async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await _controller(memo).stop()
 
 
-@kopf.on.event(GROUP, VERSION, "pipelineruns")
-async def on_run_event(event: kopf.RawEvent, **_: Any) -> None:
-    obj = cast(dict[str, Any], event["object"])
-    meta = obj.get("metadata") or {}
-    if not meta.get("name"):
-        return
-    key = RunKey(meta["namespace"], meta["name"])
-    ctl = controller()
-    if event.get("type") == "DELETED":
-        ctl.queue.forget(key)
-        uid = ctl.run_uids.pop(key, None)
-        if uid:
-            ctl.cache.forget_run(uid)
-        return
-    ctl.run_uids[key] = meta.get("uid", "")
-    ctl.queue.add(key)
-    # A finished run frees a concurrency slot; a scheduled one may free a
-    # Forbid slot or exceed history limits.
-    if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Cancelled"):
-        pipeline = (obj.get("status") or {}).get("pipelineName")
-        if pipeline and ctl.reconciler is not None:
-            for waiting in ctl.reconciler.concurrency_waiters.release(meta["namespace"], pipeline):
-                ctl.queue.add(waiting)
-        for owner in meta.get("ownerReferences") or ():
-            if owner.get("kind") == "Pipeline":
-                ctl.queue.add(PipelineKey(meta["namespace"], owner["name"]))
+@kopf.on.event(GROUP, VERSION, PIPELINE_RUNS)
+async def on_run_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if (obj := _named(event)) is not None:
+        _controller(memo).saw_run(event, obj)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-async def on_job_event(event: kopf.RawEvent, **_: Any) -> None:
-    obj = cast(dict[str, Any], event["object"])
-    if not (obj.get("metadata") or {}).get("name"):
-        return
-    ctl = controller()
-    if event.get("type") == "DELETED":
-        ctl.cache.delete_job(obj)
-    else:
-        ctl.cache.upsert_job(obj)
-    ctl.enqueue_owner(obj)
+async def on_job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if (obj := _named(event)) is not None:
+        _controller(memo).saw_job(event, obj)
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
-async def on_pod_event(event: kopf.RawEvent, **_: Any) -> None:
-    obj = cast(dict[str, Any], event["object"])
-    if not (obj.get("metadata") or {}).get("name"):
-        return
-    ctl = controller()
-    if event.get("type") == "DELETED":
-        ctl.cache.delete_pod(obj)
-        return
-    if ctl.cache.upsert_pod(obj):
-        ctl.enqueue_owner(obj)
+async def on_pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if (obj := _named(event)) is not None:
+        _controller(memo).saw_pod(event, obj)
 
 
-@kopf.on.event(GROUP, VERSION, "pipelines")
-async def on_pipeline_event(event: kopf.RawEvent, **_: Any) -> None:
-    """Report a Pipeline's validity and size in its status, and wake runs
-    that were waiting for it to exist.
-    """
-    obj = cast(dict[str, Any], event["object"])
-    meta = obj.get("metadata") or {}
-    if event.get("type") == "DELETED" or not meta.get("name"):
-        return
-    ctl = controller()
-    if ctl.reconciler is not None:
-        for key in ctl.reconciler.waiters.release(meta["namespace"], meta["name"]):
-            ctl.queue.add(key)
-    ctl.queue.add(PipelineKey(meta["namespace"], meta["name"]))
+@kopf.on.event(GROUP, VERSION, PIPELINES)
+async def on_pipeline_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    if (obj := _named(event)) is not None:
+        _controller(memo).saw_pipeline(event, obj)

@@ -1,4 +1,4 @@
-"""Kubernetes Events on PipelineRuns, so `kubectl describe` tells the story.
+"""Kubernetes Events on Pipelines and PipelineRuns, so `kubectl describe` tells the story.
 
 Posting an Event is best effort: a failure to record one must never fail or
 delay the reconcile that wanted to record it.
@@ -10,9 +10,10 @@ import logging
 from typing import Any
 
 from sluice.api.v1alpha1 import API_VERSION
-from sluice.clock import now_rfc3339
+from sluice.engine.announce import Announcement
+from sluice.engine.clock import now_rfc3339
+from sluice.engine.naming import short_hash
 from sluice.kube import ApiError, KubeClient, events_path
-from sluice.naming import short_hash
 
 log = logging.getLogger(__name__)
 COMPONENT = "sluice-operator"
@@ -52,16 +53,13 @@ class EventRecorder:
     def __init__(self, client: KubeClient) -> None:
         self.client = client
 
-    async def record(self, run: dict[str, Any], kind: str, reason: str, message: str) -> None:
+    async def record(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
         try:
             await self.client.create(
-                events_path(run["metadata"]["namespace"]), event_body(run, kind, reason, message)
+                events_path(obj["metadata"]["namespace"]), event_body(obj, kind, reason, message)
             )
         except (ApiError, OSError) as error:
-            log.warning("could not record event %s on %s: %s", reason, run["metadata"]["name"], error)
+            log.warning("could not record event %s on %s: %s", reason, obj["metadata"]["name"], error)
 
-    async def normal(self, run: dict[str, Any], reason: str, message: str) -> None:
-        await self.record(run, "Normal", reason, message)
-
-    async def warning(self, run: dict[str, Any], reason: str, message: str) -> None:
-        await self.record(run, "Warning", reason, message)
+    async def announce(self, obj: dict[str, Any], announcement: Announcement) -> None:
+        await self.record(obj, announcement.type, announcement.reason, announcement.message)

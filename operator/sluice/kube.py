@@ -21,6 +21,8 @@ from typing import Any
 import aiohttp
 import kopf
 
+from sluice.api import v1alpha1 as api
+
 
 class ApiError(Exception):
     """A non-2xx answer from the API server."""
@@ -225,16 +227,16 @@ class KubeClient:
 
 
 def _sluice_path(plural: str, namespace: str, name: str, subresource: str) -> str:
-    parts = [f"/apis/sluice.dev/v1alpha1/namespaces/{namespace}/{plural}", name, subresource]
+    parts = [f"/apis/{api.API_VERSION}/namespaces/{namespace}/{plural}", name, subresource]
     return "/".join(part for part in parts if part)
 
 
 def run_path(namespace: str, name: str = "", subresource: str = "") -> str:
-    return _sluice_path("pipelineruns", namespace, name, subresource)
+    return _sluice_path(api.PIPELINE_RUNS, namespace, name, subresource)
 
 
 def pipeline_path(namespace: str, name: str = "", subresource: str = "") -> str:
-    return _sluice_path("pipelines", namespace, name, subresource)
+    return _sluice_path(api.PIPELINES, namespace, name, subresource)
 
 
 def jobs_path(namespace: str, name: str = "") -> str:
@@ -243,3 +245,7 @@ def jobs_path(namespace: str, name: str = "") -> str:
 
 def events_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{namespace}/events"
+
+
+def claims_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"

@@ -18,7 +18,7 @@ import socket
 from datetime import datetime, timedelta
 from typing import Any
 
-from sluice.clock import now, parse_time
+from sluice.engine.clock import now, parse_time
 from sluice.kube import ApiError, KubeClient
 
 log = logging.getLogger(__name__)

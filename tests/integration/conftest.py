@@ -181,6 +181,12 @@ class Kube:
         return items
 
 
+def pipeline_condition(kube: Kube, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
+    """The Pipeline's condition of type ``kind``, once the operator wrote it."""
+    obj = kube.custom.get_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelines", name)
+    return next((c for c in (obj.get("status") or {}).get("conditions") or () if c["type"] == kind), None)
+
+
 @pytest.fixture(scope="session")
 def kube(kubeconfig: str, kubectl_bin: str) -> Kube:
     k = Kube(kubeconfig, kubectl_bin)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.builders import pipeline, run, task, tasks_by_name
 from tests.integration.conftest import Kube, OperatorProcess
-from tests.integration.test_runs import pipeline, run, task, tasks_by_name
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from tests.builders import pipeline, rerun, run, succeeded_condition, task, tasks_by_name
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
-from tests.integration.test_runs import pipeline, run, succeeded_condition, task, tasks_by_name
 
 pytestmark = pytest.mark.integration
 QUICK = {"initialSeconds": 1, "factor": 2, "maxSeconds": 2}
@@ -184,16 +184,6 @@ def test_max_concurrent_runs_makes_extra_runs_wait_in_order(
     assert seen_waiting >= {"r3"}
     starts = [kube.run(namespace, name)["status"]["startTime"] for name in ("r1", "r2", "r3")]
     assert starts == sorted(starts)
-
-
-def rerun(name: str, source: str) -> dict[str, Any]:
-    """A PipelineRun that re-runs ``source``."""
-    return {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "PipelineRun",
-        "metadata": {"name": name},
-        "spec": {"rerunOf": {"name": source}},
-    }
 
 
 def test_rerun_reuses_succeeded_tasks_and_reruns_the_rest(

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.builders import pipeline, run, task
 from tests.integration.conftest import ROOT, Kube, OperatorProcess, wait_for
-from tests.integration.test_runs import pipeline, run, task
 
 pytestmark = pytest.mark.integration
 CHART = ROOT / "helm" / "sluice"

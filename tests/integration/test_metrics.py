@@ -6,8 +6,8 @@ import urllib.request
 
 import pytest
 
+from tests.builders import pipeline, run, task
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
-from tests.integration.test_runs import pipeline, run, task
 
 pytestmark = pytest.mark.integration
 

@@ -6,48 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, OperatorProcess, wait_for
+from tests.builders import pipeline, run, succeeded_condition, task, tasks_by_name
+from tests.integration.conftest import Kube, OperatorProcess, pipeline_condition, wait_for
 
 pytestmark = pytest.mark.integration
-
-IMAGE = "busybox:1.36"
-
-
-def task(name: str, *deps: str, duration: str = "0s", fail: bool = False, **extra: Any) -> dict[str, Any]:
-    """A task whose simulated pod runs for ``duration`` and then succeeds or fails."""
-    labels = {"sim.sluice.dev/fail": "true"} if fail else {}
-    annotations = {"sim.sluice.dev/duration": duration, **extra.pop("annotations", {})}
-    spec: dict[str, Any] = {
-        "name": name,
-        "image": IMAGE,
-        "metadata": {"labels": labels, "annotations": annotations},
-        **extra,
-    }
-    if deps:
-        spec["dependsOn"] = list(deps)
-    return spec
-
-
-def pipeline(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Pipeline",
-        "metadata": {"name": name},
-        "spec": {"tasks": tasks, **spec},
-    }
-
-
-def run(name: str, pipeline_name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "PipelineRun",
-        "metadata": {"name": name},
-        "spec": {"pipelineRef": {"name": pipeline_name}, **spec},
-    }
-
-
-def tasks_by_name(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {t["name"]: t for t in obj["status"]["tasks"]}
 
 
 def job_complete(job: Any) -> bool:
@@ -59,10 +21,6 @@ def job_succeeded(job: Any) -> bool:
     later, but the task's outcome is already known (and Sluice acts on it)."""
     conditions = {c.type for c in job.status.conditions or () if c.status == "True"}
     return (job.status.succeeded or 0) > 0 or bool(conditions & {"Complete", "SuccessCriteriaMet"})
-
-
-def succeeded_condition(obj: dict[str, Any]) -> dict[str, Any]:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == "Succeeded")
 
 
 def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
@@ -230,11 +188,6 @@ def test_invalid_pipelines_fail_the_run_with_a_specific_reason(
     kube.wait_events(namespace, "bad-1", {reason})
     valid = wait_for("pipeline Valid condition", lambda: pipeline_condition(kube, namespace, "bad", "Valid"))
     assert (valid["status"], valid["reason"]) == ("False", reason)
-
-
-def pipeline_condition(kube: Kube, namespace: str, name: str, kind: str) -> dict[str, Any] | None:
-    obj = kube.custom.get_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelines", name)
-    return next((c for c in (obj.get("status") or {}).get("conditions") or () if c["type"] == kind), None)
 
 
 def run_reason(kube: Kube, namespace: str, name: str) -> str | None:

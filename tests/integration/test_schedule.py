@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, OperatorProcess, wait_for
-from tests.integration.test_runs import pipeline, pipeline_condition, task
+from tests.builders import pipeline, task
+from tests.integration.conftest import Kube, OperatorProcess, pipeline_condition, wait_for
 
 pytestmark = pytest.mark.integration
 EVERY_TWO_HOURS = "0 */2 * * *"

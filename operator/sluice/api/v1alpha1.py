@@ -31,6 +31,8 @@ from sluice.api.schema_hints import (
 GROUP = "sluice.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+PIPELINES = "pipelines"
+PIPELINE_RUNS = "pipelineruns"
 
 # A container image reference (registry/path:tag@digest), as the container
 # runtimes parse it. Upper case is only allowed in the registry host.
@@ -341,6 +343,18 @@ class PipelineRunSpec(ApiModel):
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
 TaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled"]
 
+# The phase vocabulary, written once: every module that asks "has it
+# finished?" or "did it fail?" reads these instead of spelling the phases.
+FINISHED_RUN_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled"})
+FINISHED_TASK_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
+# A task that ended without succeeding (what AllSucceeded refuses).
+UNSUCCESSFUL_TASK_PHASES: frozenset[str] = frozenset({"Failed", "Skipped", "Cancelled"})
+# A task that ended in failure (what AnyFailed and NoneFailed look for).
+FAILED_TASK_PHASES: frozenset[str] = frozenset({"Failed", "Cancelled"})
+# A task whose outcome is recorded for good (a Skipped task may still be
+# re-decided while its upstream changes, so it is not kept from old status).
+RECORDED_TASK_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled"})
+
 
 class Condition(ApiModel):
     """The metav1.Condition shape."""
@@ -387,6 +401,16 @@ class PipelineRunStatus(ApiModel):
     params: list[ParamValue] | None = Field(default=None, json_schema_extra=list_map("name"))
     workspace_claim_name: str | None = None
     tasks: list[TaskRunStatus] | None = Field(default=None, json_schema_extra=list_map("name"))
+
+    @property
+    def started(self) -> bool:
+        """The spec snapshot is recorded: the run executes exactly that from now on."""
+        return self.pipeline_spec is not None
+
+    @property
+    def finished(self) -> bool:
+        """Ended for good: a final phase and its completion time are both recorded."""
+        return self.phase in FINISHED_RUN_PHASES and self.completion_time is not None
 
 
 PipelineStatus.model_rebuild()

@@ -1,15 +1,23 @@
-"""Read a task's state off its Job and pods (pure, no I/O).
+"""Read a run's tasks off their Jobs and pods (pure, no I/O).
 
 The Job is the source of truth for success and failure; the pod adds what a
 user needs to debug (pod name, exit code, the termination message, which with
 FallbackToLogsOnError holds the last log lines of a failed container).
+
+Two things the cluster cannot show yet are observations too: a Job this
+operator created but has not seen in a watch event (so a pass in that gap
+neither creates it again nor calls its task not started), and a Job the API
+server refused for good (so the next pass fails the task instead of trying
+again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+
+from sluice.api import labels
 
 MESSAGE_LIMIT = 1024
 
@@ -115,3 +123,69 @@ def _observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> TaskO
             truncate(message),
         )
     return TaskObservation(name, "Running", pod_name, status.get("startTime"))
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    """A Job this operator created that no watch event has shown yet."""
+
+    name: str
+    task: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class RefusedCreate:
+    """An object the API server refused to create (400/422): retrying cannot help."""
+
+    name: str
+    message: str
+    at: str
+    task: str | None = None  # None for the run's workspace claim
+    attempt: int = 0
+
+
+def refused_job(refusal: RefusedCreate) -> TaskObservation:
+    return TaskObservation(
+        refusal.name,
+        "Failed",
+        reason="JobRejected",
+        message=truncate(f"the API server rejected the task's Job: {refusal.message}"),
+        completion_time=refusal.at,
+        attempt=refusal.attempt,
+    )
+
+
+def observe_tasks(
+    tasks: Collection[str],
+    jobs: Iterable[Mapping[str, Any]],
+    pods_by_job: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    created: Iterable[CreatedJob] = (),
+    refused: Iterable[RefusedCreate] = (),
+) -> dict[str, TaskObservation]:
+    """Each task's latest attempt: from its newest Job (and that Job's pods),
+    unless a newer attempt was just created or refused.
+    """
+    latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
+    for job in jobs:
+        job_labels = job["metadata"].get("labels") or {}
+        name: str | None = job_labels.get(labels.TASK)
+        attempt = int(job_labels.get(labels.ATTEMPT) or 0)
+        if name is not None and name in tasks and (name not in latest or attempt > latest[name][0]):
+            latest[name] = (attempt, job)
+    observed = {
+        task: observe_task(job, (pods_by_job.get(job["metadata"]["name"]) or {}).values(), attempt)
+        for task, (attempt, job) in latest.items()
+    }
+    for new in created:
+        if new.task in tasks and (new.task not in observed or observed[new.task].attempt < new.attempt):
+            observed[new.task] = TaskObservation(new.name, "Running", attempt=new.attempt)
+    for refusal in refused:
+        task = refusal.task
+        if (
+            task is not None
+            and task in tasks
+            and (task not in observed or observed[task].attempt <= refusal.attempt)
+        ):
+            observed[task] = refused_job(refusal)
+    return observed

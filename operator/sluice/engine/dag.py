@@ -10,22 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sluice.api.v1alpha1 import PipelineSpec
-
-TERMINAL_TASK_PHASES = frozenset({"Succeeded", "Failed", "Skipped", "Cancelled"})
-NOT_SUCCEEDED = ("Failed", "Skipped", "Cancelled")
-
-
-class InvalidPipeline(ValueError):
-    """A pipeline the API schema accepted but that cannot run.
-
-    ``reason`` is a CamelCase machine-readable word for the run's condition.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+from sluice.api.v1alpha1 import (
+    FAILED_TASK_PHASES,
+    FINISHED_TASK_PHASES,
+    UNSUCCESSFUL_TASK_PHASES,
+    PipelineSpec,
+)
+from sluice.engine.errors import InvalidPipeline
 
 
 @dataclass(frozen=True)
@@ -168,9 +159,9 @@ def trigger_verdict(rule: str, upstream: Sequence[str]) -> str:
     """
     if not upstream:
         return "run"
-    any_failed = any(phase in ("Failed", "Cancelled") for phase in upstream)
+    any_failed = any(phase in FAILED_TASK_PHASES for phase in upstream)
     early = {
-        "AllSucceeded": "skip" if any(phase in NOT_SUCCEEDED for phase in upstream) else None,
+        "AllSucceeded": "skip" if any(phase in UNSUCCESSFUL_TASK_PHASES for phase in upstream) else None,
         "AllDone": None,
         "AnyFailed": "run" if any_failed else None,
         "AllFailed": "skip" if any(phase in ("Succeeded", "Skipped") for phase in upstream) else None,
@@ -178,7 +169,7 @@ def trigger_verdict(rule: str, upstream: Sequence[str]) -> str:
     }[rule]
     if early is not None:
         return early
-    if not all(phase in TERMINAL_TASK_PHASES for phase in upstream):
+    if not all(phase in FINISHED_TASK_PHASES for phase in upstream):
         return "wait"
     return "skip" if rule == "AnyFailed" else "run"
 
@@ -186,7 +177,7 @@ def trigger_verdict(rule: str, upstream: Sequence[str]) -> str:
 def task_verdict(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
     if name in graph.finally_:
         main = [phases[m] for m in graph.main]
-        return "run" if all(phase in TERMINAL_TASK_PHASES for phase in main) else "wait"
+        return "run" if all(phase in FINISHED_TASK_PHASES for phase in main) else "wait"
     return trigger_verdict(graph.rules.get(name, "AllSucceeded"), [phases[dep] for dep in graph.deps[name]])
 
 
@@ -235,7 +226,7 @@ def within_parallelism(ready: list[str], phases: Mapping[str, str], parallelism:
 def run_phase(phases: Mapping[str, str]) -> str:
     """The run's phase from its tasks' phases."""
     values = list(phases.values())
-    if values and all(phase in TERMINAL_TASK_PHASES for phase in values):
+    if values and all(phase in FINISHED_TASK_PHASES for phase in values):
         return "Failed" if "Failed" in values else "Succeeded"
     if any(phase != "Pending" for phase in values):
         return "Running"

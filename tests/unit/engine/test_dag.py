@@ -1,23 +1,18 @@
 import pytest
 
-from sluice.api.v1alpha1 import PipelineSpec
-from sluice.dag import (
+from sluice.engine.dag import (
     Graph,
-    InvalidPipeline,
     build_graph,
     find_cycle,
     ready_tasks,
     resolve_task_phases,
     run_phase,
     topological_order,
+    trigger_verdict,
 )
-
-
-def spec(*tasks: tuple[str, list[str]]) -> PipelineSpec:
-    return PipelineSpec.model_validate(
-        {"tasks": [{"name": n, "image": "busybox:1.36", "dependsOn": d} for n, d in tasks]}
-    )
-
+from sluice.engine.errors import InvalidPipeline
+from tests.builders import dag_of as spec
+from tests.builders import spec_of as pipeline
 
 DIAMOND = spec(("a", []), ("b", ["a"]), ("c", ["a"]), ("d", ["b", "c"]))
 
@@ -100,3 +95,69 @@ def test_topological_order_respects_dependencies_declared_out_of_order() -> None
     order = topological_order(graph)
     assert order.index("a") < order.index("b") < order.index("d")
     assert order.index("c") < order.index("d")
+
+
+@pytest.mark.parametrize(
+    ("rule", "upstream", "verdict"),
+    [
+        ("AllSucceeded", ["Succeeded", "Succeeded"], "run"),
+        ("AllSucceeded", ["Succeeded", "Running"], "wait"),
+        ("AllSucceeded", ["Failed", "Running"], "skip"),
+        ("AllSucceeded", ["Skipped", "Succeeded"], "skip"),
+        ("AllDone", ["Failed", "Running"], "wait"),
+        ("AllDone", ["Failed", "Skipped"], "run"),
+        ("AnyFailed", ["Failed", "Running"], "run"),
+        ("AnyFailed", ["Succeeded", "Running"], "wait"),
+        ("AnyFailed", ["Succeeded", "Skipped"], "skip"),
+        ("AllFailed", ["Failed", "Failed"], "run"),
+        ("AllFailed", ["Failed", "Succeeded"], "skip"),
+        ("AllFailed", ["Failed", "Running"], "wait"),
+        ("NoneFailed", ["Succeeded", "Skipped"], "run"),
+        ("NoneFailed", ["Succeeded", "Failed"], "skip"),
+        ("NoneFailed", ["Succeeded", "Running"], "wait"),
+        ("AllSucceeded", [], "run"),
+    ],
+)
+def test_trigger_rules(rule: str, upstream: list[str], verdict: str) -> None:
+    assert trigger_verdict(rule, upstream) == verdict
+
+
+def test_skip_propagates_like_airflow_and_none_failed_runs_after_a_skip() -> None:
+    spec = pipeline(
+        [
+            {"name": "a"},
+            {"name": "b", "dependsOn": ["a"]},
+            {"name": "c", "dependsOn": ["b"]},
+            {"name": "d", "dependsOn": ["b"], "triggerRule": "NoneFailed"},
+        ]
+    )
+    graph = build_graph(spec)
+    phases = resolve_task_phases(graph, {"a": "Succeeded"}, skipped_by_when=["b"])
+    assert phases == {"a": "Succeeded", "b": "Skipped", "c": "Skipped", "d": "Pending"}
+    assert ready_tasks(graph, phases) == ["d"]
+
+
+def test_cleanup_task_with_any_failed_runs_on_failure_only() -> None:
+    graph = build_graph(
+        pipeline([{"name": "a"}, {"name": "alert", "dependsOn": ["a"], "triggerRule": "AnyFailed"}])
+    )
+    assert resolve_task_phases(graph, {"a": "Succeeded"})["alert"] == "Skipped"
+    phases = resolve_task_phases(graph, {"a": "Failed"})
+    assert ready_tasks(graph, phases) == ["alert"]
+
+
+def test_finally_tasks_wait_for_every_task_then_run_whatever_the_outcome() -> None:
+    graph = build_graph(
+        pipeline([{"name": "a"}, {"name": "b", "dependsOn": ["a"]}], final=[{"name": "notify"}])
+    )
+    assert ready_tasks(graph, resolve_task_phases(graph, {})) == ["a"]
+    assert ready_tasks(graph, resolve_task_phases(graph, {"a": "Running"})) == []
+    phases = resolve_task_phases(graph, {"a": "Failed"})
+    assert phases["b"] == "Skipped"
+    assert ready_tasks(graph, phases) == ["notify"]
+
+
+def test_finally_task_cannot_depend_on_anything() -> None:
+    with pytest.raises(InvalidPipeline) as error:
+        build_graph(pipeline([{"name": "a"}], final=[{"name": "f", "dependsOn": ["a"]}]))
+    assert error.value.reason == "InvalidFinally"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sluice import labels
+from sluice.api import labels
 from sluice.api.v1alpha1 import API_VERSION, EnvVar, PipelineSpec, PodDefaults, TaskSpec
-from sluice.naming import claim_name, job_name, label_value
-from sluice.params import substitute
+from sluice.engine.naming import claim_name, job_name, label_value
+from sluice.engine.params import substitute
 
 CONTAINER_NAME = "task"
 

@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sluice.dag import InvalidPipeline
-from sluice.schedule import Schedule, due_times, run_name
+from sluice.engine.cron import CronSchedule, due_times
+from sluice.engine.errors import InvalidPipeline
 
 
 def utc(*args: int) -> datetime:
@@ -11,43 +11,43 @@ def utc(*args: int) -> datetime:
 
 
 def test_presets_and_five_field_expressions_parse() -> None:
-    assert Schedule.parse("@daily").cron == "0 0 * * *"
-    assert Schedule.parse("*/5 * * * *").cron == "*/5 * * * *"
+    assert CronSchedule.parse("@daily").cron == "0 0 * * *"
+    assert CronSchedule.parse("*/5 * * * *").cron == "*/5 * * * *"
 
 
 @pytest.mark.parametrize("cron", ["", "* * * *", "61 * * * *", "@fortnightly", "0 0 * * * *"])
 def test_invalid_cron_is_named(cron: str) -> None:
     with pytest.raises(InvalidPipeline) as error:
-        Schedule.parse(cron)
+        CronSchedule.parse(cron)
     assert error.value.reason == "InvalidSchedule"
     assert f'"{cron}"' in error.value.message
 
 
 def test_invalid_timezone_is_named() -> None:
     with pytest.raises(InvalidPipeline) as error:
-        Schedule.parse("@daily", "Mars/Olympus")
+        CronSchedule.parse("@daily", "Mars/Olympus")
     assert "Mars/Olympus" in error.value.message
 
 
 def test_nothing_due_before_the_next_time() -> None:
-    schedule = Schedule.parse("0 * * * *")
+    schedule = CronSchedule.parse("0 * * * *")
     assert due_times(schedule, utc(2026, 1, 1, 10, 0), utc(2026, 1, 1, 10, 59)) == []
 
 
 def test_only_the_newest_missed_time_runs_without_catch_up() -> None:
-    schedule = Schedule.parse("0 * * * *")
+    schedule = CronSchedule.parse("0 * * * *")
     due = due_times(schedule, utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 5, 30))
     assert due == [utc(2026, 1, 1, 5, 0)]
 
 
 def test_catch_up_runs_the_newest_n_missed_times_oldest_first() -> None:
-    schedule = Schedule.parse("0 * * * *")
+    schedule = CronSchedule.parse("0 * * * *")
     due = due_times(schedule, utc(2026, 1, 1, 0, 0), utc(2026, 1, 1, 5, 30), catch_up=3)
     assert due == [utc(2026, 1, 1, 3, 0), utc(2026, 1, 1, 4, 0), utc(2026, 1, 1, 5, 0)]
 
 
 def test_starting_deadline_drops_times_that_are_too_old() -> None:
-    schedule = Schedule.parse("0 * * * *")
+    schedule = CronSchedule.parse("0 * * * *")
     now = utc(2026, 1, 1, 5, 30)
     assert due_times(schedule, utc(2026, 1, 1, 0, 0), now, catch_up=3, starting_deadline_seconds=3600) == [
         utc(2026, 1, 1, 5, 0)
@@ -58,7 +58,7 @@ def test_starting_deadline_drops_times_that_are_too_old() -> None:
 def test_timezone_is_honoured_across_dst() -> None:
     # Paris moves from CET (UTC+1) to CEST (UTC+2) at 02:00 on 2026-03-29, so
     # 01:30 local is 00:30 UTC up to that night and 23:30 UTC the day before after it.
-    schedule = Schedule.parse("30 1 * * *", "Europe/Paris")
+    schedule = CronSchedule.parse("30 1 * * *", "Europe/Paris")
     due = due_times(schedule, utc(2026, 3, 27, 12, 0), utc(2026, 3, 31, 12, 0), catch_up=5)
     assert due == [
         utc(2026, 3, 28, 0, 30),
@@ -69,11 +69,4 @@ def test_timezone_is_honoured_across_dst() -> None:
 
 
 def test_next_after() -> None:
-    assert Schedule.parse("@daily").next_after(utc(2026, 1, 1, 10, 0)) == utc(2026, 1, 2, 0, 0)
-
-
-def test_run_names_are_deterministic_and_bounded() -> None:
-    assert run_name("sales", utc(2026, 1, 2, 3, 4)) == "sales-202601020304"
-    long = run_name("p" * 63, utc(2026, 1, 2, 3, 4))
-    assert len(long) <= 63
-    assert long.endswith("-202601020304")
+    assert CronSchedule.parse("@daily").next_after(utc(2026, 1, 1, 10, 0)) == utc(2026, 1, 2, 0, 0)

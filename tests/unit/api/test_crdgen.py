@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from sluice.api import v1alpha1 as api
 from sluice.api.crdgen import SchemaError, model_schema, render_all
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("folder", ["crds", "helm/sluice/crds"])

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sluice.api.v1alpha1 import Backoff, RetryPolicy
-from sluice.clock import parse_time
-from sluice.observe import TaskObservation
+from sluice.engine.clock import parse_time
+from sluice.engine.observe import TaskObservation
 
 
 def backoff_seconds(backoff: Backoff | None, retry_number: int) -> float:
@@ -20,6 +20,12 @@ def backoff_seconds(backoff: Backoff | None, retry_number: int) -> float:
     policy = backoff or Backoff()
     delay = policy.initial_seconds * policy.factor ** (retry_number - 1)
     return float(min(delay, policy.max_seconds))
+
+
+# Failures that another attempt would only repeat: the API server refused the
+# task's Job, a result it reads was never written, or its own results broke a
+# size limit. These end the task whatever its retry policy.
+FINAL_FAILURE_REASONS = frozenset({"JobRejected", "MissingResult", "ResultTooLarge"})
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class Retry:
 def next_retry(policy: RetryPolicy | None, latest: TaskObservation, now: datetime) -> Retry | None:
     """The retry owed for a failed latest attempt, or None if the failure is final."""
     if policy is None or latest.phase != "Failed" or latest.attempt >= policy.limit:
+        return None
+    if latest.reason in FINAL_FAILURE_REASONS:
         return None
     failed_at = parse_time(latest.completion_time) if latest.completion_time else now
     attempt = latest.attempt + 1

@@ -11,7 +11,8 @@ import re
 from collections.abc import Iterator, Mapping
 
 from sluice.api.v1alpha1 import ParamValue, PipelineSpec, TaskSpec
-from sluice.dag import Graph, InvalidPipeline
+from sluice.engine.dag import Graph
+from sluice.engine.errors import InvalidPipeline
 
 REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 CONTEXT_VARIABLES = (

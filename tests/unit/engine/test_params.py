@@ -1,8 +1,10 @@
 import pytest
 
 from sluice.api.v1alpha1 import ParamValue, PipelineSpec
-from sluice.dag import InvalidPipeline, build_graph
-from sluice.params import bind_params, check_references, substitute
+from sluice.engine.dag import build_graph
+from sluice.engine.errors import InvalidPipeline
+from sluice.engine.params import bind_params, check_references, substitute
+from tests.builders import spec_of as pipeline
 
 SPEC = PipelineSpec.model_validate(
     {
@@ -59,3 +61,37 @@ def test_substitute_replaces_known_and_leaves_other_text() -> None:
         substitute("d=$(params.day) r=$(context.pipelineRun.name) $HOME", variables)
         == "d=2026-02-03 r=r1 $HOME"
     )
+
+
+def test_result_references_must_come_from_an_upstream_task_that_declares_them() -> None:
+    ok = pipeline(
+        [
+            {"name": "count", "results": [{"name": "rows"}]},
+            {"name": "load", "dependsOn": ["count"], "args": ["$(tasks.count.results.rows)"]},
+        ],
+        final=[{"name": "report", "args": ["$(tasks.status)", "$(tasks.load.status)"]}],
+    )
+    check_references(ok, build_graph(ok))
+    not_upstream = pipeline(
+        [
+            {"name": "count", "results": [{"name": "rows"}]},
+            {"name": "load", "args": ["$(tasks.count.results.rows)"]},
+        ]
+    )
+    with pytest.raises(InvalidPipeline) as error:
+        check_references(not_upstream, build_graph(not_upstream))
+    assert 'must depend on "count"' in error.value.message
+    undeclared = pipeline(
+        [
+            {"name": "count"},
+            {
+                "name": "load",
+                "dependsOn": ["count"],
+                "when": [{"input": "$(tasks.count.results.rows)", "operator": "notin", "values": ["0"]}],
+            },
+        ]
+    )
+    with pytest.raises(InvalidPipeline) as error:
+        check_references(undeclared, build_graph(undeclared))
+    assert 'declares no result "rows"' in error.value.message
+    assert "when[0].input" in error.value.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sluice.api.v1alpha1 import WhenExpression
-from sluice.params import substitute
+from sluice.engine.params import substitute
 
 
 def evaluate_when(expressions: list[WhenExpression] | None, variables: Mapping[str, str]) -> str | None:

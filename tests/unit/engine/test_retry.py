@@ -1,8 +1,8 @@
 from datetime import UTC, datetime
 
 from sluice.api.v1alpha1 import Backoff, RetryPolicy
-from sluice.observe import TaskObservation
-from sluice.retry import backoff_seconds, next_retry
+from sluice.engine.observe import TaskObservation
+from sluice.engine.retry import backoff_seconds, next_retry
 
 FAILED_AT = "2026-11-24T10:00:00Z"
 NOW = datetime(2026, 11, 24, 10, 0, 5, tzinfo=UTC)

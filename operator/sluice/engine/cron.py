@@ -1,4 +1,4 @@
-"""Cron schedules: which scheduled times are due, and when the next one is (pure).
+"""Cron arithmetic: which scheduled times are due, and when the next one is (pure).
 
 Times are computed in the schedule's IANA timezone (so "0 2 * * *" in
 Europe/Paris is 02:00 local, across DST changes) and handled as aware UTC
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from sluice.dag import InvalidPipeline
+from sluice.engine.errors import InvalidPipeline
 
 # Looking further back than this many missed times means the schedule was
 # down for a very long time; only the newest ones can matter.
@@ -32,12 +32,12 @@ PRESETS = {
 
 
 @dataclass(frozen=True)
-class Schedule:
+class CronSchedule:
     cron: str
     timezone: ZoneInfo
 
     @classmethod
-    def parse(cls, cron: str, timezone: str = "UTC") -> Schedule:
+    def parse(cls, cron: str, timezone: str = "UTC") -> CronSchedule:
         """Validate; raise InvalidPipeline with a message naming the problem."""
         expression = PRESETS.get(cron.strip(), cron.strip())
         if len(expression.split()) != 5 or not croniter.is_valid(expression):
@@ -62,7 +62,7 @@ class Schedule:
 
 
 def due_times(
-    schedule: Schedule,
+    schedule: CronSchedule,
     last: datetime,
     now: datetime,
     catch_up: int = 0,
@@ -87,11 +87,3 @@ def due_times(
         oldest = now - timedelta(seconds=starting_deadline_seconds)
         missed = [m for m in missed if m >= oldest]
     return missed[-max(catch_up, 1) :]
-
-
-def run_name(pipeline: str, moment: datetime) -> str:
-    """``<pipeline>-<YYYYMMDDHHMM>`` in UTC: the same scheduled time always
-    gives the same name, so a restart or a second replica cannot start it twice.
-    """
-    stamp = moment.astimezone(UTC).strftime("%Y%m%d%H%M")
-    return f"{pipeline[: 63 - len(stamp) - 1].rstrip('-.')}-{stamp}"

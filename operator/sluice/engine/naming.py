@@ -10,6 +10,7 @@ name never adopts the old run's lingering Jobs.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 MAX_NAME = 63
 HASH_LENGTH = 8
@@ -45,3 +46,11 @@ def label_value(value: str) -> str:
 def claim_name(run_name: str, run_uid: str) -> str:
     """The run's workspace PersistentVolumeClaim: ``<run>-workspace-<hash>``."""
     return _bounded(f"{run_name}-workspace", short_hash(run_uid, "workspace"))
+
+
+def scheduled_run_name(pipeline: str, moment: datetime) -> str:
+    """``<pipeline>-<YYYYMMDDHHMM>`` in UTC: the same scheduled time always
+    gives the same name, so a restart or a second replica cannot start it twice.
+    """
+    stamp = moment.astimezone(UTC).strftime("%Y%m%d%H%M")
+    return f"{pipeline[: MAX_NAME - len(stamp) - 1].rstrip('-.')}-{stamp}"

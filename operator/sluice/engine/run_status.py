@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sluice.api.v1alpha1 import Condition, PipelineRunStatus, ResultValue, TaskRunStatus
-from sluice.clock import parse_time
-from sluice.dag import NOT_SUCCEEDED, TERMINAL_TASK_PHASES, Graph, resolve_task_phases, run_phase
-from sluice.observe import TaskObservation, truncate
+from sluice.api.v1alpha1 import (
+    FINISHED_TASK_PHASES,
+    RECORDED_TASK_PHASES,
+    UNSUCCESSFUL_TASK_PHASES,
+    Condition,
+    PipelineRunStatus,
+    ResultValue,
+    TaskRunStatus,
+)
+from sluice.engine.clock import parse_time
+from sluice.engine.conditions import condition, set_condition
+from sluice.engine.dag import Graph, resolve_task_phases, run_phase
+from sluice.engine.observe import TaskObservation, truncate
 
 SUCCEEDED = "Succeeded"
 
@@ -33,25 +42,10 @@ def format_duration(start: str, end: str) -> str:
     return f"{days}d{hours}h"
 
 
-def set_condition(conditions: list[Condition] | None, new: Condition) -> list[Condition]:
-    """Replace the condition of the same type, keeping lastTransitionTime if
-    the status did not change (the metav1.Condition contract).
-    """
-    result = []
-    for existing in conditions or ():
-        if existing.type == new.type:
-            if existing.status == new.status:
-                new = new.model_copy(update={"last_transition_time": existing.last_transition_time})
-            continue
-        result.append(existing)
-    result.append(new)
-    return result
-
-
 def _skip_message(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
     rule = graph.rules.get(name, "AllSucceeded")
     if rule == "AllSucceeded":
-        blockers = [dep for dep in graph.deps[name] if phases[dep] in NOT_SUCCEEDED]
+        blockers = [dep for dep in graph.deps[name] if phases[dep] in UNSUCCESSFUL_TASK_PHASES]
         return "skipped because upstream " + ", ".join(f'"{b}" {phases[b].lower()}' for b in blockers)
     upstream = ", ".join(f'"{dep}" {phases[dep].lower()}' for dep in graph.deps[name])
     return f"skipped: trigger rule {rule} not met (upstream {upstream})"
@@ -70,11 +64,7 @@ def task_statuses(
     """
     observed_phases = {name: obs.phase for name, obs in observed.items()}
     for name, prev in previous.items():
-        if (
-            name not in observed_phases
-            and prev.phase in ("Succeeded", "Failed", "Cancelled")
-            and name in graph.deps
-        ):
+        if name not in observed_phases and prev.phase in RECORDED_TASK_PHASES and name in graph.deps:
             observed_phases[name] = prev.phase
     when_false = skipped_by_when or {}
     phases = resolve_task_phases(graph, observed_phases, when_false)
@@ -99,7 +89,7 @@ def task_statuses(
                     results=_results(obs, previous.get(name)),
                 )
             )
-        elif name in previous and previous[name].phase in ("Succeeded", "Failed", "Cancelled"):
+        elif name in previous and previous[name].phase in RECORDED_TASK_PHASES:
             entries.append(previous[name])
         elif phase == "Skipped" and name in when_false:
             entries.append(
@@ -130,17 +120,10 @@ def _results(obs: TaskObservation, previous: TaskRunStatus | None) -> list[Resul
     return None
 
 
-def condition(kind: str, status: str, reason: str, message: str, now: str) -> Condition:
-    """A metav1.Condition; ``set_condition`` keeps its transition time when the status holds."""
-    return Condition.model_validate(
-        {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
-    )
-
-
 def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Condition:
     failed = [e for e in entries if e.phase == "Failed"]
     total = len(entries)
-    done = sum(1 for e in entries if e.phase in TERMINAL_TASK_PHASES)
+    done = sum(1 for e in entries if e.phase in FINISHED_TASK_PHASES)
     if phase == "Succeeded":
         return condition(SUCCEEDED, "True", "Succeeded", f"all {total} tasks succeeded", now)
     if phase == "Failed":

@@ -7,22 +7,24 @@ apply time instead of at the first run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from sluice.api.v1alpha1 import Condition, PipelineSpec, PipelineStatus
-from sluice.dag import InvalidPipeline, build_graph
-from sluice.params import check_references
-from sluice.progress import condition, set_condition
-from sluice.schedule import Schedule
+from sluice.engine.conditions import condition, set_condition
+from sluice.engine.cron import CronSchedule
+from sluice.engine.dag import build_graph
+from sluice.engine.errors import InvalidPipeline
+from sluice.engine.params import check_references
 
 
 def _valid(status: str, reason: str, message: str, now: str) -> Condition:
     return condition("Valid", status, reason, message[:1024], now)
 
 
-def pipeline_status(pipeline: dict[str, Any], now: str) -> PipelineStatus | None:
+def pipeline_status(pipeline: Mapping[str, Any], now: str) -> PipelineStatus | None:
     """The status to write, or None when the current one is up to date."""
     generation = pipeline["metadata"].get("generation")
     status = PipelineStatus.model_validate(pipeline.get("status") or {})
@@ -33,7 +35,7 @@ def pipeline_status(pipeline: dict[str, Any], now: str) -> PipelineStatus | None
         spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
         check_references(spec, build_graph(spec))
         if spec.schedule is not None:
-            Schedule.parse(spec.schedule.cron, spec.schedule.timezone)
+            CronSchedule.parse(spec.schedule.cron, spec.schedule.timezone)
         valid = _valid("True", "Valid", f"{len(spec.tasks)} tasks form a valid DAG", now)
     except InvalidPipeline as error:
         valid = _valid("False", error.reason, error.message, now)

@@ -1,0 +1,257 @@
+"""One pass over one Pipeline: ``plan_pipeline(facts) -> PipelinePlan`` (pure).
+
+A Pipeline's pass reports whether its DAG is valid and runs its schedule:
+which scheduled times are due (start their runs, or skip or replace under the
+concurrency policy), which finished scheduled runs fall outside the history
+limits (delete them), and when the next time is (wake then).
+
+Level-based like the run's plan: everything is recomputed from the
+Pipeline's status (lastScheduleTime) and the runs that exist, so a restart
+or a second replica cannot start a scheduled time twice (its run name is
+derived from the time) nor forget one (missed times are found by scanning
+forward from lastScheduleTime, bounded by catchUp and startingDeadlineSeconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from sluice.api import labels
+from sluice.api.v1alpha1 import (
+    API_VERSION,
+    FINISHED_RUN_PHASES,
+    PipelineSpec,
+    PipelineStatus,
+    ScheduleSpec,
+)
+from sluice.engine.announce import Announcement, normal, warning
+from sluice.engine.clock import parse_time, rfc3339
+from sluice.engine.cron import CronSchedule, due_times
+from sluice.engine.errors import InvalidPipeline
+from sluice.engine.naming import label_value, scheduled_run_name
+from sluice.engine.params import substitute
+from sluice.engine.pipeline_status import pipeline_status
+
+# Fields a merge patch must clear explicitly when the plan drops them.
+CLEARABLE_STATUS_FIELDS = ("nextScheduleTime", "observedSchedule")
+WAKE_MARGIN_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """A run a schedule started, as the plan needs it."""
+
+    name: str
+    scheduled_at: str  # its scheduled time, or its creation time
+    phase: str | None
+
+
+def scheduled_run_view(obj: Mapping[str, Any]) -> ScheduledRun:
+    meta = obj["metadata"]
+    at = (meta.get("annotations") or {}).get(labels.SCHEDULED_TIME) or meta.get("creationTimestamp") or ""
+    return ScheduledRun(meta["name"], at, (obj.get("status") or {}).get("phase"))
+
+
+@dataclass(frozen=True)
+class PipelineFacts:
+    pipeline: Mapping[str, Any]  # the Pipeline as read: metadata, spec, status
+    now: datetime
+    # The runs its schedule started (label sluice.dev/scheduled-by); None when
+    # it has no valid schedule (see ``schedule_of``) and none were read.
+    runs: tuple[ScheduledRun, ...] | None = None
+
+
+@dataclass(frozen=True)
+class CreateRun:
+    body: dict[str, Any]
+    scheduled_at: datetime
+
+    @property
+    def name(self) -> str:
+        name: str = self.body["metadata"]["name"]
+        return name
+
+    @property
+    def announcement(self) -> Announcement:
+        """Posted once the run is created (not when it already existed)."""
+        return normal("Scheduled", f"started run {self.name} for {rfc3339(self.scheduled_at)}")
+
+
+@dataclass(frozen=True)
+class DeleteRun:
+    name: str
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """Carried out in order: ``actions``, then the ``status`` write, then ``events``."""
+
+    status: PipelineStatus | None = None  # None: the stored status is already right
+    actions: tuple[CreateRun | DeleteRun, ...] = ()
+    events: tuple[Announcement, ...] = ()
+    wake_after: float | None = None
+
+
+@dataclass(frozen=True)
+class PipelineSchedule:
+    spec: ScheduleSpec
+    cron: CronSchedule
+
+
+def schedule_of(pipeline: Mapping[str, Any]) -> PipelineSchedule | None:
+    """The Pipeline's schedule, parsed; None when it has none or it is
+    invalid (its Valid condition says why).
+    """
+    try:
+        spec = PipelineSpec.model_validate(pipeline.get("spec") or {}).schedule
+        return PipelineSchedule(spec, CronSchedule.parse(spec.cron, spec.timezone)) if spec else None
+    except (ValidationError, InvalidPipeline):
+        return None
+
+
+def schedule_fingerprint(schedule: ScheduleSpec) -> str:
+    """What lastScheduleTime was computed for: a changed cron or timezone
+    restarts the schedule from now instead of firing "missed" times.
+    """
+    return f"{schedule.cron}|{schedule.timezone}"
+
+
+def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
+    pipeline, now = facts.pipeline, facts.now
+    current = PipelineStatus.model_validate(pipeline.get("status") or {})
+    status = pipeline_status(pipeline, rfc3339(now)) or current
+    parsed = schedule_of(pipeline)
+    if parsed is None:
+        cleared: dict[str, Any] = {"next_schedule_time": None}
+        if not (pipeline.get("spec") or {}).get("schedule"):
+            cleared["observed_schedule"] = None
+        # An invalid schedule keeps observedSchedule, so once fixed it starts
+        # afresh instead of firing "missed" times.
+        return PipelinePlan(status=_changed(current, status.model_copy(update=cleared)))
+    schedule, cron = parsed.spec, parsed.cron
+    fingerprint = schedule_fingerprint(schedule)
+    if status.observed_schedule is not None and status.observed_schedule != fingerprint:
+        last = now  # the schedule was edited: start it afresh, fire nothing "missed"
+    elif status.last_schedule_time:
+        last = parse_time(status.last_schedule_time)
+    else:
+        last = parse_time(pipeline["metadata"]["creationTimestamp"])
+    runs = list(facts.runs or ())
+    doomed = runs_to_prune(runs, schedule)
+    actions: list[CreateRun | DeleteRun] = [DeleteRun(name) for name in doomed]
+    runs = [run for run in runs if run.name not in doomed]
+    update: dict[str, Any] = {"observed_schedule": fingerprint}
+    if last == now:
+        update["last_schedule_time"] = rfc3339(now)
+    if schedule.suspend:
+        update["next_schedule_time"] = None
+        return PipelinePlan(
+            status=_changed(current, status.model_copy(update=update)), actions=tuple(actions)
+        )
+    due = due_times(cron, last, now, schedule.catch_up, schedule.starting_deadline_seconds)
+    starts, events = _start_due(pipeline, schedule, cron, due, runs)
+    actions += starts
+    if due:
+        update["last_schedule_time"] = rfc3339(due[-1])
+        update["last_run_name"] = scheduled_run_name(pipeline["metadata"]["name"], due[-1])
+    following = cron.next_after(now)
+    update["next_schedule_time"] = rfc3339(following)
+    return PipelinePlan(
+        status=_changed(current, status.model_copy(update=update)),
+        actions=tuple(actions),
+        events=events,
+        wake_after=(following - now).total_seconds() + WAKE_MARGIN_SECONDS,
+    )
+
+
+def _start_due(
+    pipeline: Mapping[str, Any],
+    schedule: ScheduleSpec,
+    cron: CronSchedule,
+    due: Sequence[datetime],
+    runs: Sequence[ScheduledRun],
+) -> tuple[list[CreateRun | DeleteRun], tuple[Announcement, ...]]:
+    """The runs to create for the due times, oldest first, under the
+    concurrency policy: Allow starts each, Forbid skips a time while a run is
+    active, Replace deletes the active runs first.
+    """
+    existing = {run.name for run in runs}
+    active = [run.name for run in runs if run.phase not in FINISHED_RUN_PHASES]
+    actions: list[CreateRun | DeleteRun] = []
+    events: list[Announcement] = []
+    for moment in due:
+        name = scheduled_run_name(pipeline["metadata"]["name"], moment)
+        if name in existing:
+            continue
+        if active and schedule.concurrency_policy == "Forbid":
+            message = f"skipped {rfc3339(moment)}: run {active[0]} is still active (Forbid)"
+            events.append(warning("ScheduleSkipped", message))
+            continue
+        if active and schedule.concurrency_policy == "Replace":
+            actions += [DeleteRun(old) for old in active]
+            active = []
+        actions.append(CreateRun(scheduled_run(pipeline, schedule, moment, cron), moment))
+        existing.add(name)
+        active.append(name)
+    return actions, tuple(events)
+
+
+def scheduled_run(
+    pipeline: Mapping[str, Any], schedule: ScheduleSpec, moment: datetime, cron: CronSchedule
+) -> dict[str, Any]:
+    """The PipelineRun for one scheduled time, owned by its Pipeline."""
+    meta = pipeline["metadata"]
+    local = moment.astimezone(cron.timezone)
+    body: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "PipelineRun",
+        "metadata": {
+            "name": scheduled_run_name(meta["name"], moment),
+            "namespace": meta["namespace"],
+            "labels": {
+                labels.PIPELINE: label_value(meta["name"]),
+                labels.SCHEDULED_BY: label_value(meta["name"]),
+            },
+            "annotations": {
+                labels.SCHEDULED_TIME: rfc3339(moment),
+                labels.SCHEDULED_DATE: local.strftime("%Y-%m-%d"),
+            },
+            "ownerReferences": [
+                {"apiVersion": API_VERSION, "kind": "Pipeline", "name": meta["name"], "uid": meta["uid"]}
+            ],
+        },
+        "spec": {"pipelineRef": {"name": meta["name"]}},
+    }
+    if schedule.params:
+        # Param values may name the scheduled time, like Airflow's {{ ds }}.
+        context = {
+            "context.scheduledTime": rfc3339(moment),
+            "context.scheduledDate": local.strftime("%Y-%m-%d"),
+        }
+        body["spec"]["params"] = [
+            {"name": p.name, "value": substitute(p.value, context)} for p in schedule.params
+        ]
+    return body
+
+
+def runs_to_prune(runs: Sequence[ScheduledRun], schedule: ScheduleSpec) -> list[str]:
+    """Names of finished scheduled runs beyond the history limits, oldest first."""
+
+    def finished(phases: tuple[str, ...]) -> list[ScheduledRun]:
+        chosen = [run for run in runs if run.phase in phases]
+        return sorted(chosen, key=lambda run: (run.scheduled_at, run.name))
+
+    succeeded = finished(("Succeeded",))
+    failed = finished(("Failed", "Cancelled"))
+    doomed = succeeded[: max(0, len(succeeded) - schedule.successful_runs_history_limit)]
+    doomed += failed[: max(0, len(failed) - schedule.failed_runs_history_limit)]
+    return [run.name for run in doomed]
+
+
+def _changed(old: PipelineStatus, new: PipelineStatus) -> PipelineStatus | None:
+    return None if new.to_api() == old.to_api() else new

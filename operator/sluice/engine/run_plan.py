@@ -1,0 +1,456 @@
+"""The heart of a run's reconcile pass: ``plan_run(facts) -> RunPlan`` (pure).
+
+The reconciler observes (the run, its tasks' Jobs and pods from the cache,
+and before the first task whatever the run names), calls ``plan_run`` once,
+carries out the plan, writes the status the plan computed and posts its
+Events. Every decision is here, with no I/O and no mutation of the facts, so
+the same facts always give the same plan and each rule is unit-tested in
+milliseconds (in the spirit of Tekton's ``PipelineRunFacts``).
+
+A run's life has two halves:
+
+* before its spec snapshot is recorded: resolve what it executes, wait for
+  its Pipeline or a concurrency slot, or fail it; once admitted the plan's
+  only act is to record the snapshot (``replan``), so no Job can exist for a
+  spec the status does not hold;
+* after: stop it (cancelled, timed out), or start what is ready, retry what
+  failed, skip what ``when`` or the trigger rules rule out, and report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sluice.api import labels
+from sluice.api.v1alpha1 import (
+    FAILED_TASK_PHASES,
+    FINISHED_RUN_PHASES,
+    ParamValue,
+    PipelineRunSpec,
+    PipelineRunStatus,
+    TaskSpec,
+)
+from sluice.engine.admission import RECHECK_SECONDS, PeerRun, admission_wait
+from sluice.engine.announce import Announcement, normal, warning
+from sluice.engine.clock import parse_time, rfc3339
+from sluice.engine.conditions import condition, set_condition
+from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelism
+from sluice.engine.observe import TaskObservation, truncate
+from sluice.engine.params import references
+from sluice.engine.render import RunIdentity, render_job, workspace_claim
+from sluice.engine.results import declared_results
+from sluice.engine.retry import next_retry
+from sluice.engine.run_source import INLINE, Fetched, NotYet, Refused, RunSource, resolve_source
+from sluice.engine.run_status import compute_status, failed_status, stopped_status
+from sluice.engine.when import evaluate_when
+
+# A pass wakes this long after the moment it waits for (a retry's backoff, the
+# run's timeout), so the moment has surely passed when it looks again.
+WAKE_MARGIN_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Everything one pass knows about one run, as observed."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: str
+    now: str
+    status: PipelineRunStatus
+    spec: PipelineRunSpec | None
+    spec_error: str | None = None  # why ``spec`` is None
+    generation: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    # Each task's latest attempt (from its Job and pods), once the run started.
+    tasks: Mapping[str, TaskObservation] = field(default_factory=dict)
+    # Before the snapshot: the object ``source_to_fetch`` named, as read.
+    source: Fetched | None = None
+    # Before the snapshot, when the pipeline limits concurrent runs: the
+    # namespace's runs. Required then (see ``admission_scope``).
+    peers: tuple[PeerRun, ...] | None = None
+    # Tasks whose Job create the API server refused for now (quota, rate
+    # limit): they stay Pending this pass and are tried again later.
+    held: frozenset[str] = frozenset()
+    # The API server's message refusing the run's workspace claim for good.
+    claim_refused: str | None = None
+    pipeline_grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class JobStart:
+    task: str
+    attempt: int
+    job: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        name: str = self.job["metadata"]["name"]
+        return name
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What one pass does, in this order: delete ``stops``, create ``claim``
+    then ``starts``, write ``status``, post ``events``.
+    """
+
+    status: PipelineRunStatus | None = None  # None: the stored status is already right
+    stops: tuple[str, ...] = ()  # Jobs to delete
+    claim: dict[str, Any] | None = None  # the run's workspace claim, before any Job
+    starts: tuple[JobStart, ...] = ()
+    events: tuple[Announcement, ...] = ()
+    wake_after: float | None = None  # seconds until the run needs another pass
+    # ("pipeline" | "concurrency", pipeline name): wake the run when that changes.
+    wait_for: tuple[str, str] | None = None
+    finished: str | None = None  # the final phase the run reaches in this pass
+    record_last_run: str | None = None  # show this run as the pipeline's last run
+    replan: bool = False  # the status is a new spec snapshot: write it, then plan on it
+
+
+def plan_run(facts: RunFacts) -> RunPlan:
+    if facts.status.finished:
+        return RunPlan()
+    if not facts.status.started:
+        return _plan_start(facts)
+    return _plan_progress(facts)
+
+
+def admission_scope(facts: RunFacts) -> tuple[str, int] | None:
+    """(pipeline, maxConcurrentRuns) when starting this run takes one of a
+    pipeline's limited slots: the reconciler then reads the peers and admits
+    one run of that pipeline at a time.
+    """
+    if facts.status.started or facts.spec is None:
+        return None
+    source = _resolve(facts)
+    if not isinstance(source, RunSource) or source.pipeline_name == INLINE:
+        return None
+    limit = source.spec.max_concurrent_runs
+    return (source.pipeline_name, limit) if limit else None
+
+
+# --- before the snapshot ------------------------------------------------------------
+
+
+def _resolve(facts: RunFacts) -> RunSource | Refused | NotYet:
+    assert facts.spec is not None
+    waited = (parse_time(facts.now) - parse_time(facts.created)).total_seconds()
+    return resolve_source(facts.spec, facts.source, facts.namespace, waited, facts.pipeline_grace_seconds)
+
+
+def _plan_start(facts: RunFacts) -> RunPlan:
+    if facts.spec is None:
+        return _refuse(facts, Refused("InvalidSpec", f"spec is invalid: {facts.spec_error}"))
+    source = _resolve(facts)
+    if isinstance(source, Refused):
+        return _refuse(facts, source)
+    if isinstance(source, NotYet):
+        return _wait(
+            facts, source.pipeline_name, "PipelineNotFound", source.message, "pipeline", source.retry_after
+        )
+    limit = source.spec.max_concurrent_runs
+    if limit and source.pipeline_name != INLINE:
+        if facts.peers is None:
+            raise ValueError("admission needs the namespace's runs (see admission_scope)")
+        message = admission_wait(facts.name, facts.created, source.pipeline_name, limit, facts.peers)
+        if message is not None:
+            return _wait(
+                facts, source.pipeline_name, "WaitingForConcurrency", message, "concurrency", RECHECK_SECONDS
+            )
+    return _admit(facts, source)
+
+
+def _admit(facts: RunFacts, source: RunSource) -> RunPlan:
+    """Record what the run executes; its first tasks are planned on that record."""
+    snapshot = facts.status.model_copy(
+        update={
+            "pipeline_name": source.pipeline_name,
+            "pipeline_spec": source.spec,
+            "params": [ParamValue(name=k, value=v) for k, v in source.params.items()] or None,
+            "observed_generation": facts.generation,
+            "start_time": facts.now,
+            "tasks": source.reused or None,
+            "workspace_claim_name": source.claim,
+        }
+    )
+    snapshot = compute_status(snapshot, source.graph, {}, facts.now)
+    assert facts.spec is not None
+    verb = f"re-running run {facts.spec.rerun_of.name}:" if facts.spec.rerun_of else "running"
+    started = normal("Started", f"{verb} {len(source.graph.order)} tasks of pipeline {source.pipeline_name}")
+    # The scheduler records its own runs in order; only record runs made by hand.
+    by_hand = source.pipeline_name != INLINE and labels.SCHEDULED_BY not in facts.labels
+    return RunPlan(
+        status=snapshot,
+        events=(started,),
+        record_last_run=source.pipeline_name if by_hand else None,
+        replan=True,
+    )
+
+
+def _refuse(facts: RunFacts, refusal: Refused) -> RunPlan:
+    failed = failed_status(facts.status, refusal.reason, refusal.message, facts.now)
+    if refusal.pipeline_name:
+        failed = failed.model_copy(update={"pipeline_name": refusal.pipeline_name})
+    return RunPlan(
+        status=failed,
+        events=(warning(refusal.reason, refusal.message),),
+        finished="Failed",
+    )
+
+
+def _wait(facts: RunFacts, pipeline: str, reason: str, message: str, on: str, retry_after: float) -> RunPlan:
+    """Show a run that cannot start yet as Pending, with why in its condition."""
+    waiting = facts.status.model_copy(
+        update={
+            "phase": "Pending",
+            "pipeline_name": pipeline,
+            "conditions": set_condition(
+                facts.status.conditions, condition("Succeeded", "Unknown", reason, message, facts.now)
+            ),
+        }
+    )
+    return RunPlan(status=_changed(facts.status, waiting), wait_for=(on, pipeline), wake_after=retry_after)
+
+
+# --- after the snapshot -------------------------------------------------------------
+
+
+def _plan_progress(facts: RunFacts) -> RunPlan:
+    status, now = facts.status, facts.now
+    spec = status.pipeline_spec
+    assert spec is not None
+    graph = build_graph(spec)
+    tasks = {task.name: task for task in [*spec.tasks, *(spec.finally_ or ())]}
+    observed = dict(facts.tasks)
+    stop = stop_reason(facts.spec, status, now)
+    if stop is not None:
+        return _stop(facts, graph, observed, stop)
+    if facts.claim_refused is not None:
+        return _refuse(facts, Refused("InvalidWorkspace", f"workspace claim rejected: {facts.claim_refused}"))
+    observed, retries_due, wakes = plan_retries(tasks, observed, now)
+    observed = collect_results(tasks, observed)
+    identity = RunIdentity(facts.namespace, facts.name, facts.uid, status.pipeline_name or INLINE)
+    base = run_variables(identity, status, facts.annotations, facts.created)
+    skipped, variables, phases = decide_when(status, graph, tasks, observed, base, now)
+    ready = within_parallelism(ready_tasks(graph, phases), phases, spec.parallelism)
+    wanted = [(name, 0) for name in ready] + retries_due
+    wanted = [(name, attempt) for name, attempt in wanted if name not in facts.held]
+    starts, observed = startable(wanted, tasks, variables, observed, now)
+
+    claim_name = status.workspace_claim_name
+    claim = workspace_claim(identity, spec) if starts and not claim_name else None
+    if claim is not None:
+        claim_name = claim["metadata"]["name"]
+    jobs = tuple(
+        JobStart(name, attempt, render_job(identity, spec, tasks[name], variables, attempt, claim_name))
+        for name, attempt in starts
+    )
+    for job in jobs:
+        observed[job.task] = TaskObservation(job.name, "Running", attempt=job.attempt)
+
+    base_status = status.model_copy(update={"workspace_claim_name": claim_name})
+    new_status = compute_status(base_status, graph, observed, now, skipped)
+    finished = new_status.phase in FINISHED_RUN_PHASES
+    if not finished:
+        timeout = timeout_wake(facts.spec, status, now)
+        if timeout is not None:
+            wakes.append(timeout)
+    changed = _changed(status, new_status)
+    return RunPlan(
+        status=changed,
+        claim=claim,
+        starts=jobs,
+        events=announcements(status, new_status) if changed is not None else (),
+        wake_after=min(wakes) + WAKE_MARGIN_SECONDS if wakes and not finished else None,
+        finished=new_status.phase if finished and status.phase != new_status.phase else None,
+    )
+
+
+def _stop(
+    facts: RunFacts, graph: Graph, observed: Mapping[str, TaskObservation], stop: tuple[str, str, str]
+) -> RunPlan:
+    """Delete the run's unfinished Jobs (their pods go with them), then end it."""
+    phase, reason, message = stop
+    active = tuple(obs.job_name for obs in observed.values() if obs.phase == "Running")
+    final = stopped_status(facts.status, graph, observed, phase, reason, message, facts.now)
+    return RunPlan(
+        status=final,
+        stops=active,
+        events=(warning(reason, f"{message}; stopped {len(active)} running task(s)"),),
+        finished=phase,
+    )
+
+
+def stop_reason(
+    spec: PipelineRunSpec | None, status: PipelineRunStatus, now: str
+) -> tuple[str, str, str] | None:
+    """(phase, reason, message) when the run must stop now: cancelled by
+    the user, or past its timeout.
+    """
+    if spec is None:
+        return None
+    if spec.cancelled:
+        return "Cancelled", "Cancelled", "the run was cancelled (spec.cancelled)"
+    timeout = spec.timeout_seconds
+    if timeout and status.start_time:
+        elapsed = (parse_time(now) - parse_time(status.start_time)).total_seconds()
+        if elapsed >= timeout:
+            return "Failed", "Timeout", f"the run exceeded its timeout of {timeout}s"
+    return None
+
+
+def timeout_wake(spec: PipelineRunSpec | None, status: PipelineRunStatus, now: str) -> float | None:
+    """Seconds until the run's timeout (plus a margin), if it has one."""
+    if spec is None or not spec.timeout_seconds or not status.start_time:
+        return None
+    elapsed = (parse_time(now) - parse_time(status.start_time)).total_seconds()
+    return max(0.0, spec.timeout_seconds - elapsed) + WAKE_MARGIN_SECONDS
+
+
+def plan_retries(
+    tasks: Mapping[str, TaskSpec], observed: Mapping[str, TaskObservation], now: str
+) -> tuple[dict[str, TaskObservation], list[tuple[str, int]], list[float]]:
+    """(observations, retries due now, seconds until the others). A failed
+    attempt with retries left keeps its task Running ("Retrying") until the
+    next attempt starts.
+    """
+    result = dict(observed)
+    due: list[tuple[str, int]] = []
+    wakes: list[float] = []
+    moment = parse_time(now)
+    for name, obs in observed.items():
+        retry = next_retry(tasks[name].retries, obs, moment)
+        if retry is None:
+            continue
+        wait = (retry.due - moment).total_seconds()
+        if wait <= 0:
+            due.append((name, retry.attempt))
+        else:
+            wakes.append(wait)
+        failure = obs.message or obs.reason
+        message = f"attempt {obs.attempt + 1} failed: {failure}; next attempt at {rfc3339(retry.due)}"
+        result[name] = replace(obs, phase="Running", reason="Retrying", message=truncate(message))
+    return result, due, wakes
+
+
+def collect_results(
+    tasks: Mapping[str, TaskSpec], observed: Mapping[str, TaskObservation]
+) -> dict[str, TaskObservation]:
+    """Succeeded tasks with their declared results parsed; a broken size
+    limit fails the task (ResultTooLarge).
+    """
+    result = dict(observed)
+    for name, obs in observed.items():
+        if obs.phase != "Succeeded" or obs.output is None:
+            continue
+        values, error = declared_results(tasks[name], obs.output)
+        if error is not None:
+            result[name] = replace(obs, phase="Failed", reason="ResultTooLarge", message=error)
+        else:
+            result[name] = replace(obs, results=tuple(sorted(values.items())))
+    return result
+
+
+def run_variables(
+    run: RunIdentity, status: PipelineRunStatus, annotations: Mapping[str, str], created: str
+) -> dict[str, str]:
+    """Substitution values; a run started by hand is "scheduled" at its creation."""
+    variables = {f"params.{p.name}": p.value for p in status.params or ()}
+    variables.update(
+        {
+            "context.pipelineRun.name": run.name,
+            "context.pipelineRun.namespace": run.namespace,
+            "context.pipelineRun.uid": run.uid,
+            "context.pipeline.name": run.pipeline_name,
+            "context.scheduledTime": annotations.get(labels.SCHEDULED_TIME) or created,
+            "context.scheduledDate": annotations.get(labels.SCHEDULED_DATE) or created[:10],
+        }
+    )
+    return variables
+
+
+def decide_when(
+    status: PipelineRunStatus,
+    graph: Graph,
+    tasks: Mapping[str, TaskSpec],
+    observed: Mapping[str, TaskObservation],
+    base: Mapping[str, str],
+    now: str,
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(tasks skipped by `when` -> why, variables, phases), to a fixpoint:
+    a skip can make further tasks ready, whose `when` is then evaluated.
+    """
+    skipped: dict[str, str] = {}
+    while True:
+        preview = compute_status(status, graph, observed, now, skipped)
+        phases: dict[str, str] = {t.name: t.phase for t in preview.tasks or ()}
+        variables = dict(base)
+        for entry in preview.tasks or ():
+            variables[f"tasks.{entry.name}.status"] = entry.phase
+            for result in entry.results or ():
+                variables[f"tasks.{entry.name}.results.{result.name}"] = result.value
+        main = [phases[name] for name in graph.main]
+        variables["tasks.status"] = "Failed" if any(p in FAILED_TASK_PHASES for p in main) else "Succeeded"
+        newly = {
+            name: why
+            for name in ready_tasks(graph, phases)
+            if name not in skipped and (why := evaluate_when(tasks[name].when, variables)) is not None
+        }
+        if not newly:
+            return skipped, variables, phases
+        skipped.update(newly)
+
+
+def startable(
+    starts: list[tuple[str, int]],
+    tasks: Mapping[str, TaskSpec],
+    variables: Mapping[str, str],
+    observed: Mapping[str, TaskObservation],
+    now: str,
+) -> tuple[list[tuple[str, int]], dict[str, TaskObservation]]:
+    """(the starts whose every reference resolves, observations); the others
+    fail with MissingResult.
+    """
+    result = dict(observed)
+    ok = []
+    for name, attempt in starts:
+        missing = sorted(references(tasks[name]) - set(variables))
+        if not missing:
+            ok.append((name, attempt))
+            continue
+        refs = ", ".join(f"$({m})" for m in missing)
+        result[name] = TaskObservation(
+            "",
+            "Failed",
+            reason="MissingResult",
+            completion_time=now,
+            attempt=attempt,
+            message=f"cannot start: {refs} not written by its task",
+        )
+    return ok, result
+
+
+def announcements(old: PipelineRunStatus, new: PipelineRunStatus) -> tuple[Announcement, ...]:
+    """Events for what changed: failed tasks, and the run's outcome."""
+    before = {t.name: t.phase for t in old.tasks or ()}
+    events = [
+        warning("TaskFailed", f'task "{task.name}" failed: {task.message or ""}')
+        for task in new.tasks or ()
+        if task.phase == "Failed" and before.get(task.name) != "Failed"
+    ]
+    if new.phase != old.phase and new.phase in FINISHED_RUN_PHASES:
+        outcome = next(c for c in new.conditions or () if c.type == "Succeeded")
+        succeeded = new.phase == "Succeeded"
+        events.append(
+            normal("Succeeded", outcome.message) if succeeded else warning("Failed", outcome.message)
+        )
+    return tuple(events)
+
+
+def _changed(old: PipelineRunStatus, new: PipelineRunStatus) -> PipelineRunStatus | None:
+    return None if new.to_api() == old.to_api() else new

@@ -1,0 +1,158 @@
+"""What a new run will execute: its pipeline, params and reused tasks (pure).
+
+A run names its pipeline in one of three ways (a Pipeline by reference, an
+inline spec, or a finished run to re-run); this module turns that, plus the
+object the reconciler fetched for it, into one validated ``RunSource``, or
+says why the run cannot start (``Refused``) or cannot start *yet*
+(``NotYet``: GitOps tools may apply a run before its Pipeline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from sluice.api import labels
+from sluice.api.v1alpha1 import (
+    FINISHED_RUN_PHASES,
+    PipelineRunSpec,
+    PipelineRunStatus,
+    PipelineSpec,
+    TaskRunStatus,
+)
+from sluice.engine.dag import Graph, build_graph
+from sluice.engine.errors import InvalidPipeline
+from sluice.engine.params import bind_params, check_references
+
+INLINE = labels.INLINE_PIPELINE
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An object a run names (its Pipeline, or the run it re-runs), as read
+    this pass; ``body`` is None when it does not exist.
+    """
+
+    name: str
+    body: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """What a run executes, resolved once and then frozen in its status."""
+
+    spec: PipelineSpec
+    pipeline_name: str
+    params: dict[str, str]
+    graph: Graph
+    reused: list[TaskRunStatus] = field(default_factory=list)
+    claim: str | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The run cannot start: it fails at once with this reason."""
+
+    reason: str
+    message: str
+    pipeline_name: str | None = None
+
+
+@dataclass(frozen=True)
+class NotYet:
+    """The referenced Pipeline does not exist yet; look again in ``retry_after`` seconds."""
+
+    pipeline_name: str
+    message: str
+    retry_after: float
+
+
+def validation_message(error: ValidationError) -> str:
+    """The first problem pydantic found, as ``field.path: what is wrong``."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}"
+
+
+def source_to_fetch(spec: PipelineRunSpec) -> tuple[str, str] | None:
+    """("pipeline" or "run", name): the object the reconciler must read before
+    a run can start, or None for an inline spec.
+    """
+    if spec.rerun_of is not None:
+        return "run", spec.rerun_of.name
+    if spec.pipeline_spec is None and spec.pipeline_ref is not None:
+        return "pipeline", spec.pipeline_ref.name
+    return None
+
+
+def resolve_source(
+    spec: PipelineRunSpec,
+    fetched: Fetched | None,
+    namespace: str,
+    waited_seconds: float,
+    grace_seconds: float,
+) -> RunSource | Refused | NotYet:
+    """The validated pipeline a run executes, from its spec and the object
+    named by ``source_to_fetch`` (``fetched``).
+    """
+    if spec.rerun_of is not None:
+        return _rerun_source(spec.rerun_of.name, fetched)
+    if spec.pipeline_spec is not None:
+        pipeline_spec, pipeline_name = spec.pipeline_spec, INLINE
+    elif spec.pipeline_ref is not None:
+        pipeline_name = spec.pipeline_ref.name
+        referenced = _referenced_pipeline(pipeline_name, fetched, namespace, waited_seconds, grace_seconds)
+        if not isinstance(referenced, PipelineSpec):
+            return referenced
+        pipeline_spec = referenced
+    else:
+        return Refused("InvalidSpec", "one of spec.pipelineRef or spec.pipelineSpec is required")
+    if spec.workspace is not None:
+        pipeline_spec = pipeline_spec.model_copy(update={"workspace": spec.workspace})
+    try:
+        graph = build_graph(pipeline_spec)
+        check_references(pipeline_spec, graph)
+        params = bind_params(pipeline_spec, spec.params)
+    except InvalidPipeline as error:
+        return Refused(error.reason, error.message, pipeline_name)
+    return RunSource(pipeline_spec, pipeline_name, params, graph)
+
+
+def _referenced_pipeline(
+    name: str, fetched: Fetched | None, namespace: str, waited_seconds: float, grace_seconds: float
+) -> PipelineSpec | Refused | NotYet:
+    """The spec of the Pipeline a run references, once it exists and parses."""
+    if fetched is None or fetched.body is None:
+        message = f'pipeline "{name}" not found in namespace "{namespace}"'
+        if waited_seconds < grace_seconds:
+            return NotYet(name, message + "; waiting for it", grace_seconds - waited_seconds + 0.05)
+        return Refused("PipelineNotFound", message, name)
+    try:
+        return PipelineSpec.model_validate(fetched.body.get("spec") or {})
+    except ValidationError as error:
+        return Refused("InvalidPipeline", f'pipeline "{name}": {validation_message(error)}', name)
+
+
+def _rerun_source(name: str, fetched: Fetched | None) -> RunSource | Refused:
+    """What a rerun takes from the run it re-runs: the spec snapshot, params,
+    the succeeded tasks (reused with their results) and the workspace claim.
+    """
+    if fetched is None or fetched.body is None:
+        return Refused("RerunSourceNotFound", f'run "{name}" (spec.rerunOf) was not found')
+    old = PipelineRunStatus.model_validate(fetched.body.get("status") or {})
+    if old.phase not in FINISHED_RUN_PHASES or old.pipeline_spec is None:
+        message = f'run "{name}" has not finished; only a finished run can be re-run'
+        return Refused("RerunSourceNotFinished", message, old.pipeline_name)
+    reused = [
+        task.model_copy(update={"reason": "Reused", "message": f"reused from run {name}"})
+        for task in old.tasks or ()
+        if task.phase == "Succeeded"
+    ]
+    params = {param.name: param.value for param in old.params or ()}
+    spec = old.pipeline_spec
+    return RunSource(
+        spec, old.pipeline_name or INLINE, params, build_graph(spec), reused, old.workspace_claim_name
+    )

@@ -1,0 +1,43 @@
+"""Work-queue keys: which object a worker reconciles, and with which reconciler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class RunKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, order=True)
+class PipelineKey:
+    """Queue key for a Pipeline's own pass (its status and its schedule)."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"pipeline {self.namespace}/{self.name}"
+
+
+Key = RunKey | PipelineKey
+
+
+class Waiters:
+    """Runs waiting on something about a Pipeline (for it to exist, for a
+    concurrency slot), woken by the event that ends the wait.
+    """
+
+    def __init__(self) -> None:
+        self.by_pipeline: dict[tuple[str, str], set[RunKey]] = {}
+
+    def wait(self, namespace: str, pipeline: str, key: RunKey) -> None:
+        self.by_pipeline.setdefault((namespace, pipeline), set()).add(key)
+
+    def release(self, namespace: str, pipeline: str) -> set[RunKey]:
+        return self.by_pipeline.pop((namespace, pipeline), set())

@@ -1,0 +1,294 @@
+"""The PipelineRun reconciler: observe → plan → act → write → announce.
+
+Level-based: each pass starts from the run as stored in the API server and
+the Jobs in the cache, never from "what happened last time", so the operator
+can be killed at any moment. Two facts make that safe:
+
+* Job names are deterministic (see engine/naming.py): creating a Job that
+  already exists is a no-op, so no task runs twice.
+* The spec snapshot is written to status *before* the first Job is created
+  (the plan's ``replan``), and status writes carry the resourceVersion they
+  were computed from, so a stale pass fails with a conflict instead of
+  overwriting newer truth.
+
+Every decision is made by ``engine.run_plan.plan_run``; this module only
+reads, carries the plan out and reports. When carrying it out changes the
+facts (a create refused for good, or for now), the planned status is not
+written: the pass observes again and plans again, so the status written is
+always one the plan computed from what is true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from sluice import metrics
+from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus
+from sluice.cache import ChildCache
+from sluice.engine.admission import PeerRun, peer_run
+from sluice.engine.clock import now_rfc3339
+from sluice.engine.observe import RefusedCreate, observe_tasks
+from sluice.engine.run_plan import JobStart, RunFacts, RunPlan, admission_scope, plan_run
+from sluice.engine.run_source import Fetched, source_to_fetch, validation_message
+from sluice.events import EventRecorder
+from sluice.kube import ApiError, KubeClient, claims_path, jobs_path, pipeline_path, run_path
+from sluice.reconcilers.keys import RunKey, Waiters
+from sluice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Create errors that retrying cannot fix: the object is refused for good.
+PERMANENT_CREATE_ERRORS = (400, 422)
+# Rounds of observe → plan → act in one pass: the snapshot, then the first
+# tasks, then again after each create that did not go as planned. More
+# means the facts keep changing under the pass; it looks again shortly.
+MAX_ROUNDS = 6
+RETRY_SOON_SECONDS = 0.05
+
+
+@dataclass
+class ActOutcome:
+    """How carrying out a plan's creates went, where it differed from the plan."""
+
+    refused: bool = False  # something was refused for good (recorded in the cache)
+    held: set[str] = field(default_factory=set)  # tasks whose Job could not be created for now
+    errors: list[tuple[str, BaseException]] = field(default_factory=list)
+
+    @property
+    def as_planned(self) -> bool:
+        return not self.refused and not self.held
+
+
+class RunReconciler:
+    def __init__(
+        self,
+        client: KubeClient,
+        cache: ChildCache,
+        events: EventRecorder,
+        settings: Settings,
+        clock: Callable[[], str] = now_rfc3339,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.events = events
+        self.settings = settings
+        self.clock = clock
+        # Runs waiting for their Pipeline to exist, and for a concurrency slot.
+        self.waiting_for_pipeline = Waiters()
+        self.waiting_for_slot = Waiters()
+        self.admission_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def reconcile(self, key: RunKey) -> float | None:
+        """One pass over one run; returns seconds until it wants another pass."""
+        run = await self.client.get_optional(run_path(key.namespace, key.name))
+        if run is None:
+            return None
+        held: frozenset[str] = frozenset()
+        create_errors: list[tuple[str, BaseException]] = []
+        last_run_of: str | None = None
+        for _ in range(MAX_ROUNDS):
+            facts = self._observe(run, held, await self._fetch_source(run))
+            scope = admission_scope(facts)
+            # One admission at a time per pipeline, so two waiting runs
+            # cannot both take the last free slot.
+            async with self._admission_lock(facts.namespace, scope):
+                if scope is not None:
+                    facts = replace(facts, peers=await self._peers(facts.namespace))
+                plan = plan_run(facts)
+                self._register_waits(key, plan)
+                outcome = await self._act(facts, plan)
+                if not outcome.as_planned:
+                    held = held | frozenset(outcome.held)
+                    create_errors += outcome.errors
+                    continue
+                run = await self._write_status(run, plan.status)
+            await self._announce(run, plan)
+            last_run_of = plan.record_last_run or last_run_of
+            if not plan.replan:
+                break
+        else:
+            log.warning("run %s: the facts kept changing during one pass; looking again", key)
+            return RETRY_SOON_SECONDS
+        if last_run_of is not None:
+            # Off the latency path: after the run's first Jobs exist.
+            await self._record_last_run(key.namespace, last_run_of, key.name)
+        if create_errors:
+            # Quota, rate limits, a webhook down: worth retrying (the worker
+            # backs off), and worth telling the user, who would otherwise see
+            # a task Pending with no reason.
+            metrics.JOB_CREATE_ERRORS.inc(len(create_errors))
+            task, error = create_errors[0]
+            await self.events.record(
+                run, "Warning", "JobCreateFailed", f'could not create the Job of task "{task}": {error}'
+            )
+            raise error
+        return plan.wake_after
+
+    # --- observe ----------------------------------------------------------------------
+
+    def _observe(self, run: dict[str, Any], held: frozenset[str], source: Fetched | None) -> RunFacts:
+        meta = run["metadata"]
+        status = PipelineRunStatus.model_validate(run.get("status") or {})
+        spec: PipelineRunSpec | None = None
+        spec_error = None
+        try:
+            spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        except ValidationError as error:
+            spec_error = validation_message(error)
+        facts = RunFacts(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            created=meta.get("creationTimestamp") or "",
+            now=self.clock(),
+            status=status,
+            spec=spec,
+            spec_error=spec_error,
+            generation=meta.get("generation"),
+            labels=meta.get("labels") or {},
+            annotations=meta.get("annotations") or {},
+            source=source,
+            held=held,
+            pipeline_grace_seconds=self.settings.pipeline_grace_seconds,
+        )
+        if status.pipeline_spec is None or status.finished:
+            return facts
+        pipeline = status.pipeline_spec
+        names = {task.name for task in [*pipeline.tasks, *(pipeline.finally_ or ())]}
+        refusals = self.cache.refusals(facts.uid)
+        return replace(
+            facts,
+            tasks=observe_tasks(
+                names,
+                self.cache.jobs_of(facts.uid),
+                self.cache.pods_by_job(facts.uid),
+                self.cache.created_jobs(facts.uid),
+                refusals,
+            ),
+            claim_refused=next((r.message for r in refusals if r.task is None), None),
+        )
+
+    async def _fetch_source(self, run: dict[str, Any]) -> Fetched | None:
+        """The object a run that has not started names: its Pipeline, or the
+        run it re-runs (read afresh each pass; either may change meanwhile).
+        """
+        status = run.get("status") or {}
+        if status.get("pipelineSpec") is not None:
+            return None
+        try:
+            spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        except ValidationError:
+            return None
+        target = source_to_fetch(spec)
+        if target is None:
+            return None
+        kind, name = target
+        namespace = run["metadata"]["namespace"]
+        path = run_path(namespace, name) if kind == "run" else pipeline_path(namespace, name)
+        return Fetched(name, await self.client.get_optional(path))
+
+    async def _peers(self, namespace: str) -> tuple[PeerRun, ...]:
+        listing = await self.client.request("GET", run_path(namespace))
+        return tuple(peer_run(obj) for obj in listing.get("items") or ())
+
+    def _admission_lock(
+        self, namespace: str, scope: tuple[str, int] | None
+    ) -> contextlib.AbstractAsyncContextManager[Any]:
+        if scope is None:
+            return contextlib.nullcontext()
+        return self.admission_locks.setdefault((namespace, scope[0]), asyncio.Lock())
+
+    # --- act --------------------------------------------------------------------------
+
+    def _register_waits(self, key: RunKey, plan: RunPlan) -> None:
+        """Before acting, so the event that ends the wait cannot slip past."""
+        if plan.wait_for is None:
+            return
+        on, pipeline = plan.wait_for
+        waiters = self.waiting_for_pipeline if on == "pipeline" else self.waiting_for_slot
+        waiters.wait(key.namespace, pipeline, key)
+
+    async def _act(self, facts: RunFacts, plan: RunPlan) -> ActOutcome:
+        """Delete, then create the claim, then the Jobs (concurrently)."""
+        outcome = ActOutcome()
+        if plan.stops:
+            await asyncio.gather(
+                *(
+                    self.client.delete(jobs_path(facts.namespace, name), missing_ok=True)
+                    for name in plan.stops
+                )
+            )
+        if plan.claim is not None and not await self._create_claim(facts, plan.claim):
+            outcome.refused = True
+            return outcome
+        results = await asyncio.gather(
+            *(self._create_job(facts, start) for start in plan.starts), return_exceptions=True
+        )
+        for start, result in zip(plan.starts, results, strict=True):
+            if isinstance(result, BaseException):
+                outcome.held.add(start.task)
+                outcome.errors.append((start.task, result))
+            elif not result:
+                outcome.refused = True
+        return outcome
+
+    async def _create_claim(self, facts: RunFacts, claim: dict[str, Any]) -> bool:
+        """Create the run's workspace claim; False if it was refused for good."""
+        try:
+            await self.client.create(claims_path(facts.namespace), claim)
+        except ApiError as error:
+            if error.status in PERMANENT_CREATE_ERRORS:
+                refusal = RefusedCreate(claim["metadata"]["name"], error.message, self.clock())
+                self.cache.refuse(facts.uid, refusal)
+                return False
+            if not error.already_exists:
+                raise
+        return True
+
+    async def _create_job(self, facts: RunFacts, start: JobStart) -> bool:
+        """Create one attempt's Job; False if it was refused for good."""
+        try:
+            await self.client.create(jobs_path(facts.namespace), start.job)
+        except ApiError as error:
+            if error.status in PERMANENT_CREATE_ERRORS:
+                refusal = RefusedCreate(start.name, error.message, self.clock(), start.task, start.attempt)
+                self.cache.refuse(facts.uid, refusal)
+                return False
+            if not error.already_exists:
+                raise
+        else:
+            metrics.JOBS_CREATED.inc()
+        self.cache.expect(facts.uid, start.name, start.task, start.attempt)
+        return True
+
+    # --- write and announce ----------------------------------------------------------
+
+    async def _write_status(self, run: dict[str, Any], status: PipelineRunStatus | None) -> dict[str, Any]:
+        """Write the whole status, conditional on the version it was computed from."""
+        if status is None:
+            return run
+        meta = run["metadata"]
+        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status.to_api()}
+        return await self.client.merge_patch(run_path(meta["namespace"], meta["name"], "status"), body)
+
+    async def _announce(self, run: dict[str, Any], plan: RunPlan) -> None:
+        if plan.finished is not None:
+            metrics.RUNS_FINISHED.labels(plan.finished).inc()
+        for announcement in plan.events:
+            await self.events.announce(run, announcement)
+
+    async def _record_last_run(self, namespace: str, pipeline: str, run: str) -> None:
+        """Show the newest run in `kubectl get pipelines`; best effort."""
+        try:
+            await self.client.merge_patch(
+                pipeline_path(namespace, pipeline, "status"), {"status": {"lastRunName": run}}
+            )
+        except ApiError as error:
+            log.info("could not record last run on pipeline %s/%s: %s", namespace, pipeline, error)

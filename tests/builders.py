@@ -1,0 +1,116 @@
+"""Builders shared by the unit and integration tests.
+
+One home for "a pipeline with these tasks", "a run of it", "a Job whose pod
+ended like this", so tests state only what their case is about.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sluice.api.v1alpha1 import PipelineRunStatus, PipelineSpec
+
+IMAGE = "busybox:1.36"
+T0 = "2026-11-24T10:00:00Z"
+
+# --- API objects, as a user writes them (dicts for kubectl apply) --------------------
+
+
+def task(name: str, *deps: str, duration: str = "0s", fail: bool = False, **extra: Any) -> dict[str, Any]:
+    """A task whose simulated (kwok) pod runs for ``duration`` and then succeeds or fails."""
+    labels = {"sim.sluice.dev/fail": "true"} if fail else {}
+    annotations = {"sim.sluice.dev/duration": duration, **extra.pop("annotations", {})}
+    spec: dict[str, Any] = {
+        "name": name,
+        "image": IMAGE,
+        "metadata": {"labels": labels, "annotations": annotations},
+        **extra,
+    }
+    if deps:
+        spec["dependsOn"] = list(deps)
+    return spec
+
+
+def pipeline(name: str, tasks: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": name},
+        "spec": {"tasks": tasks, **spec},
+    }
+
+
+def run(name: str, pipeline_name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": name},
+        "spec": {"pipelineRef": {"name": pipeline_name}, **spec},
+    }
+
+
+def rerun(name: str, source: str) -> dict[str, Any]:
+    """A PipelineRun that re-runs ``source``."""
+    return {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": name},
+        "spec": {"rerunOf": {"name": source}},
+    }
+
+
+def tasks_by_name(obj: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in obj["status"]["tasks"]}
+
+
+def succeeded_condition(obj: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == "Succeeded")
+
+
+# --- parsed models, for the pure engine ------------------------------------------------
+
+
+def spec_of(
+    tasks: list[dict[str, Any]], final: list[dict[str, Any]] | None = None, **spec: Any
+) -> PipelineSpec:
+    """A PipelineSpec from task dicts; each task gets an image unless it names one."""
+    body: dict[str, Any] = {"tasks": [{"image": IMAGE, **t} for t in tasks], **spec}
+    if final:
+        body["finally"] = [{"image": IMAGE, **t} for t in final]
+    return PipelineSpec.model_validate(body)
+
+
+def dag_of(*tasks: tuple[str, list[str]]) -> PipelineSpec:
+    """A PipelineSpec from (name, dependencies) pairs."""
+    return spec_of([{"name": name, "dependsOn": deps} for name, deps in tasks])
+
+
+def snapshot(spec: PipelineSpec, start: str = T0, **status: Any) -> PipelineRunStatus:
+    """A run's status just after its spec snapshot was recorded."""
+    return PipelineRunStatus(pipeline_spec=spec, start_time=start, **status)
+
+
+# --- child objects as the watches deliver them -------------------------------------------
+
+
+def job(name: str, conditions: list[dict[str, Any]] | None = None, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"conditions": conditions or [], **status}}
+
+
+def attempt_job(
+    name: str, task: str, attempt: int = 0, conditions: list[dict[str, Any]] | None = None, **status: Any
+) -> dict[str, Any]:
+    """A task attempt's Job with the labels the operator gives it."""
+    body = job(name, conditions, **status)
+    body["metadata"]["labels"] = {"sluice.dev/task": task, "sluice.dev/attempt": str(attempt)}
+    return body
+
+
+def pod(
+    name: str, created: str, terminated: dict[str, Any] | None = None, phase: str | None = None
+) -> dict[str, Any]:
+    state = {"terminated": terminated} if terminated else {"running": {}}
+    status: dict[str, Any] = {"containerStatuses": [{"name": "task", "state": state}]}
+    if phase:
+        status["phase"] = phase
+    return {"metadata": {"name": name, "creationTimestamp": created}, "status": status}

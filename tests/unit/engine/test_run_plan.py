@@ -1,0 +1,505 @@
+"""The run's plan: every decision of a reconcile pass, without a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus, PipelineSpec
+from sluice.engine.admission import PeerRun
+from sluice.engine.observe import TaskObservation
+from sluice.engine.run_plan import RunFacts, RunPlan, admission_scope, plan_run
+from sluice.engine.run_source import Fetched
+from tests.builders import T0, snapshot, spec_of
+
+CREATED = "2026-11-24T09:59:58Z"
+LATER = "2026-11-24T10:00:30Z"
+
+
+def facts(
+    status: PipelineRunStatus | None = None,
+    spec: dict[str, Any] | None = None,
+    now: str = T0,
+    **extra: Any,
+) -> RunFacts:
+    return RunFacts(
+        namespace="etl",
+        name="run-1",
+        uid="uid-1",
+        created=CREATED,
+        now=now,
+        status=status or PipelineRunStatus(),
+        spec=PipelineRunSpec.model_validate(spec if spec is not None else {"pipelineRef": {"name": "sales"}}),
+        **extra,
+    )
+
+
+def pipeline_body(spec: PipelineSpec) -> dict[str, Any]:
+    return {"metadata": {"name": "sales"}, "spec": spec.to_api()}
+
+
+def started(spec: PipelineSpec, **status: Any) -> PipelineRunStatus:
+    """A run whose snapshot is recorded, as the first pass wrote it."""
+    return snapshot(spec, pipeline_name="sales", **status)
+
+
+def ran(name: str, phase: str, attempt: int = 0, **extra: Any) -> TaskObservation:
+    return TaskObservation(f"job-{name}-{attempt}", phase, attempt=attempt, **extra)
+
+
+def task_phases(plan: RunPlan) -> dict[str, str]:
+    assert plan.status is not None
+    return {t.name: t.phase for t in plan.status.tasks or ()}
+
+
+def task_status(plan: RunPlan, name: str) -> Any:
+    assert plan.status is not None
+    return next(t for t in plan.status.tasks or () if t.name == name)
+
+
+def started_tasks(plan: RunPlan) -> list[tuple[str, int]]:
+    return [(s.task, s.attempt) for s in plan.starts]
+
+
+def reasons(plan: RunPlan) -> list[str]:
+    return [e.reason for e in plan.events]
+
+
+def outcome(plan: RunPlan) -> tuple[str | None, str]:
+    assert plan.status is not None
+    condition = next(c for c in plan.status.conditions or () if c.type == "Succeeded")
+    return plan.status.phase, condition.reason
+
+
+CHAIN = spec_of([{"name": "extract"}, {"name": "load", "dependsOn": ["extract"]}])
+
+# --- before the snapshot ------------------------------------------------------------
+
+
+def test_a_run_is_admitted_by_recording_its_snapshot_and_starts_nothing_yet() -> None:
+    spec = spec_of(
+        [{"name": "a"}, {"name": "b", "dependsOn": ["a"]}], params=[{"name": "day", "default": "x"}]
+    )
+    plan = plan_run(facts(source=Fetched("sales", pipeline_body(spec)), generation=3))
+    assert plan.replan and plan.starts == ()
+    assert plan.status is not None
+    assert plan.status.pipeline_spec == spec
+    assert plan.status.pipeline_name == "sales"
+    assert [(p.name, p.value) for p in plan.status.params or ()] == [("day", "x")]
+    assert plan.status.observed_generation == 3
+    assert plan.status.start_time == T0
+    assert task_phases(plan) == {"a": "Pending", "b": "Pending"}
+    assert reasons(plan) == ["Started"]
+    assert plan.record_last_run == "sales"
+
+
+def test_scheduled_and_inline_runs_are_not_recorded_as_the_pipelines_last_run() -> None:
+    body = pipeline_body(CHAIN)
+    scheduled = plan_run(facts(source=Fetched("sales", body), labels={"sluice.dev/scheduled-by": "sales"}))
+    assert scheduled.replan and scheduled.record_last_run is None
+    inline = plan_run(facts(spec={"pipelineSpec": CHAIN.to_api()}))
+    assert inline.replan and inline.record_last_run is None
+    assert inline.status is not None and inline.status.pipeline_name == "(inline)"
+
+
+def test_a_missing_pipeline_is_waited_for_then_fails_the_run() -> None:
+    waiting = plan_run(facts(source=Fetched("sales", None), pipeline_grace_seconds=10))
+    assert outcome(waiting) == ("Pending", "PipelineNotFound")
+    assert waiting.wait_for == ("pipeline", "sales")
+    assert waiting.wake_after == pytest.approx(10 - 2 + 0.05)
+    assert waiting.finished is None and waiting.events == ()
+    failed = plan_run(facts(source=Fetched("sales", None), now=LATER, pipeline_grace_seconds=10))
+    assert outcome(failed) == ("Failed", "PipelineNotFound")
+    assert failed.finished == "Failed" and reasons(failed) == ["PipelineNotFound"]
+    assert failed.status is not None and failed.status.completion_time == LATER
+
+
+def test_an_unchanged_waiting_run_is_not_written_again() -> None:
+    first = plan_run(facts(source=Fetched("sales", None)))
+    assert first.status is not None
+    again = plan_run(facts(first.status, source=Fetched("sales", None), now="2026-11-24T10:00:01Z"))
+    assert again.status is None
+    assert again.wait_for == ("pipeline", "sales")
+
+
+@pytest.mark.parametrize(
+    ("spec", "body", "reason", "words"),
+    [
+        ({"pipelineRef": {"name": "sales"}}, {"spec": {"tasks": []}}, "InvalidPipeline", "tasks"),
+        (
+            {"pipelineRef": {"name": "sales"}},
+            {
+                "spec": spec_of(
+                    [{"name": "a", "dependsOn": ["b"]}, {"name": "b", "dependsOn": ["a"]}]
+                ).to_api()
+            },
+            "CycleDetected",
+            "a -> b -> a",
+        ),
+        (
+            {"pipelineRef": {"name": "sales"}},
+            {"spec": spec_of([{"name": "a"}], params=[{"name": "day"}]).to_api()},
+            "MissingParams",
+            "day",
+        ),
+        (
+            {"pipelineRef": {"name": "sales"}, "params": [{"name": "typo", "value": "1"}]},
+            {"spec": CHAIN.to_api()},
+            "InvalidParams",
+            "typo",
+        ),
+        ({}, None, "InvalidSpec", "pipelineRef"),
+    ],
+)
+def test_a_run_that_cannot_start_fails_at_once_naming_the_problem(
+    spec: dict[str, Any], body: dict[str, Any] | None, reason: str, words: str
+) -> None:
+    source = Fetched("sales", body) if body is not None else None
+    plan = plan_run(facts(spec=spec, source=source))
+    assert outcome(plan) == ("Failed", reason)
+    assert plan.finished == "Failed" and plan.starts == () and not plan.replan
+    assert reasons(plan) == [reason] and words in plan.events[0].message
+
+
+def test_a_spec_the_models_refuse_fails_the_run_with_the_parse_error() -> None:
+    plan = plan_run(replace(facts(), spec=None, spec_error="timeoutSeconds: must be >= 1"))
+    assert outcome(plan) == ("Failed", "InvalidSpec")
+    assert "timeoutSeconds" in plan.events[0].message
+
+
+def test_a_rerun_reuses_the_succeeded_tasks_params_and_claim_of_a_finished_run() -> None:
+    old = started(
+        CHAIN,
+        phase="Failed",
+        completion_time=LATER,
+        params=[{"name": "day", "value": "2026-11-23"}],
+        workspace_claim_name="run-0-workspace-abc",
+        tasks=[
+            {"name": "extract", "phase": "Succeeded", "results": [{"name": "rows", "value": "7"}]},
+            {"name": "load", "phase": "Failed", "reason": "Error"},
+        ],
+    )
+    source = Fetched("run-0", {"metadata": {"name": "run-0"}, "status": old.to_api()})
+    plan = plan_run(facts(spec={"rerunOf": {"name": "run-0"}}, source=source))
+    assert plan.replan
+    assert plan.status is not None
+    assert plan.status.workspace_claim_name == "run-0-workspace-abc"
+    assert [(p.name, p.value) for p in plan.status.params or ()] == [("day", "2026-11-23")]
+    extract = task_status(plan, "extract")
+    assert (extract.phase, extract.reason) == ("Succeeded", "Reused")
+    assert extract.results[0].value == "7"
+    assert task_status(plan, "load").phase == "Pending"
+    assert "re-running run run-0" in plan.events[0].message
+
+
+def test_a_rerun_of_a_missing_or_unfinished_run_fails_clearly() -> None:
+    missing = plan_run(facts(spec={"rerunOf": {"name": "run-0"}}, source=Fetched("run-0", None)))
+    assert outcome(missing) == ("Failed", "RerunSourceNotFound")
+    running = {"metadata": {"name": "run-0"}, "status": started(CHAIN, phase="Running").to_api()}
+    unfinished = plan_run(facts(spec={"rerunOf": {"name": "run-0"}}, source=Fetched("run-0", running)))
+    assert outcome(unfinished) == ("Failed", "RerunSourceNotFinished")
+
+
+# --- maxConcurrentRuns ------------------------------------------------------------------
+
+LIMITED = spec_of([{"name": "a"}], maxConcurrentRuns=1)
+
+
+def peer(name: str, created: str, started: bool, finished: bool = False, pipeline: str = "sales") -> PeerRun:
+    return PeerRun(name, created, pipeline, finished, started)
+
+
+def test_admission_is_needed_only_for_a_limited_pipeline_run_that_has_not_started() -> None:
+    limited = facts(source=Fetched("sales", pipeline_body(LIMITED)))
+    assert admission_scope(limited) == ("sales", 1)
+    assert admission_scope(facts(source=Fetched("sales", pipeline_body(CHAIN)))) is None
+    assert admission_scope(facts(spec={"pipelineSpec": LIMITED.to_api()})) is None
+    assert admission_scope(facts(started(LIMITED), source=Fetched("sales", pipeline_body(LIMITED)))) is None
+    with pytest.raises(ValueError, match="namespace's runs"):
+        plan_run(limited)
+
+
+def test_a_run_waits_while_the_active_runs_fill_the_limit_and_starts_when_one_finishes() -> None:
+    body = Fetched("sales", pipeline_body(LIMITED))
+    busy = plan_run(facts(source=body, peers=(peer("run-0", "2026-11-24T09:00:00Z", started=True),)))
+    assert outcome(busy) == ("Pending", "WaitingForConcurrency")
+    assert busy.wait_for == ("concurrency", "sales") and busy.wake_after is not None
+    assert "1 of 1 allowed runs" in (busy.status.conditions or [])[0].message  # type: ignore[union-attr]
+    freed = (peer("run-0", "2026-11-24T09:00:00Z", started=True, finished=True),)
+    assert plan_run(facts(source=body, peers=freed)).replan
+
+
+def test_runs_are_admitted_oldest_first_and_other_pipelines_do_not_count() -> None:
+    body = Fetched("sales", pipeline_body(LIMITED))
+    older_waiting = (peer("run-0", "2026-11-24T09:00:00Z", started=False),)
+    plan = plan_run(facts(source=body, peers=older_waiting))
+    assert outcome(plan) == ("Pending", "WaitingForConcurrency")
+    assert "1 waiting run(s) first" in plan.status.conditions[0].message  # type: ignore[index,union-attr]
+    newer_waiting = (peer("run-2", "2026-11-24T10:30:00Z", started=False),)
+    assert plan_run(facts(source=body, peers=newer_waiting)).replan
+    elsewhere = (peer("x", "2026-11-24T09:00:00Z", started=True, pipeline="other"),)
+    assert plan_run(facts(source=body, peers=elsewhere)).replan
+
+
+# --- after the snapshot -------------------------------------------------------------
+
+
+def test_the_first_pass_after_the_snapshot_starts_the_roots() -> None:
+    plan = plan_run(facts(started(CHAIN)))
+    assert started_tasks(plan) == [("extract", 0)]
+    job = plan.starts[0].job
+    assert job["metadata"]["labels"]["sluice.dev/task"] == "extract"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert task_phases(plan) == {"extract": "Running", "load": "Pending"}
+    assert task_status(plan, "extract").job_name == plan.starts[0].name
+    assert plan.status is not None and plan.status.phase == "Running"
+
+
+def test_a_pass_that_sees_nothing_new_does_nothing() -> None:
+    first = plan_run(facts(started(CHAIN)))
+    assert first.status is not None
+    running = TaskObservation(first.starts[0].name, "Running")
+    again = plan_run(facts(first.status, tasks={"extract": running}))
+    assert again.status is None and again.starts == () and again.events == ()
+
+
+def test_a_dependent_starts_once_its_upstream_succeeds_and_the_run_succeeds_at_the_end() -> None:
+    status = started(CHAIN, phase="Running")
+    plan = plan_run(facts(status, tasks={"extract": ran("extract", "Succeeded", completion_time=T0)}))
+    assert started_tasks(plan) == [("load", 0)]
+    done = {
+        "extract": ran("extract", "Succeeded", completion_time=T0),
+        "load": ran("load", "Succeeded", completion_time=LATER),
+    }
+    assert plan.status is not None
+    final = plan_run(facts(plan.status, tasks=done, now=LATER))
+    assert outcome(final) == ("Succeeded", "Succeeded")
+    assert final.finished == "Succeeded" and reasons(final) == ["Succeeded"]
+    assert final.wake_after is None
+
+
+def test_a_failed_task_fails_the_run_with_events_for_the_task_and_the_run() -> None:
+    failed = ran("extract", "Failed", completion_time=T0, reason="Error", message="exit code 2: boom")
+    plan = plan_run(facts(started(CHAIN, phase="Running"), tasks={"extract": failed}))
+    assert outcome(plan) == ("Failed", "TaskFailed")
+    assert task_phases(plan)["load"] == "Skipped"
+    assert reasons(plan) == ["TaskFailed", "Failed"]
+    assert plan.finished == "Failed" and plan.starts == ()
+
+
+RETRIED = spec_of([{"name": "flaky", "retries": {"limit": 2, "backoff": {"initialSeconds": 10}}}])
+
+
+def test_a_retry_whose_backoff_has_passed_starts_the_next_attempt() -> None:
+    failed = ran("flaky", "Failed", completion_time=T0, message="boom")
+    plan = plan_run(
+        facts(started(RETRIED, phase="Running"), tasks={"flaky": failed}, now="2026-11-24T10:00:11Z")
+    )
+    assert started_tasks(plan) == [("flaky", 1)]
+    assert plan.starts[0].name != failed.job_name
+    assert task_status(plan, "flaky").attempts == 2
+    assert plan.status is not None and plan.status.phase == "Running"
+
+
+def test_a_retry_not_yet_due_keeps_the_task_retrying_and_wakes_when_it_is() -> None:
+    failed = ran("flaky", "Failed", completion_time=T0, message="boom")
+    plan = plan_run(
+        facts(started(RETRIED, phase="Running"), tasks={"flaky": failed}, now="2026-11-24T10:00:04Z")
+    )
+    assert plan.starts == ()
+    entry = task_status(plan, "flaky")
+    assert (entry.phase, entry.reason) == ("Running", "Retrying")
+    assert "attempt 1 failed: boom" in entry.message and "2026-11-24T10:00:10Z" in entry.message
+    assert plan.wake_after == pytest.approx(6 + 0.05)
+    assert plan.finished is None
+
+
+def test_retries_spent_fail_the_task_and_final_failures_are_never_retried() -> None:
+    spent = ran("flaky", "Failed", attempt=2, completion_time=T0, message="boom")
+    plan = plan_run(facts(started(RETRIED, phase="Running"), tasks={"flaky": spent}, now=LATER))
+    assert plan.starts == () and outcome(plan) == ("Failed", "TaskFailed")
+    assert task_status(plan, "flaky").attempts == 3
+    rejected = ran("flaky", "Failed", completion_time=T0, reason="JobRejected", message="invalid")
+    plan = plan_run(facts(started(RETRIED, phase="Running"), tasks={"flaky": rejected}, now=LATER))
+    assert plan.starts == () and outcome(plan) == ("Failed", "TaskFailed")
+
+
+def test_parallelism_counts_a_retrying_task_as_running() -> None:
+    spec = spec_of(
+        [
+            {"name": "flaky", "retries": {"limit": 1, "backoff": {"initialSeconds": 60}}},
+            {"name": "b"},
+            {"name": "c"},
+        ],
+        parallelism=2,
+    )
+    failed = ran("flaky", "Failed", completion_time=T0, message="boom")
+    plan = plan_run(facts(started(spec, phase="Running"), tasks={"flaky": failed}))
+    assert started_tasks(plan) == [("b", 0)]
+    assert task_phases(plan) == {"flaky": "Running", "b": "Running", "c": "Pending"}
+
+
+def test_a_due_retry_starts_even_when_parallelism_is_full() -> None:
+    spec = spec_of(
+        [{"name": "flaky", "retries": {"limit": 1, "backoff": {"initialSeconds": 0}}}, {"name": "b"}],
+        parallelism=1,
+    )
+    failed = ran("flaky", "Failed", completion_time=T0, message="boom")
+    plan = plan_run(facts(started(spec, phase="Running"), tasks={"flaky": failed}))
+    assert started_tasks(plan) == [("flaky", 1)]
+
+
+RESULTS = spec_of(
+    [
+        {"name": "count", "results": [{"name": "rows"}]},
+        {"name": "load", "dependsOn": ["count"], "args": ["--rows=$(tasks.count.results.rows)"]},
+    ]
+)
+
+
+def test_a_result_flows_into_its_dependents_arguments() -> None:
+    done = ran("count", "Succeeded", completion_time=T0, output="rows=42\n")
+    plan = plan_run(facts(started(RESULTS, phase="Running"), tasks={"count": done}))
+    assert started_tasks(plan) == [("load", 0)]
+    assert plan.starts[0].job["spec"]["template"]["spec"]["containers"][0]["args"] == ["--rows=42"]
+    assert task_status(plan, "count").results[0].value == "42"
+
+
+def test_a_result_never_written_fails_its_reader_instead_of_starting_it() -> None:
+    done = ran("count", "Succeeded", completion_time=T0, output="other=1\n")
+    plan = plan_run(facts(started(RESULTS, phase="Running"), tasks={"count": done}))
+    assert plan.starts == ()
+    load = task_status(plan, "load")
+    assert (load.phase, load.reason) == ("Failed", "MissingResult")
+    assert "$(tasks.count.results.rows)" in load.message
+    assert outcome(plan) == ("Failed", "TaskFailed")
+
+
+def test_an_oversized_result_fails_the_task_and_is_not_retried() -> None:
+    spec = spec_of([{"name": "count", "results": [{"name": "rows"}], "retries": {"limit": 3}}])
+    done = ran("count", "Succeeded", completion_time=T0, output="rows=" + "9" * 2000)
+    plan = plan_run(facts(started(spec, phase="Running"), tasks={"count": done}, now=LATER))
+    count = task_status(plan, "count")
+    assert (count.phase, count.reason) == ("Failed", "ResultTooLarge")
+    assert plan.starts == () and outcome(plan) == ("Failed", "TaskFailed")
+
+
+def test_when_skips_reach_a_fixpoint_in_one_pass() -> None:
+    spec = spec_of(
+        [
+            {"name": "check", "results": [{"name": "rows"}]},
+            {
+                "name": "load",
+                "dependsOn": ["check"],
+                "when": [{"input": "$(tasks.check.results.rows)", "operator": "notin", "values": ["0"]}],
+            },
+            {
+                "name": "empty-alert",
+                "dependsOn": ["load"],
+                "triggerRule": "NoneFailed",
+                "when": [{"input": "$(tasks.load.status)", "operator": "in", "values": ["Skipped"]}],
+            },
+            {
+                "name": "audit",
+                "dependsOn": ["load"],
+                "triggerRule": "NoneFailed",
+                "when": [{"input": "$(tasks.load.status)", "operator": "in", "values": ["Succeeded"]}],
+            },
+        ]
+    )
+    done = ran("check", "Succeeded", completion_time=T0, output="rows=0")
+    plan = plan_run(facts(started(spec, phase="Running"), tasks={"check": done}))
+    assert started_tasks(plan) == [("empty-alert", 0)]
+    load, audit = task_status(plan, "load"), task_status(plan, "audit")
+    assert (load.phase, load.reason) == ("Skipped", "WhenConditionFalse")
+    assert (audit.phase, audit.reason) == ("Skipped", "WhenConditionFalse")
+
+
+def test_finally_tasks_start_after_everything_else_and_see_the_outcome() -> None:
+    spec = spec_of([{"name": "a"}], final=[{"name": "notify", "args": ["$(tasks.status)"]}])
+    failed = ran("a", "Failed", completion_time=T0, message="boom")
+    plan = plan_run(facts(started(spec, phase="Running"), tasks={"a": failed}))
+    assert started_tasks(plan) == [("notify", 0)]
+    assert plan.starts[0].job["spec"]["template"]["spec"]["containers"][0]["args"] == ["Failed"]
+    assert plan.status is not None and plan.status.phase == "Running"
+
+
+def test_cancelling_stops_running_jobs_and_cancels_unfinished_tasks() -> None:
+    status = started(CHAIN, phase="Running")
+    running = {"extract": ran("extract", "Running")}
+    plan = plan_run(facts(status, spec={"pipelineRef": {"name": "sales"}, "cancelled": True}, tasks=running))
+    assert plan.stops == ("job-extract-0",) and plan.starts == ()
+    assert outcome(plan) == ("Cancelled", "Cancelled")
+    assert task_phases(plan) == {"extract": "Cancelled", "load": "Cancelled"}
+    assert plan.finished == "Cancelled" and reasons(plan) == ["Cancelled"]
+    assert "stopped 1 running task(s)" in plan.events[0].message
+
+
+def test_a_run_past_its_timeout_stops_and_before_it_wakes_on_time() -> None:
+    spec = {"pipelineRef": {"name": "sales"}, "timeoutSeconds": 60}
+    status = started(CHAIN, phase="Running")
+    running = {"extract": ran("extract", "Running")}
+    early = plan_run(facts(status, spec=spec, tasks=running, now="2026-11-24T10:00:20Z"))
+    assert early.stops == () and early.wake_after == pytest.approx(40 + 0.05 + 0.05)
+    late = plan_run(facts(status, spec=spec, tasks=running, now="2026-11-24T10:01:00Z"))
+    assert late.stops == ("job-extract-0",)
+    assert outcome(late) == ("Failed", "Timeout") and late.finished == "Failed"
+
+
+def test_a_task_whose_create_failed_for_now_stays_pending_while_others_start() -> None:
+    spec = spec_of([{"name": "a"}, {"name": "b"}])
+    plan = plan_run(facts(started(spec), held=frozenset({"b"})))
+    assert started_tasks(plan) == [("a", 0)]
+    assert task_phases(plan) == {"a": "Running", "b": "Pending"}
+
+
+WORKSPACE = spec_of(
+    [{"name": "a"}],
+    workspace={
+        "volumeClaimTemplate": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        }
+    },
+)
+
+
+def test_the_workspace_claim_is_created_with_the_first_task_and_recorded() -> None:
+    plan = plan_run(facts(started(WORKSPACE)))
+    assert plan.claim is not None
+    name = plan.claim["metadata"]["name"]
+    assert plan.status is not None and plan.status.workspace_claim_name == name
+    volumes = plan.starts[0].job["spec"]["template"]["spec"]["volumes"]
+    assert volumes[0]["persistentVolumeClaim"]["claimName"] == name
+    recorded = plan_run(facts(started(WORKSPACE, workspace_claim_name=name)))
+    assert recorded.claim is None and started_tasks(recorded) == [("a", 0)]
+
+
+def test_a_refused_workspace_claim_fails_the_run() -> None:
+    plan = plan_run(facts(started(WORKSPACE), claim_refused="storage: must be a quantity"))
+    assert outcome(plan) == ("Failed", "InvalidWorkspace")
+    assert plan.starts == () and "storage: must be a quantity" in plan.events[0].message
+
+
+def test_a_finished_run_is_left_alone() -> None:
+    done = started(CHAIN, phase="Succeeded", completion_time=LATER)
+    plan = plan_run(facts(done, spec={"pipelineRef": {"name": "sales"}, "cancelled": True}))
+    assert plan == RunPlan()
+
+
+def test_scheduled_runs_see_their_scheduled_time_and_runs_by_hand_their_creation() -> None:
+    spec = spec_of([{"name": "a", "args": ["$(context.scheduledDate)", "$(context.scheduledTime)"]}])
+    by_hand = plan_run(facts(started(spec)))
+    assert by_hand.starts[0].job["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "2026-11-24",
+        CREATED,
+    ]
+    annotations = {
+        "sluice.dev/scheduled-time": "2026-11-23T02:00:00Z",
+        "sluice.dev/scheduled-date": "2026-11-23",
+    }
+    scheduled = plan_run(facts(started(spec), annotations=annotations))
+    args = scheduled.starts[0].job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["2026-11-23", "2026-11-23T02:00:00Z"]

@@ -1,0 +1,117 @@
+import json
+
+from sluice.api.v1alpha1 import PipelineRunStatus, PipelineSpec
+from sluice.engine.dag import build_graph
+from sluice.engine.observe import TaskObservation
+from sluice.engine.run_status import compute_status, format_duration
+from tests.builders import T0, spec_of
+
+SPEC = spec_of([{"name": "a"}, {"name": "b", "dependsOn": ["a"]}, {"name": "x"}])
+
+
+def snapshot() -> PipelineRunStatus:
+    return PipelineRunStatus(pipeline_spec=SPEC, start_time=T0)
+
+
+def test_status_while_running_and_condition_time_is_stable() -> None:
+    graph = build_graph(SPEC)
+    observed = {"a": TaskObservation("ja", "Running")}
+    first = compute_status(snapshot(), graph, observed, T0)
+    assert first.phase == "Running"
+    assert first.progress == "0/3"
+    again = compute_status(first, graph, observed, "2026-11-24T11:00:00Z")
+    assert again.to_api() == first.to_api()
+
+
+def test_failed_task_skips_dependent_and_run_fails_after_independent_branch() -> None:
+    graph = build_graph(SPEC)
+    failed = TaskObservation(
+        "ja", "Failed", "ja-1", T0, "2026-11-24T10:00:10Z", 2, "Error", "exit code 2: boom"
+    )
+    running = compute_status(snapshot(), graph, {"a": failed, "x": TaskObservation("jx", "Running")}, T0)
+    assert running.phase == "Running"
+    tasks = {t.name: t for t in running.tasks or ()}
+    assert tasks["b"].phase == "Skipped"
+    assert tasks["b"].message is not None and '"a" failed' in tasks["b"].message
+    done = TaskObservation("jx", "Succeeded", completion_time="2026-11-24T10:01:40Z")
+    final = compute_status(running, graph, {"a": failed, "x": done}, "2026-11-24T10:02:00Z")
+    assert final.phase == "Failed"
+    condition = next(c for c in final.conditions or () if c.type == "Succeeded")
+    assert condition.status == "False"
+    assert condition.reason == "TaskFailed"
+    assert '"a"' in condition.message and "boom" in condition.message
+    assert final.completion_time == "2026-11-24T10:01:40Z"
+    assert final.duration == "1m40s"
+    assert final.progress == "1/3"
+
+
+def test_recorded_terminal_task_survives_its_job_being_deleted() -> None:
+    graph = build_graph(SPEC)
+    first = compute_status(
+        snapshot(), graph, {"a": TaskObservation("ja", "Succeeded", completion_time=T0)}, T0
+    )
+    later = compute_status(first, graph, {}, T0)
+    assert {t.name: t.phase for t in later.tasks or ()}["a"] == "Succeeded"
+
+
+def test_format_duration() -> None:
+    assert format_duration(T0, "2026-11-24T10:00:42Z") == "42s"
+    assert format_duration(T0, "2026-11-24T12:05:00Z") == "2h5m"
+
+
+# A run's status must stay far below etcd's 1.5 MiB object limit even for a
+# 500-task pipeline (peers' runs got stuck once status outgrew it).
+
+
+def big_spec(tasks: int) -> PipelineSpec:
+    return PipelineSpec.model_validate(
+        {
+            "tasks": [
+                {
+                    "name": f"task-number-{i:04d}-with-a-realistically-long-name"[:63],
+                    "image": "registry.example.com/team/etl-image:2026.11.24",
+                    "args": ["--input=/workspace/in", f"--part={i}", "--day=$(params.day)"],
+                    "dependsOn": [f"task-number-{i - 1:04d}-with-a-realistically-long-name"[:63]]
+                    if i
+                    else None,
+                }
+                for i in range(tasks)
+            ],
+            "params": [{"name": "day", "default": "2026-01-01"}],
+        }
+    )
+
+
+def test_a_500_task_run_with_every_task_failed_verbosely_fits_in_etcd() -> None:
+    spec = big_spec(500)
+    graph = build_graph(spec)
+    observed = {
+        name: TaskObservation(
+            job_name=f"run-{name}"[:63],
+            phase="Failed",
+            pod_name=f"run-{name}-abcde"[:69],
+            start_time=T0,
+            completion_time=T0,
+            exit_code=1,
+            reason="Error",
+            message="x" * 5000,
+        )
+        for name in graph.order
+    }
+    status = compute_status(PipelineRunStatus(pipeline_spec=spec, start_time=T0), graph, observed, T0)
+    size = len(json.dumps(status.to_api()))
+    assert size < 1_000_000, f"{size} bytes"
+    assert all(len(t.message or "") <= 1024 for t in status.tasks or ())
+    [condition] = status.conditions or []
+    assert "and 490 more" in condition.message
+
+
+def test_a_typical_500_task_run_status_is_small() -> None:
+    spec = big_spec(500)
+    graph = build_graph(spec)
+    observed = {
+        name: TaskObservation(f"run-{name}"[:63], "Succeeded", f"run-{name}-abcde"[:69], T0, T0)
+        for name in graph.order
+    }
+    status = compute_status(PipelineRunStatus(pipeline_spec=spec, start_time=T0), graph, observed, T0)
+    assert len(json.dumps(status.to_api())) < 400_000
