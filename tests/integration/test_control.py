@@ -254,6 +254,56 @@ def test_a_job_the_api_server_refuses_for_now_is_reported_and_retried(
     )
     assert "exceeded quota" in event.message
     assert len(kube.jobs(namespace, "quota-1")) == 1
+
+    def truthful() -> dict[str, dict[str, Any]] | None:
+        # The status never claims a Job that could not be created: the task
+        # refused for now stays Pending while the other one runs to its end.
+        status = kube.run(namespace, "quota-1").get("status") or {}
+        tasks = {t["name"]: t for t in status.get("tasks") or ()}
+        phases = sorted(t["phase"] for t in tasks.values())
+        return tasks if phases == ["Pending", "Succeeded"] else None
+
+    pending = next(
+        t for t in wait_for("one task done, the other Pending", truthful).values() if t["phase"] == "Pending"
+    )
+    assert "jobName" not in pending
     kube.kubectl("delete", "resourcequota", "one-job", "-n", namespace)
     assert kube.wait_run(namespace, "quota-1", timeout=120)["status"]["phase"] == "Succeeded"
     assert len(kube.jobs(namespace, "quota-1")) == 2
+
+
+def test_a_job_the_api_server_refuses_for_good_fails_its_task_without_retries(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    # A label value the API server refuses: the Job can never be created.
+    refused = task("refused", retries={"limit": 3, "backoff": {"initialSeconds": 0}})
+    refused["metadata"]["labels"]["team"] = "not a valid label value!"
+    kube.apply(namespace, pipeline("refusal", [task("fine"), refused]), run("refusal-1", "refusal"))
+    obj = kube.wait_run(namespace, "refusal-1")
+    tasks = tasks_by_name(obj)
+    assert obj["status"]["phase"] == "Failed"
+    assert tasks["fine"]["phase"] == "Succeeded"
+    assert (tasks["refused"]["phase"], tasks["refused"]["reason"]) == ("Failed", "JobRejected")
+    assert "the API server rejected the task's Job" in tasks["refused"]["message"]
+    assert "attempts" not in tasks["refused"]  # retrying cannot help: no second attempt
+    assert [j.metadata.labels["sluice.dev/task"] for j in kube.jobs(namespace, "refusal-1")] == ["fine"]
+    events = kube.wait_events(namespace, "refusal-1", {"TaskFailed", "Failed"})
+    assert any('"refused"' in e.message for e in events if e.reason == "TaskFailed")
+
+
+def test_a_workspace_claim_the_api_server_refuses_fails_the_run_before_any_job(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    template = {"accessModes": ["NoSuchMode"], "resources": {"requests": {"storage": "1Gi"}}}
+    kube.apply(
+        namespace,
+        pipeline("badclaim", [task("a")], workspace={"volumeClaimTemplate": template}),
+        run("badclaim-1", "badclaim"),
+    )
+    obj = kube.wait_run(namespace, "badclaim-1")
+    assert obj["status"]["phase"] == "Failed"
+    condition = succeeded_condition(obj)
+    assert condition["reason"] == "InvalidWorkspace"
+    assert "NoSuchMode" in condition["message"]
+    assert kube.jobs(namespace, "badclaim-1") == []
+    kube.wait_events(namespace, "badclaim-1", {"InvalidWorkspace"})
