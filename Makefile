@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with the operator and dev tools
 
-lint: venv ## ruff, formatting, mypy --strict
+lint: venv ## ruff, formatting, mypy --strict, import layering
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
 
 unit: venv ## fast unit tests, no cluster
 	$(VENV)/bin/pytest tests/unit -q
