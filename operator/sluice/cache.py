@@ -15,7 +15,6 @@ restarted operator tries once more and is refused again.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
@@ -23,9 +22,7 @@ from typing import Any
 
 from sluice.api import labels
 from sluice.engine.observe import CreatedJob, RefusedCreate
-from sluice.kube import KubeClient
 
-log = logging.getLogger(__name__)
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 EXPECTATION_TTL = 60.0
 
@@ -163,22 +160,6 @@ class ChildCache:
     def pods_by_job(self, uid: str) -> Mapping[str, Mapping[str, dict[str, Any]]]:
         """Job name -> pod name -> pod, for one run (a read-only view)."""
         return self.pods.get(uid) or {}
-
-    async def prime(self, client: KubeClient, namespace: str | None) -> None:
-        """List existing Jobs and pods before the first reconcile, so a
-        restarted operator never mistakes "not seen yet" for "not created".
-        """
-        selector = {"labelSelector": f"{labels.MANAGED_BY}={labels.MANAGER}"}
-        scope = f"/namespaces/{namespace}" if namespace else ""
-        jobs = (await client.request("GET", f"/apis/batch/v1{scope}/jobs", params=selector)).get(
-            "items"
-        ) or ()
-        for job in jobs:
-            self.upsert_job(job)
-        pods = (await client.request("GET", f"/api/v1{scope}/pods", params=selector)).get("items") or ()
-        for pod in pods:
-            self.upsert_pod(pod)
-        log.info("cache primed with %d jobs and %d pods", len(jobs), len(pods))
 
     def forget_run(self, uid: str) -> None:
         self.jobs.pop(uid, None)

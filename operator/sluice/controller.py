@@ -65,9 +65,28 @@ class Controller:
         events = EventRecorder(self.client)
         self.runs = RunReconciler(self.client, self.cache, events, self.settings)
         self.pipelines = PipelineReconciler(self.client, events)
-        await self.cache.prime(self.client, self.settings.namespace)
+        await self._prime_cache()
         metrics.serve(self.settings.metrics_port, lambda: len(self.queue))
         self.tasks.append(asyncio.create_task(self._lead()))
+
+    async def _prime_cache(self) -> None:
+        """List existing Jobs and pods before the first reconcile, so a
+        restarted operator never mistakes "not seen yet" for "not created".
+        """
+        assert self.client is not None
+        selector = {"labelSelector": f"{labels.MANAGED_BY}={labels.MANAGER}"}
+        scope = f"/namespaces/{self.settings.namespace}" if self.settings.namespace else ""
+        jobs = await self.client.request("GET", f"/apis/batch/v1{scope}/jobs", params=selector)
+        for job in jobs.get("items") or ():
+            self.cache.upsert_job(job)
+        pods = await self.client.request("GET", f"/api/v1{scope}/pods", params=selector)
+        for pod in pods.get("items") or ():
+            self.cache.upsert_pod(pod)
+        log.info(
+            "cache primed with %d jobs and %d pods",
+            len(jobs.get("items") or ()),
+            len(pods.get("items") or ()),
+        )
 
     async def _lead(self) -> None:
         """Reconcile only while holding the lease; followers keep their caches warm."""

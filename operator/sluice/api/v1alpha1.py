@@ -62,6 +62,10 @@ class ApiModel(BaseModel):
         """The object as the API server stores it (camelCase, no nulls)."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
+    def differs_from(self, other: ApiModel) -> bool:
+        """Whether writing this over ``other`` would change what is stored."""
+        return self.to_api() != other.to_api()
+
 
 # --- shared -------------------------------------------------------------------
 

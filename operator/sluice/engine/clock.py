@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+# A pass that waits for a moment (a retry's backoff, a timeout, a scheduled
+# time) wakes this long after it, so the moment has surely passed.
+WAKE_MARGIN_SECONDS = 0.05
+
 
 def now() -> datetime:
     return datetime.now(UTC)

@@ -30,7 +30,7 @@ from sluice.api.v1alpha1 import (
     ScheduleSpec,
 )
 from sluice.engine.announce import Announcement, normal, warning
-from sluice.engine.clock import parse_time, rfc3339
+from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.cron import CronSchedule, due_times
 from sluice.engine.errors import InvalidPipeline
 from sluice.engine.naming import label_value, scheduled_run_name
@@ -39,7 +39,6 @@ from sluice.engine.pipeline_status import pipeline_status
 
 # Fields a merge patch must clear explicitly when the plan drops them.
 CLEARABLE_STATUS_FIELDS = ("nextScheduleTime", "observedSchedule")
-WAKE_MARGIN_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -89,12 +88,27 @@ class DeleteRun:
 
 @dataclass(frozen=True)
 class PipelinePlan:
-    """Carried out in order: ``actions``, then the ``status`` write, then ``events``."""
+    """Carried out in order: each of ``actions`` (an Announcement is posted
+    where it stands, so Events keep the order of the scheduled times), then
+    the ``status`` write.
+    """
 
     status: PipelineStatus | None = None  # None: the stored status is already right
-    actions: tuple[CreateRun | DeleteRun, ...] = ()
-    events: tuple[Announcement, ...] = ()
+    actions: tuple[CreateRun | DeleteRun | Announcement, ...] = ()
     wake_after: float | None = None
+
+
+def status_patch(pipeline: Mapping[str, Any], status: PipelineStatus) -> dict[str, Any]:
+    """The merge patch that writes ``status``, conditional on the version it
+    was computed from; fields the status dropped are cleared explicitly.
+    """
+    body: dict[str, Any] = {
+        "metadata": {"resourceVersion": pipeline["metadata"]["resourceVersion"]},
+        "status": status.to_api(),
+    }
+    for field in CLEARABLE_STATUS_FIELDS:
+        body["status"].setdefault(field, None)
+    return body
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,7 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
         last = parse_time(pipeline["metadata"]["creationTimestamp"])
     runs = list(facts.runs or ())
     doomed = runs_to_prune(runs, schedule)
-    actions: list[CreateRun | DeleteRun] = [DeleteRun(name) for name in doomed]
+    actions: list[CreateRun | DeleteRun | Announcement] = [DeleteRun(name) for name in doomed]
     runs = [run for run in runs if run.name not in doomed]
     update: dict[str, Any] = {"observed_schedule": fingerprint}
     if last == now:
@@ -154,8 +168,7 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
             status=_changed(current, status.model_copy(update=update)), actions=tuple(actions)
         )
     due = due_times(cron, last, now, schedule.catch_up, schedule.starting_deadline_seconds)
-    starts, events = _start_due(pipeline, schedule, cron, due, runs)
-    actions += starts
+    actions += _start_due(pipeline, schedule, cron, due, runs)
     if due:
         update["last_schedule_time"] = rfc3339(due[-1])
         update["last_run_name"] = scheduled_run_name(pipeline["metadata"]["name"], due[-1])
@@ -164,7 +177,6 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     return PipelinePlan(
         status=_changed(current, status.model_copy(update=update)),
         actions=tuple(actions),
-        events=events,
         wake_after=(following - now).total_seconds() + WAKE_MARGIN_SECONDS,
     )
 
@@ -175,22 +187,21 @@ def _start_due(
     cron: CronSchedule,
     due: Sequence[datetime],
     runs: Sequence[ScheduledRun],
-) -> tuple[list[CreateRun | DeleteRun], tuple[Announcement, ...]]:
+) -> list[CreateRun | DeleteRun | Announcement]:
     """The runs to create for the due times, oldest first, under the
     concurrency policy: Allow starts each, Forbid skips a time while a run is
-    active, Replace deletes the active runs first.
+    active (and says so), Replace deletes the active runs first.
     """
     existing = {run.name for run in runs}
     active = [run.name for run in runs if run.phase not in FINISHED_RUN_PHASES]
-    actions: list[CreateRun | DeleteRun] = []
-    events: list[Announcement] = []
+    actions: list[CreateRun | DeleteRun | Announcement] = []
     for moment in due:
         name = scheduled_run_name(pipeline["metadata"]["name"], moment)
         if name in existing:
             continue
         if active and schedule.concurrency_policy == "Forbid":
             message = f"skipped {rfc3339(moment)}: run {active[0]} is still active (Forbid)"
-            events.append(warning("ScheduleSkipped", message))
+            actions.append(warning("ScheduleSkipped", message))
             continue
         if active and schedule.concurrency_policy == "Replace":
             actions += [DeleteRun(old) for old in active]
@@ -198,7 +209,7 @@ def _start_due(
         actions.append(CreateRun(scheduled_run(pipeline, schedule, moment, cron), moment))
         existing.add(name)
         active.append(name)
-    return actions, tuple(events)
+    return actions
 
 
 def scheduled_run(
@@ -254,4 +265,5 @@ def runs_to_prune(runs: Sequence[ScheduledRun], schedule: ScheduleSpec) -> list[
 
 
 def _changed(old: PipelineStatus, new: PipelineStatus) -> PipelineStatus | None:
-    return None if new.to_api() == old.to_api() else new
+    """``new`` when writing it changes what is stored, else None (no write)."""
+    return new if new.differs_from(old) else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from sluice.api import labels
 from sluice.api.v1alpha1 import (
@@ -34,7 +34,7 @@ from sluice.api.v1alpha1 import (
 )
 from sluice.engine.admission import RECHECK_SECONDS, PeerRun, admission_wait
 from sluice.engine.announce import Announcement, normal, warning
-from sluice.engine.clock import parse_time, rfc3339
+from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelism
 from sluice.engine.observe import TaskObservation, truncate
@@ -46,9 +46,7 @@ from sluice.engine.run_source import INLINE, Fetched, NotYet, Refused, RunSource
 from sluice.engine.run_status import compute_status, failed_status, stopped_status
 from sluice.engine.when import evaluate_when
 
-# A pass wakes this long after the moment it waits for (a retry's backoff, the
-# run's timeout), so the moment has surely passed when it looks again.
-WAKE_MARGIN_SECONDS = 0.05
+WaitFor = tuple[Literal["pipeline", "concurrency"], str]
 
 
 @dataclass(frozen=True)
@@ -62,6 +60,8 @@ class RunFacts:
     now: str
     status: PipelineRunStatus
     spec: PipelineRunSpec | None
+    # How long a run waits for its Pipeline to be applied (GitOps ordering).
+    pipeline_grace_seconds: float
     spec_error: str | None = None  # why ``spec`` is None
     generation: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -78,7 +78,6 @@ class RunFacts:
     held: frozenset[str] = frozenset()
     # The API server's message refusing the run's workspace claim for good.
     claim_refused: str | None = None
-    pipeline_grace_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -105,8 +104,8 @@ class RunPlan:
     starts: tuple[JobStart, ...] = ()
     events: tuple[Announcement, ...] = ()
     wake_after: float | None = None  # seconds until the run needs another pass
-    # ("pipeline" | "concurrency", pipeline name): wake the run when that changes.
-    wait_for: tuple[str, str] | None = None
+    # Wake the run when this Pipeline appears, or when one of its runs frees a slot.
+    wait_for: WaitFor | None = None
     finished: str | None = None  # the final phase the run reaches in this pass
     record_last_run: str | None = None  # show this run as the pipeline's last run
     replan: bool = False  # the status is a new spec snapshot: write it, then plan on it
@@ -125,7 +124,7 @@ def admission_scope(facts: RunFacts) -> tuple[str, int] | None:
     pipeline's limited slots: the reconciler then reads the peers and admits
     one run of that pipeline at a time.
     """
-    if facts.status.started or facts.spec is None:
+    if facts.status.started or facts.status.finished or facts.spec is None:
         return None
     source = _resolve(facts)
     if not isinstance(source, RunSource) or source.pipeline_name == INLINE:
@@ -203,7 +202,14 @@ def _refuse(facts: RunFacts, refusal: Refused) -> RunPlan:
     )
 
 
-def _wait(facts: RunFacts, pipeline: str, reason: str, message: str, on: str, retry_after: float) -> RunPlan:
+def _wait(
+    facts: RunFacts,
+    pipeline: str,
+    reason: str,
+    message: str,
+    on: Literal["pipeline", "concurrency"],
+    retry_after: float,
+) -> RunPlan:
     """Show a run that cannot start yet as Pending, with why in its condition."""
     waiting = facts.status.model_copy(
         update={
@@ -305,11 +311,11 @@ def stop_reason(
 
 
 def timeout_wake(spec: PipelineRunSpec | None, status: PipelineRunStatus, now: str) -> float | None:
-    """Seconds until the run's timeout (plus a margin), if it has one."""
+    """Seconds until the run's timeout, if it has one."""
     if spec is None or not spec.timeout_seconds or not status.start_time:
         return None
     elapsed = (parse_time(now) - parse_time(status.start_time)).total_seconds()
-    return max(0.0, spec.timeout_seconds - elapsed) + WAKE_MARGIN_SECONDS
+    return max(0.0, spec.timeout_seconds - elapsed)
 
 
 def plan_retries(
@@ -452,5 +458,11 @@ def announcements(old: PipelineRunStatus, new: PipelineRunStatus) -> tuple[Annou
     return tuple(events)
 
 
+def create_failed(task: str, error: str) -> Announcement:
+    """What to tell the user when a task's Job could not be created for now."""
+    return warning("JobCreateFailed", f'could not create the Job of task "{task}": {error}')
+
+
 def _changed(old: PipelineRunStatus, new: PipelineRunStatus) -> PipelineRunStatus | None:
-    return None if new.to_api() == old.to_api() else new
+    """``new`` when writing it changes what is stored, else None (no write)."""
+    return new if new.differs_from(old) else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -23,6 +23,7 @@ from sluice.api.v1alpha1 import (
     PipelineSpec,
     TaskRunStatus,
 )
+from sluice.engine.clock import WAKE_MARGIN_SECONDS
 from sluice.engine.dag import Graph, build_graph
 from sluice.engine.errors import InvalidPipeline
 from sluice.engine.params import bind_params, check_references
@@ -77,14 +78,22 @@ def validation_message(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def source_to_fetch(spec: PipelineRunSpec) -> tuple[str, str] | None:
-    """("pipeline" or "run", name): the object the reconciler must read before
-    a run can start, or None for an inline spec.
+@dataclass(frozen=True)
+class SourceRef:
+    """The object a run that has not started names, to be read before it can."""
+
+    kind: Literal["pipeline", "run"]
+    name: str
+
+
+def source_to_fetch(spec: PipelineRunSpec) -> SourceRef | None:
+    """What the reconciler must read before a run can start: the Pipeline it
+    references or the run it re-runs; None for an inline spec.
     """
     if spec.rerun_of is not None:
-        return "run", spec.rerun_of.name
+        return SourceRef("run", spec.rerun_of.name)
     if spec.pipeline_spec is None and spec.pipeline_ref is not None:
-        return "pipeline", spec.pipeline_ref.name
+        return SourceRef("pipeline", spec.pipeline_ref.name)
     return None
 
 
@@ -128,7 +137,9 @@ def _referenced_pipeline(
     if fetched is None or fetched.body is None:
         message = f'pipeline "{name}" not found in namespace "{namespace}"'
         if waited_seconds < grace_seconds:
-            return NotYet(name, message + "; waiting for it", grace_seconds - waited_seconds + 0.05)
+            return NotYet(
+                name, message + "; waiting for it", grace_seconds - waited_seconds + WAKE_MARGIN_SECONDS
+            )
         return Refused("PipelineNotFound", message, name)
     try:
         return PipelineSpec.model_validate(fetched.body.get("spec") or {})

@@ -15,17 +15,17 @@ from typing import Any
 
 from sluice import metrics
 from sluice.api import labels
+from sluice.engine.announce import Announcement
 from sluice.engine.clock import now
 from sluice.engine.naming import label_value
 from sluice.engine.pipeline_plan import (
-    CLEARABLE_STATUS_FIELDS,
-    CreateRun,
     DeleteRun,
     PipelineFacts,
     PipelinePlan,
     plan_pipeline,
     schedule_of,
     scheduled_run_view,
+    status_patch,
 )
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, pipeline_path, run_path
@@ -51,12 +51,11 @@ class PipelineReconciler:
         if schedule_of(pipeline) is not None:
             runs = tuple(scheduled_run_view(run) for run in await self._scheduled_runs(key))
         plan = plan_pipeline(PipelineFacts(pipeline, self.clock(), runs))
-        created = await self._act(key, plan)
-        await self._write_status(pipeline, plan)
-        for announcement in plan.events:
-            await self.events.announce(pipeline, announcement)
-        for action in created:
-            await self.events.announce(pipeline, action.announcement)
+        await self._act(pipeline, plan)
+        if plan.status is not None:
+            meta = pipeline["metadata"]
+            path = pipeline_path(meta["namespace"], meta["name"], "status")
+            await self.client.merge_patch(path, status_patch(pipeline, plan.status))
         return plan.wake_after
 
     async def _scheduled_runs(self, key: PipelineKey) -> list[dict[str, Any]]:
@@ -66,31 +65,22 @@ class PipelineReconciler:
         )
         return list(listing.get("items") or ())
 
-    async def _act(self, key: PipelineKey, plan: PipelinePlan) -> list[CreateRun]:
-        """Carry out the plan's deletes and creates in order; returns the runs
-        created (a run that already exists was started by an earlier pass).
+    async def _act(self, pipeline: dict[str, Any], plan: PipelinePlan) -> None:
+        """Carry out the plan's actions in order. A run that already exists was
+        started by an earlier pass: it is neither counted nor announced again.
         """
-        created = []
+        namespace = pipeline["metadata"]["namespace"]
         for action in plan.actions:
-            if isinstance(action, DeleteRun):
-                await self.client.delete(run_path(key.namespace, action.name), missing_ok=True)
-                continue
-            try:
-                await self.client.create(run_path(key.namespace), action.body)
-            except ApiError as error:
-                if error.already_exists:
-                    continue
-                raise
-            metrics.RUNS_SCHEDULED.inc()
-            created.append(action)
-        return created
-
-    async def _write_status(self, pipeline: dict[str, Any], plan: PipelinePlan) -> None:
-        if plan.status is None:
-            return
-        meta = pipeline["metadata"]
-        body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": plan.status.to_api()}
-        # Fields that became None must be removed explicitly in a merge patch.
-        for field in CLEARABLE_STATUS_FIELDS:
-            body["status"].setdefault(field, None)
-        await self.client.merge_patch(pipeline_path(meta["namespace"], meta["name"], "status"), body)
+            if isinstance(action, Announcement):
+                await self.events.announce(pipeline, action)
+            elif isinstance(action, DeleteRun):
+                await self.client.delete(run_path(namespace, action.name), missing_ok=True)
+            else:
+                try:
+                    await self.client.create(run_path(namespace), action.body)
+                except ApiError as error:
+                    if error.already_exists:
+                        continue
+                    raise
+                metrics.RUNS_SCHEDULED.inc()
+                await self.events.announce(pipeline, action.announcement)

@@ -35,8 +35,8 @@ from sluice.cache import ChildCache
 from sluice.engine.admission import PeerRun, peer_run
 from sluice.engine.clock import now_rfc3339
 from sluice.engine.observe import RefusedCreate, observe_tasks
-from sluice.engine.run_plan import JobStart, RunFacts, RunPlan, admission_scope, plan_run
-from sluice.engine.run_source import Fetched, source_to_fetch, validation_message
+from sluice.engine.run_plan import JobStart, RunFacts, RunPlan, admission_scope, create_failed, plan_run
+from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, validation_message
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, claims_path, jobs_path, pipeline_path, run_path
 from sluice.reconcilers.keys import RunKey, Waiters
@@ -58,12 +58,17 @@ class ActOutcome:
     """How carrying out a plan's creates went, where it differed from the plan."""
 
     refused: bool = False  # something was refused for good (recorded in the cache)
-    held: set[str] = field(default_factory=set)  # tasks whose Job could not be created for now
+    # (task, error) for each Job that could not be created for now.
     errors: list[tuple[str, BaseException]] = field(default_factory=list)
 
     @property
+    def held(self) -> frozenset[str]:
+        """Tasks to keep Pending this pass: their create may succeed later."""
+        return frozenset(task for task, _ in self.errors)
+
+    @property
     def as_planned(self) -> bool:
-        return not self.refused and not self.held
+        return not self.refused and not self.errors
 
 
 class RunReconciler:
@@ -93,8 +98,9 @@ class RunReconciler:
         held: frozenset[str] = frozenset()
         create_errors: list[tuple[str, BaseException]] = []
         last_run_of: str | None = None
+        wake: float | None = RETRY_SOON_SECONDS
         for _ in range(MAX_ROUNDS):
-            facts = self._observe(run, held, await self._fetch_source(run))
+            facts = await self._observe(run, held)
             scope = admission_scope(facts)
             # One admission at a time per pipeline, so two waiting runs
             # cannot both take the last free slot.
@@ -105,17 +111,18 @@ class RunReconciler:
                 self._register_waits(key, plan)
                 outcome = await self._act(facts, plan)
                 if not outcome.as_planned:
-                    held = held | frozenset(outcome.held)
+                    held = held | outcome.held
                     create_errors += outcome.errors
                     continue
                 run = await self._write_status(run, plan.status)
             await self._announce(run, plan)
             last_run_of = plan.record_last_run or last_run_of
             if not plan.replan:
+                wake = plan.wake_after
                 break
         else:
+            # Refusals are remembered in the cache, so the next pass converges.
             log.warning("run %s: the facts kept changing during one pass; looking again", key)
-            return RETRY_SOON_SECONDS
         if last_run_of is not None:
             # Off the latency path: after the run's first Jobs exist.
             await self._record_last_run(key.namespace, last_run_of, key.name)
@@ -125,15 +132,17 @@ class RunReconciler:
             # a task Pending with no reason.
             metrics.JOB_CREATE_ERRORS.inc(len(create_errors))
             task, error = create_errors[0]
-            await self.events.record(
-                run, "Warning", "JobCreateFailed", f'could not create the Job of task "{task}": {error}'
-            )
+            await self.events.announce(run, create_failed(task, str(error)))
             raise error
-        return plan.wake_after
+        return wake
 
     # --- observe ----------------------------------------------------------------------
 
-    def _observe(self, run: dict[str, Any], held: frozenset[str], source: Fetched | None) -> RunFacts:
+    async def _observe(self, run: dict[str, Any], held: frozenset[str]) -> RunFacts:
+        """The facts of one round: the run as stored, and then either what a
+        run that has not started names (read afresh: it may change meanwhile)
+        or each task's latest attempt from the cache.
+        """
         meta = run["metadata"]
         status = PipelineRunStatus.model_validate(run.get("status") or {})
         spec: PipelineRunSpec | None = None
@@ -150,16 +159,18 @@ class RunReconciler:
             now=self.clock(),
             status=status,
             spec=spec,
+            pipeline_grace_seconds=self.settings.pipeline_grace_seconds,
             spec_error=spec_error,
             generation=meta.get("generation"),
             labels=meta.get("labels") or {},
             annotations=meta.get("annotations") or {},
-            source=source,
             held=held,
-            pipeline_grace_seconds=self.settings.pipeline_grace_seconds,
         )
-        if status.pipeline_spec is None or status.finished:
+        if status.finished:
             return facts
+        if status.pipeline_spec is None:
+            target = source_to_fetch(spec) if spec is not None else None
+            return replace(facts, source=await self._fetch(facts.namespace, target)) if target else facts
         pipeline = status.pipeline_spec
         names = {task.name for task in [*pipeline.tasks, *(pipeline.finally_ or ())]}
         refusals = self.cache.refusals(facts.uid)
@@ -175,24 +186,13 @@ class RunReconciler:
             claim_refused=next((r.message for r in refusals if r.task is None), None),
         )
 
-    async def _fetch_source(self, run: dict[str, Any]) -> Fetched | None:
-        """The object a run that has not started names: its Pipeline, or the
-        run it re-runs (read afresh each pass; either may change meanwhile).
-        """
-        status = run.get("status") or {}
-        if status.get("pipelineSpec") is not None:
-            return None
-        try:
-            spec = PipelineRunSpec.model_validate(run.get("spec") or {})
-        except ValidationError:
-            return None
-        target = source_to_fetch(spec)
-        if target is None:
-            return None
-        kind, name = target
-        namespace = run["metadata"]["namespace"]
-        path = run_path(namespace, name) if kind == "run" else pipeline_path(namespace, name)
-        return Fetched(name, await self.client.get_optional(path))
+    async def _fetch(self, namespace: str, target: SourceRef) -> Fetched:
+        path = (
+            run_path(namespace, target.name)
+            if target.kind == "run"
+            else pipeline_path(namespace, target.name)
+        )
+        return Fetched(target.name, await self.client.get_optional(path))
 
     async def _peers(self, namespace: str) -> tuple[PeerRun, ...]:
         listing = await self.client.request("GET", run_path(namespace))
@@ -212,7 +212,7 @@ class RunReconciler:
         if plan.wait_for is None:
             return
         on, pipeline = plan.wait_for
-        waiters = self.waiting_for_pipeline if on == "pipeline" else self.waiting_for_slot
+        waiters = {"pipeline": self.waiting_for_pipeline, "concurrency": self.waiting_for_slot}[on]
         waiters.wait(key.namespace, pipeline, key)
 
     async def _act(self, facts: RunFacts, plan: RunPlan) -> ActOutcome:
@@ -233,7 +233,6 @@ class RunReconciler:
         )
         for start, result in zip(plan.starts, results, strict=True):
             if isinstance(result, BaseException):
-                outcome.held.add(start.task)
                 outcome.errors.append((start.task, result))
             elif not result:
                 outcome.refused = True

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from sluice.api.v1alpha1 import ScheduleSpec
+from sluice.engine.announce import Announcement
 from sluice.engine.cron import CronSchedule
 from sluice.engine.pipeline_plan import (
     CreateRun,
@@ -18,6 +19,7 @@ from sluice.engine.pipeline_plan import (
     schedule_of,
     scheduled_run,
     scheduled_run_view,
+    status_patch,
 )
 
 CREATED = "2026-01-01T00:00:00Z"
@@ -58,6 +60,10 @@ def creates(plan: Any) -> list[str]:
 
 def deletes(plan: Any) -> list[str]:
     return [a.name for a in plan.actions if isinstance(a, DeleteRun)]
+
+
+def announced(plan: Any) -> list[Announcement]:
+    return [a for a in plan.actions if isinstance(a, Announcement)]
 
 
 def test_history_keeps_the_newest_scheduled_runs_whatever_their_creation_order() -> None:
@@ -104,7 +110,7 @@ def test_scheduled_run_is_named_after_its_time_and_can_pass_it_as_a_param() -> N
     assert body["metadata"]["ownerReferences"][0]["uid"] == "u1"
 
 
-def test_a_pipeline_without_a_schedule_reports_validity_and_reads_no_runs() -> None:
+def test_a_pipeline_without_a_schedule_only_reports_its_validity() -> None:
     obj = pipeline_obj()
     assert schedule_of(obj) is None
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10)))
@@ -163,9 +169,9 @@ def test_forbid_skips_a_time_while_a_run_is_active_and_says_so() -> None:
     )
     runs = (past("sales-202601010900", "2026-01-01T09:00:00Z", "Running"),)
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10, 0, 5), runs=runs))
-    assert plan.actions == ()
-    assert [e.reason for e in plan.events] == ["ScheduleSkipped"]
-    assert "sales-202601010900" in plan.events[0].message
+    assert [(e.type, e.reason) for e in announced(plan)] == [("Warning", "ScheduleSkipped")]
+    assert creates(plan) == [] and deletes(plan) == []
+    assert "sales-202601010900" in announced(plan)[0].message
     assert plan.status is not None and plan.status.last_schedule_time == "2026-01-01T10:00:00Z"
 
 
@@ -175,8 +181,10 @@ def test_forbid_with_catch_up_starts_only_the_first_missed_time() -> None:
         lastScheduleTime="2026-01-01T08:00:00Z",
     )
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10, 0, 5), runs=()))
+    # In the order of the scheduled times: 09:00 starts, 10:00 is skipped for it.
+    assert [type(a).__name__ for a in plan.actions] == ["CreateRun", "Announcement"]
     assert creates(plan) == ["sales-202601010900"]
-    assert [e.reason for e in plan.events] == ["ScheduleSkipped"]
+    assert "sales-202601010900" in announced(plan)[0].message
 
 
 def test_replace_deletes_the_active_run_before_starting_the_new_one() -> None:
@@ -226,3 +234,30 @@ def test_a_new_schedule_counts_from_the_pipelines_creation() -> None:
     assert creates(plan) == []
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 1, 0, 1), runs=()))
     assert creates(plan) == ["sales-202601010100"]
+
+
+def test_replace_with_catch_up_keeps_only_the_newest_run_alive() -> None:
+    obj = pipeline_obj(
+        {"cron": EVERY_HOUR, "concurrencyPolicy": "Replace", "catchUp": 2},
+        lastScheduleTime="2026-01-01T08:00:00Z",
+    )
+    runs = (past("sales-202601010800", "2026-01-01T08:00:00Z", "Running"),)
+    plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10, 0, 5), runs=runs))
+    steps = [(type(a).__name__, getattr(a, "name", None)) for a in plan.actions]
+    assert steps == [
+        ("DeleteRun", "sales-202601010800"),
+        ("CreateRun", "sales-202601010900"),
+        ("DeleteRun", "sales-202601010900"),
+        ("CreateRun", "sales-202601011000"),
+    ]
+
+
+def test_the_status_patch_is_conditional_and_clears_what_the_plan_dropped() -> None:
+    obj = pipeline_obj(None, observedSchedule="0 * * * *|UTC", nextScheduleTime="2026-01-01T11:00:00Z")
+    plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10)))
+    assert plan.status is not None
+    body = status_patch(obj, plan.status)
+    assert body["metadata"] == {"resourceVersion": "1"}
+    assert body["status"]["nextScheduleTime"] is None
+    assert body["status"]["observedSchedule"] is None
+    assert body["status"]["taskCount"] == 1

@@ -22,6 +22,7 @@ def facts(
     status: PipelineRunStatus | None = None,
     spec: dict[str, Any] | None = None,
     now: str = T0,
+    pipeline_grace_seconds: float = 10,
     **extra: Any,
 ) -> RunFacts:
     return RunFacts(
@@ -32,6 +33,7 @@ def facts(
         now=now,
         status=status or PipelineRunStatus(),
         spec=PipelineRunSpec.model_validate(spec if spec is not None else {"pipelineRef": {"name": "sales"}}),
+        pipeline_grace_seconds=pipeline_grace_seconds,
         **extra,
     )
 
@@ -74,6 +76,16 @@ def outcome(plan: RunPlan) -> tuple[str | None, str]:
 
 
 CHAIN = spec_of([{"name": "extract"}, {"name": "load", "dependsOn": ["extract"]}])
+LIMITED = spec_of([{"name": "a"}], maxConcurrentRuns=1)
+WORKSPACE = spec_of(
+    [{"name": "a"}],
+    workspace={
+        "volumeClaimTemplate": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        }
+    },
+)
 
 # --- before the snapshot ------------------------------------------------------------
 
@@ -91,7 +103,7 @@ def test_a_run_is_admitted_by_recording_its_snapshot_and_starts_nothing_yet() ->
     assert plan.status.observed_generation == 3
     assert plan.status.start_time == T0
     assert task_phases(plan) == {"a": "Pending", "b": "Pending"}
-    assert reasons(plan) == ["Started"]
+    assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Started")]
     assert plan.record_last_run == "sales"
 
 
@@ -161,6 +173,9 @@ def test_a_run_that_cannot_start_fails_at_once_naming_the_problem(
     assert outcome(plan) == ("Failed", reason)
     assert plan.finished == "Failed" and plan.starts == () and not plan.replan
     assert reasons(plan) == [reason] and words in plan.events[0].message
+    assert plan.events[0].type == "Warning"
+    if body is not None:  # the pipeline it was refused for shows in `kubectl get`
+        assert plan.status is not None and plan.status.pipeline_name == "sales"
 
 
 def test_a_spec_the_models_refuse_fails_the_run_with_the_parse_error() -> None:
@@ -203,8 +218,6 @@ def test_a_rerun_of_a_missing_or_unfinished_run_fails_clearly() -> None:
 
 
 # --- maxConcurrentRuns ------------------------------------------------------------------
-
-LIMITED = spec_of([{"name": "a"}], maxConcurrentRuns=1)
 
 
 def peer(name: str, created: str, started: bool, finished: bool = False, pipeline: str = "sales") -> PeerRun:
@@ -276,7 +289,8 @@ def test_a_dependent_starts_once_its_upstream_succeeds_and_the_run_succeeds_at_t
     assert plan.status is not None
     final = plan_run(facts(plan.status, tasks=done, now=LATER))
     assert outcome(final) == ("Succeeded", "Succeeded")
-    assert final.finished == "Succeeded" and reasons(final) == ["Succeeded"]
+    assert final.finished == "Succeeded"
+    assert [(e.type, e.reason) for e in final.events] == [("Normal", "Succeeded")]
     assert final.wake_after is None
 
 
@@ -285,7 +299,7 @@ def test_a_failed_task_fails_the_run_with_events_for_the_task_and_the_run() -> N
     plan = plan_run(facts(started(CHAIN, phase="Running"), tasks={"extract": failed}))
     assert outcome(plan) == ("Failed", "TaskFailed")
     assert task_phases(plan)["load"] == "Skipped"
-    assert reasons(plan) == ["TaskFailed", "Failed"]
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "TaskFailed"), ("Warning", "Failed")]
     assert plan.finished == "Failed" and plan.starts == ()
 
 
@@ -437,12 +451,37 @@ def test_cancelling_stops_running_jobs_and_cancels_unfinished_tasks() -> None:
     assert "stopped 1 running task(s)" in plan.events[0].message
 
 
+def test_cancelling_leaves_finished_tasks_and_their_jobs_alone() -> None:
+    done = {"extract": ran("extract", "Succeeded", completion_time=T0), "load": ran("load", "Running")}
+    cancelled = {"pipelineRef": {"name": "sales"}, "cancelled": True}
+    plan = plan_run(facts(started(CHAIN, phase="Running"), spec=cancelled, tasks=done, now=LATER))
+    assert plan.stops == ("job-load-0",)
+    assert task_phases(plan) == {"extract": "Succeeded", "load": "Cancelled"}
+
+
+def test_a_cancelled_run_is_cancelled_even_if_its_claim_was_refused() -> None:
+    cancelled = {"pipelineRef": {"name": "sales"}, "cancelled": True}
+    plan = plan_run(facts(started(WORKSPACE), spec=cancelled, claim_refused="bad"))
+    assert outcome(plan) == ("Cancelled", "Cancelled")
+
+
+def test_a_task_failure_is_announced_once_not_on_every_later_pass() -> None:
+    spec = spec_of([{"name": "a"}, {"name": "b"}])
+    failed = ran("a", "Failed", completion_time=T0, message="boom")
+    first = plan_run(facts(started(spec, phase="Running"), tasks={"a": failed, "b": ran("b", "Running")}))
+    assert reasons(first) == ["TaskFailed"] and first.finished is None
+    assert first.status is not None
+    done = {"a": failed, "b": ran("b", "Succeeded", completion_time=LATER)}
+    later = plan_run(facts(first.status, tasks=done, now=LATER))
+    assert reasons(later) == ["Failed"]
+
+
 def test_a_run_past_its_timeout_stops_and_before_it_wakes_on_time() -> None:
     spec = {"pipelineRef": {"name": "sales"}, "timeoutSeconds": 60}
     status = started(CHAIN, phase="Running")
     running = {"extract": ran("extract", "Running")}
     early = plan_run(facts(status, spec=spec, tasks=running, now="2026-11-24T10:00:20Z"))
-    assert early.stops == () and early.wake_after == pytest.approx(40 + 0.05 + 0.05)
+    assert early.stops == () and early.wake_after == pytest.approx(40 + 0.05)
     late = plan_run(facts(status, spec=spec, tasks=running, now="2026-11-24T10:01:00Z"))
     assert late.stops == ("job-extract-0",)
     assert outcome(late) == ("Failed", "Timeout") and late.finished == "Failed"
@@ -453,17 +492,6 @@ def test_a_task_whose_create_failed_for_now_stays_pending_while_others_start() -
     plan = plan_run(facts(started(spec), held=frozenset({"b"})))
     assert started_tasks(plan) == [("a", 0)]
     assert task_phases(plan) == {"a": "Running", "b": "Pending"}
-
-
-WORKSPACE = spec_of(
-    [{"name": "a"}],
-    workspace={
-        "volumeClaimTemplate": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": "1Gi"}},
-        }
-    },
-)
 
 
 def test_the_workspace_claim_is_created_with_the_first_task_and_recorded() -> None:
@@ -477,6 +505,12 @@ def test_the_workspace_claim_is_created_with_the_first_task_and_recorded() -> No
     assert recorded.claim is None and started_tasks(recorded) == [("a", 0)]
 
 
+def test_no_claim_is_made_while_no_task_starts() -> None:
+    plan = plan_run(facts(started(WORKSPACE), held=frozenset({"a"})))
+    assert plan.claim is None and plan.starts == ()
+    assert plan.status is None or plan.status.workspace_claim_name is None
+
+
 def test_a_refused_workspace_claim_fails_the_run() -> None:
     plan = plan_run(facts(started(WORKSPACE), claim_refused="storage: must be a quantity"))
     assert outcome(plan) == ("Failed", "InvalidWorkspace")
@@ -487,6 +521,13 @@ def test_a_finished_run_is_left_alone() -> None:
     done = started(CHAIN, phase="Succeeded", completion_time=LATER)
     plan = plan_run(facts(done, spec={"pipelineRef": {"name": "sales"}, "cancelled": True}))
     assert plan == RunPlan()
+
+
+def test_a_run_that_failed_before_starting_needs_no_admission_and_is_left_alone() -> None:
+    refused = PipelineRunStatus(phase="Failed", completion_time=T0, pipeline_name="sales")
+    later = facts(refused, source=Fetched("sales", pipeline_body(LIMITED)), now=LATER)
+    assert admission_scope(later) is None
+    assert plan_run(later) == RunPlan()
 
 
 def test_scheduled_runs_see_their_scheduled_time_and_runs_by_hand_their_creation() -> None:
