@@ -127,10 +127,15 @@ def admission_scope(facts: RunFacts) -> tuple[str, int] | None:
     if facts.status.started or facts.status.finished or facts.spec is None:
         return None
     source = _resolve(facts)
-    if not isinstance(source, RunSource) or source.pipeline_name == INLINE:
+    if not isinstance(source, RunSource):
         return None
-    limit = source.spec.max_concurrent_runs
+    limit = _admission_limit(source)
     return (source.pipeline_name, limit) if limit else None
+
+
+def _admission_limit(source: RunSource) -> int | None:
+    """The pipeline's maxConcurrentRuns, when it applies (never to an inline spec)."""
+    return source.spec.max_concurrent_runs if source.pipeline_name != INLINE else None
 
 
 # --- before the snapshot ------------------------------------------------------------
@@ -152,8 +157,8 @@ def _plan_start(facts: RunFacts) -> RunPlan:
         return _wait(
             facts, source.pipeline_name, "PipelineNotFound", source.message, "pipeline", source.retry_after
         )
-    limit = source.spec.max_concurrent_runs
-    if limit and source.pipeline_name != INLINE:
+    limit = _admission_limit(source)
+    if limit:
         if facts.peers is None:
             raise ValueError("admission needs the namespace's runs (see admission_scope)")
         message = admission_wait(facts.name, facts.created, source.pipeline_name, limit, facts.peers)
