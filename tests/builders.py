@@ -1,6 +1,6 @@
 """Builders shared by the unit and integration tests.
 
-One home for "a pipeline with these tasks", "a run of it", "a Job whose pod
+One home for "a pipeline with these tasks", "a run of it", "a task pod that
 ended like this", so tests state only what their case is about.
 """
 
@@ -93,24 +93,24 @@ def snapshot(spec: PipelineSpec, start: str = T0, **status: Any) -> PipelineRunS
 # --- child objects as the watches deliver them -------------------------------------------
 
 
-def job(name: str, conditions: list[dict[str, Any]] | None = None, **status: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name}, "status": {"conditions": conditions or [], **status}}
-
-
-def attempt_job(
-    name: str, task: str, attempt: int = 0, conditions: list[dict[str, Any]] | None = None, **status: Any
-) -> dict[str, Any]:
-    """A task attempt's Job with the labels the operator gives it."""
-    body = job(name, conditions, **status)
-    body["metadata"]["labels"] = {"sluice.dev/task": task, "sluice.dev/attempt": str(attempt)}
-    return body
-
-
 def pod(
-    name: str, created: str, terminated: dict[str, Any] | None = None, phase: str | None = None
+    name: str,
+    created: str = T0,
+    terminated: dict[str, Any] | None = None,
+    phase: str | None = None,
+    *,
+    task: str | None = None,
+    attempt: int = 0,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """A task pod as the watch delivers it; ``task`` adds the operator's labels,
+    ``extra`` goes into its status (startTime, reason, conditions, ...).
+    """
     state = {"terminated": terminated} if terminated else {"running": {}}
-    status: dict[str, Any] = {"containerStatuses": [{"name": "task", "state": state}]}
+    status: dict[str, Any] = {"containerStatuses": [{"name": "task", "state": state}], **extra}
     if phase:
         status["phase"] = phase
-    return {"metadata": {"name": name, "creationTimestamp": created}, "status": status}
+    meta: dict[str, Any] = {"name": name, "creationTimestamp": created}
+    if task is not None:
+        meta["labels"] = {"sluice.dev/task": task, "sluice.dev/attempt": str(attempt)}
+    return {"metadata": meta, "status": status}

@@ -1,30 +1,38 @@
-"""In-memory view of the Jobs and pods that runs own, fed by watch events.
+"""In-memory view of the task pods that runs own, fed by watch events.
 
-Why a cache: the reconciler must know every task's Job on every pass;
-listing them from the API each time would cost a request per wake-up. Objects
-are trimmed to what the reconciler reads (no managedFields, no pod spec), so
-memory stays proportional to the number of tasks, not to object size.
+Why a cache: the reconciler must know every task's pod on every pass;
+listing them from the API each time would cost a request per wake-up. Pods
+are trimmed to what the reconciler reads (no managedFields, no pod spec
+beyond the deadline), so memory stays proportional to the number of tasks,
+not to object size.
 
-"Expectations" cover the gap between creating a Job and its watch event
-arriving: a Job we just created counts as existing, so a reconcile in that
+"Expectations" cover the gap between creating a pod and its watch event
+arriving: a pod we just created counts as existing, so a reconcile in that
 gap neither re-creates it nor reports the task as not started. "Refusals"
-remember what the API server refused to create for good (a 422), so the next
-pass fails the task instead of trying again; they are memory, not truth: a
-restarted operator tries once more and is refused again.
+remember what the API server refused to create for good (a 422); they are
+memory, not truth: a restarted operator tries once more and is refused again.
+
+Entries live as long as the pods do: a run's entry goes when its last pod's
+DELETED event arrives, so a deleted run's pods can still have their
+finalizers released, and a cluster with many finished runs does not grow the
+cache beyond the pods that actually exist.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping
 from typing import Any
 
 from sluice.api import labels
-from sluice.engine.observe import CreatedJob, RefusedCreate
+from sluice.engine.observe import CreatedPod, RefusedCreate
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-EXPECTATION_TTL = 60.0
+# Long enough for a watch to reconnect and catch up; a pod created and never
+# seen after that is treated as lost (see run_plan.lost_attempts).
+EXPECTATION_TTL = 300.0
+
+# The pod conditions a pass reads; the others (Ready, Initialized, ...) are dropped.
+KEPT_CONDITIONS = frozenset({"DisruptionTarget"})
 
 
 def _resource_version(obj: dict[str, Any]) -> int:
@@ -34,57 +42,56 @@ def _resource_version(obj: dict[str, Any]) -> int:
         return 0
 
 
-def trim_job(job: dict[str, Any]) -> dict[str, Any]:
-    meta = job["metadata"]
+def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    """Only what observe_pod and the finalizer bookkeeping read."""
+    meta = pod["metadata"]
+    status = pod.get("status") or {}
+    trimmed_status: dict[str, Any] = {
+        "phase": status.get("phase"),
+        "startTime": status.get("startTime"),
+        "containerStatuses": [
+            {"name": c.get("name"), "state": c.get("state") or {}}
+            for c in status.get("containerStatuses") or ()
+        ],
+    }
+    for key in ("reason", "message"):
+        if status.get(key):
+            trimmed_status[key] = status[key]
+    conditions = [c for c in status.get("conditions") or () if c.get("type") in KEPT_CONDITIONS]
+    if conditions:
+        trimmed_status["conditions"] = conditions
+    deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
     return {
         "metadata": {
             "name": meta["name"],
             "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
             "labels": meta.get("labels") or {},
             "resourceVersion": meta.get("resourceVersion"),
             "creationTimestamp": meta.get("creationTimestamp"),
             "deletionTimestamp": meta.get("deletionTimestamp"),
+            "finalizers": meta.get("finalizers") or [],
         },
-        "spec": {"activeDeadlineSeconds": (job.get("spec") or {}).get("activeDeadlineSeconds")},
-        "status": job.get("status") or {},
+        "spec": {"activeDeadlineSeconds": deadline} if deadline else {},
+        "status": trimmed_status,
     }
 
 
-def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
-    meta = pod["metadata"]
-    status = pod.get("status") or {}
-    return {
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta.get("namespace"),
-            "labels": meta.get("labels") or {},
-            "resourceVersion": meta.get("resourceVersion"),
-            "creationTimestamp": meta.get("creationTimestamp"),
-        },
-        "status": {
-            "phase": status.get("phase"),
-            "containerStatuses": [
-                {"name": c.get("name"), "state": c.get("state") or {}}
-                for c in status.get("containerStatuses") or ()
-            ],
-        },
-    }
+def _significant(pod: dict[str, Any]) -> tuple[Any, ...]:
+    """What a pass reads off a pod; a change elsewhere (our own finalizer
+    removal, a resourceVersion bump) needs no pass.
+    """
+    return (pod["status"], pod["metadata"]["deletionTimestamp"])
 
 
 class ChildCache:
-    """Jobs and pods grouped by the UID of the run that owns them.
-
-    Pods are also grouped by their Job, so reading one task's pods does not
-    scan every pod of a 500-task run on each reconcile.
-    """
+    """Task pods grouped by the UID of the run that owns them."""
 
     def __init__(self) -> None:
-        # run uid -> job name -> job
-        self.jobs: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        # run uid -> job name -> pod name -> pod
-        self.pods: dict[str, dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
-        # run uid -> job name -> (task, attempt, monotonic time of the create)
+        # run uid -> pod name -> pod
+        self.pods: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # (namespace, run label value) -> run uids seen with it
+        self.uids: dict[tuple[str, str], set[str]] = defaultdict(set)
+        # run uid -> pod name -> (task, attempt, monotonic time of the create)
         self.expected: dict[str, dict[str, tuple[str, int, float]]] = defaultdict(dict)
         # run uid -> object name -> what the API server refused to create
         self.refused: dict[str, dict[str, RefusedCreate]] = defaultdict(dict)
@@ -95,55 +102,48 @@ class ChildCache:
         return uid
 
     @staticmethod
-    def _store(store: dict[str, dict[str, Any]], obj: dict[str, Any]) -> None:
-        """Store ``obj`` unless a newer version is held (watch and list can interleave)."""
-        held = store.get(obj["metadata"]["name"])
-        if held is None or _resource_version(held) <= _resource_version(obj):
-            store[obj["metadata"]["name"]] = obj
-
-    def upsert_job(self, job: dict[str, Any]) -> None:
-        uid = self.run_uid(job)
-        if uid is None:
-            return
-        trimmed = trim_job(job)
-        self._store(self.jobs[uid], trimmed)
-        self.expected[uid].pop(trimmed["metadata"]["name"], None)
-
-    def delete_job(self, job: dict[str, Any]) -> None:
-        uid = self.run_uid(job)
-        if uid in self.jobs:
-            self.jobs[uid].pop(job["metadata"]["name"], None)
-
-    @staticmethod
-    def _job_of(pod: dict[str, Any]) -> str:
-        job: str = (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) or ""
-        return job
+    def _run_key(obj: dict[str, Any]) -> tuple[str, str]:
+        meta = obj["metadata"]
+        return (meta.get("namespace") or "", (meta.get("labels") or {}).get(labels.RUN) or "")
 
     def upsert_pod(self, pod: dict[str, Any]) -> bool:
-        """Store the pod; True when anything the reconciler reads changed."""
+        """Store the pod; True when anything a pass reads changed."""
         uid = self.run_uid(pod)
         if uid is None:
             return False
         trimmed = trim_pod(pod)
-        store = self.pods[uid][self._job_of(trimmed)]
-        held = store.get(trimmed["metadata"]["name"])
-        self._store(store, trimmed)
-        return held is None or held["status"] != trimmed["status"]
+        name = trimmed["metadata"]["name"]
+        store = self.pods[uid]
+        held = store.get(name)
+        if held is not None and _resource_version(held) > _resource_version(trimmed):
+            return False  # an older version (watch and list can interleave)
+        store[name] = trimmed
+        self.uids[self._run_key(trimmed)].add(uid)
+        self.expected.get(uid, {}).pop(name, None)
+        return held is None or _significant(held) != _significant(trimmed)
 
     def delete_pod(self, pod: dict[str, Any]) -> None:
         uid = self.run_uid(pod)
-        if uid in self.pods:
-            self.pods[uid][self._job_of(pod)].pop(pod["metadata"]["name"], None)
+        store = self.pods.get(uid or "")
+        if uid is None or store is None:
+            return
+        store.pop(pod["metadata"]["name"], None)
+        if not store:
+            del self.pods[uid]
+            key = self._run_key(pod)
+            self.uids[key].discard(uid)
+            if not self.uids[key]:
+                del self.uids[key]
 
-    def expect(self, uid: str, job_name: str, task: str, attempt: int = 0) -> None:
-        self.expected[uid][job_name] = (task, attempt, time.monotonic())
+    def expect(self, uid: str, pod_name: str, task: str, attempt: int = 0) -> None:
+        self.expected[uid][pod_name] = (task, attempt, time.monotonic())
 
-    def created_jobs(self, uid: str) -> list[CreatedJob]:
-        """Jobs created but not yet seen in a watch event."""
+    def created_pods(self, uid: str) -> list[CreatedPod]:
+        """Pods created but not yet seen in a watch event."""
         now = time.monotonic()
-        held = self.jobs.get(uid, {})
+        held = self.pods.get(uid, {})
         return [
-            CreatedJob(name, task, attempt)
+            CreatedPod(name, task, attempt)
             for name, (task, attempt, at) in self.expected.get(uid, {}).items()
             if now - at < EXPECTATION_TTL and name not in held
         ]
@@ -154,15 +154,17 @@ class ChildCache:
     def refusals(self, uid: str) -> list[RefusedCreate]:
         return list(self.refused.get(uid, {}).values())
 
-    def jobs_of(self, uid: str) -> list[dict[str, Any]]:
-        return list(self.jobs.get(uid, {}).values())
+    def pods_of(self, uid: str) -> list[dict[str, Any]]:
+        return list(self.pods.get(uid, {}).values())
 
-    def pods_by_job(self, uid: str) -> Mapping[str, Mapping[str, dict[str, Any]]]:
-        """Job name -> pod name -> pod, for one run (a read-only view)."""
-        return self.pods.get(uid) or {}
+    def run_uids(self, namespace: str, run_label: str) -> set[str]:
+        """Every run UID whose pods are held under this namespace and run label."""
+        return set(self.uids.get((namespace, run_label), ()))
 
     def forget_run(self, uid: str) -> None:
-        self.jobs.pop(uid, None)
-        self.pods.pop(uid, None)
+        """Drop what only a live run needs; its pods stay until they are gone."""
         self.expected.pop(uid, None)
         self.refused.pop(uid, None)
+
+    def __len__(self) -> int:
+        return sum(len(pods) for pods in self.pods.values())

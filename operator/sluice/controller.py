@@ -2,11 +2,11 @@
 
 kopf provides the watch streams, reconnects and the process lifecycle. The
 reconciliation itself does not run inside kopf's per-object handlers, because
-a Job finishing must wake its *parent* run: handlers here only record what
-they saw and enqueue the owner's key, and a pool of workers drains the queue
-(coalesced, one worker per key at a time) into the reconciler of the key's
-kind. That keeps the path from "Job complete" to "dependent Job created" to
-one watch event plus one reconcile.
+a task pod finishing must wake its *parent* run: handlers here only record
+what they saw and enqueue the owner's key, and a pool of workers drains the
+queue (coalesced, one worker per key at a time) into the reconciler of the
+key's kind. That keeps the path from "pod succeeded" to "dependent pod
+created" to one watch event plus one reconcile.
 
 The process's one ``Controller`` travels in kopf's memo (``memo.controller``),
 so handlers share it without a module global.
@@ -39,6 +39,7 @@ log = logging.getLogger("sluice")
 
 MANAGED = {labels.MANAGED_BY: labels.MANAGER}
 MAX_BACKOFF = 30.0
+LIST_PAGE = 500
 CONFLICT_RETRY_SECONDS = 0.05
 
 
@@ -58,7 +59,6 @@ class Controller:
         self.tasks: list[asyncio.Task[None]] = []
         self.leading = False
         self.elector: LeaderElector | None = None
-        self.run_uids: dict[RunKey, str] = {}
 
     async def start(self, info: kopf.ConnectionInfo) -> None:
         self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
@@ -70,23 +70,25 @@ class Controller:
         self.tasks.append(asyncio.create_task(self._lead()))
 
     async def _prime_cache(self) -> None:
-        """List existing Jobs and pods before the first reconcile, so a
-        restarted operator never mistakes "not seen yet" for "not created".
+        """List existing task pods before the first reconcile, so a restarted
+        operator never mistakes "not seen yet" for "not created". Filtered by
+        the server and paged, so a big cluster costs neither a huge response
+        nor other workloads' pods.
         """
         assert self.client is not None
-        selector = {"labelSelector": f"{labels.MANAGED_BY}={labels.MANAGER}"}
         scope = f"/namespaces/{self.settings.namespace}" if self.settings.namespace else ""
-        jobs = await self.client.request("GET", f"/apis/batch/v1{scope}/jobs", params=selector)
-        for job in jobs.get("items") or ():
-            self.cache.upsert_job(job)
-        pods = await self.client.request("GET", f"/api/v1{scope}/pods", params=selector)
-        for pod in pods.get("items") or ():
-            self.cache.upsert_pod(pod)
-        log.info(
-            "cache primed with %d jobs and %d pods",
-            len(jobs.get("items") or ()),
-            len(pods.get("items") or ()),
-        )
+        params = {"labelSelector": f"{labels.MANAGED_BY}={labels.MANAGER}", "limit": str(LIST_PAGE)}
+        count = 0
+        while True:
+            page = await self.client.request("GET", f"/api/v1{scope}/pods", params=params)
+            for pod in page.get("items") or ():
+                self.cache.upsert_pod(pod)
+                count += 1
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                break
+            params = {**params, "continue": token}
+        log.info("cache primed with %d task pods", count)
 
     async def _lead(self) -> None:
         """Reconcile only while holding the lease; followers keep their caches warm."""
@@ -166,13 +168,17 @@ class Controller:
         meta = obj["metadata"]
         key = RunKey(meta["namespace"], meta["name"])
         if event.get("type") == "DELETED":
-            self.queue.forget(key)
-            uid = self.run_uids.pop(key, None)
-            if uid:
-                self.cache.forget_run(uid)
+            # One last pass releases the finalizers of its pods (being
+            # garbage-collected); the cache drops them as they go.
+            self.cache.forget_run(meta.get("uid", ""))
+            if self.runs is not None:
+                self.runs.forget(key)
+            self.queue.add(key)
             return
-        self.run_uids[key] = meta.get("uid", "")
-        self.queue.add(key)
+        if self.runs is None or not self.runs.wrote(key, meta.get("resourceVersion", "")):
+            # A status this operator just wrote needs no pass: the pass that
+            # wrote it acted on everything it knew.
+            self.queue.add(key)
         status = obj.get("status") or {}
         if status.get("phase") not in FINISHED_RUN_PHASES:
             return
@@ -186,16 +192,10 @@ class Controller:
             if owner.get("kind") == "Pipeline":
                 self.queue.add(PipelineKey(meta["namespace"], owner["name"]))
 
-    def saw_job(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
-        if event.get("type") == "DELETED":
-            self.cache.delete_job(obj)
-        else:
-            self.cache.upsert_job(obj)
-        self._enqueue_owner(obj)
-
     def saw_pod(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
         if event.get("type") == "DELETED":
             self.cache.delete_pod(obj)
+            self._enqueue_owner(obj)
         elif self.cache.upsert_pod(obj):
             self._enqueue_owner(obj)
 
@@ -267,12 +267,6 @@ async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def on_run_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     if (obj := _named(event)) is not None:
         _controller(memo).saw_run(event, obj)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-async def on_job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if (obj := _named(event)) is not None:
-        _controller(memo).saw_job(event, obj)
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)

@@ -217,6 +217,19 @@ class KubeClient:
         )
         return result
 
+    async def remove_finalizer(self, path: str, finalizer: str) -> None:
+        """Remove one finalizer, leaving any others; an object already gone is fine.
+
+        A strategic merge patch names the value, not its index, so it cannot
+        remove someone else's finalizer if the list changed meanwhile.
+        """
+        body = {"metadata": {"$deleteFromPrimitiveList/finalizers": [finalizer]}}
+        try:
+            await self.request("PATCH", path, body, content_type="application/strategic-merge-patch+json")
+        except ApiError as error:
+            if not error.not_found:
+                raise
+
     async def delete(self, path: str, propagation: str = "Background", missing_ok: bool = False) -> None:
         """Delete; with ``missing_ok`` an object already gone is not an error (idempotent stops)."""
         try:
@@ -239,8 +252,8 @@ def pipeline_path(namespace: str, name: str = "", subresource: str = "") -> str:
     return _sluice_path(api.PIPELINES, namespace, name, subresource)
 
 
-def jobs_path(namespace: str, name: str = "") -> str:
-    return f"/apis/batch/v1/namespaces/{namespace}/jobs" + (f"/{name}" if name else "")
+def pods_path(namespace: str, name: str = "") -> str:
+    return f"/api/v1/namespaces/{namespace}/pods" + (f"/{name}" if name else "")
 
 
 def events_path(namespace: str) -> str:

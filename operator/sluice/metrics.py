@@ -20,8 +20,8 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-JOBS_CREATED = Counter("sluice_jobs_created_total", "Task Jobs created (one per attempt).")
-JOB_CREATE_ERRORS = Counter("sluice_job_create_errors_total", "Job creates the API server refused.")
+PODS_CREATED = Counter("sluice_pods_created_total", "Task pods created (one per attempt).")
+POD_CREATE_ERRORS = Counter("sluice_pod_create_errors_total", "Task pod creates the API server refused.")
 RUNS_FINISHED = Counter("sluice_runs_finished_total", "PipelineRuns that reached a final phase.", ["phase"])
 RUNS_SCHEDULED = Counter("sluice_scheduled_runs_total", "PipelineRuns started by a schedule.")
 QUEUE_DEPTH = Gauge("sluice_work_queue_depth", "Objects waiting for a reconcile worker.")

@@ -152,12 +152,6 @@ class Kube:
 
         return wait_for(f"run {namespace}/{name} to reach {phases}", done, timeout)
 
-    def jobs(self, namespace: str, run: str) -> list[Any]:
-        items: list[Any] = self.batch.list_namespaced_job(
-            namespace, label_selector=f"sluice.dev/run={run}"
-        ).items
-        return items
-
     def pods(self, namespace: str, run: str) -> list[Any]:
         items: list[Any] = self.core.list_namespaced_pod(
             namespace, label_selector=f"sluice.dev/run={run}"

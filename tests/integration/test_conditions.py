@@ -12,8 +12,8 @@ pytestmark = pytest.mark.integration
 
 
 def args_of(kube: Kube, namespace: str, run_name: str, task_name: str) -> list[str]:
-    [job] = [j for j in kube.jobs(namespace, run_name) if j.metadata.labels["sluice.dev/task"] == task_name]
-    args: list[str] = job.spec.template.spec.containers[0].args
+    [pod] = [p for p in kube.pods(namespace, run_name) if p.metadata.labels["sluice.dev/task"] == task_name]
+    args: list[str] = pod.spec.containers[0].args
     return args
 
 
@@ -84,13 +84,13 @@ def test_failure_handlers_and_finally_tasks_see_the_outcome(
         "Succeeded",
     ]
     assert args_of(kube, namespace, "outcome-1", "cleanup") == ["Failed", "Failed"]
-    cleanup_job = next(
-        j for j in kube.jobs(namespace, "outcome-1") if j.metadata.labels["sluice.dev/task"] == "cleanup"
+    cleanup_pod = next(
+        p for p in kube.pods(namespace, "outcome-1") if p.metadata.labels["sluice.dev/task"] == "cleanup"
     )
-    alert_job = next(
-        j for j in kube.jobs(namespace, "outcome-1") if j.metadata.labels["sluice.dev/task"] == "alert"
+    alert_pod = next(
+        p for p in kube.pods(namespace, "outcome-1") if p.metadata.labels["sluice.dev/task"] == "alert"
     )
-    assert cleanup_job.metadata.creation_timestamp >= alert_job.metadata.creation_timestamp
+    assert cleanup_pod.metadata.creation_timestamp >= alert_pod.metadata.creation_timestamp
 
 
 def test_oversized_result_fails_the_task_with_a_clear_reason(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -14,8 +15,8 @@ QUICK = {"initialSeconds": 1, "factor": 2, "maxSeconds": 2}
 
 
 def attempts_of(kube: Kube, namespace: str, run_name: str, task_name: str) -> list[str]:
-    jobs = [j for j in kube.jobs(namespace, run_name) if j.metadata.labels["sluice.dev/task"] == task_name]
-    return sorted(j.metadata.labels["sluice.dev/attempt"] for j in jobs)
+    pods = [p for p in kube.pods(namespace, run_name) if p.metadata.labels["sluice.dev/task"] == task_name]
+    return sorted(p.metadata.labels["sluice.dev/attempt"] for p in pods)
 
 
 def test_task_that_succeeds_on_retry_lets_the_dag_go_on(
@@ -59,23 +60,31 @@ def test_retries_are_spent_then_the_task_fails_with_each_attempt_visible(
     assert extract["attempts"] == 3
     assert "disk full" in extract["message"]
     assert attempts_of(kube, namespace, "doomed-1", "extract") == ["0", "1", "2"]
-    assert any("attempt 1 failed" in message and "disk full" in message for message in seen)
+    # Failure times have one-second precision, so the first backoff (1 s) may
+    # pass unseen; the second (2 s) cannot.
+    assert any(re.search(r"attempt [12] failed: .*disk full", message) for message in seen), seen
 
 
-def test_task_timeout_fails_the_attempt(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
+def test_task_timeout_fails_the_attempt_and_stops_its_pod(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
     kube.apply(
         namespace,
         pipeline("slowtask", [task("sleep", duration="10m", timeoutSeconds=2)]),
         run("slowtask-1", "slowtask"),
     )
+    [pod] = wait_for("the task's pod", lambda: kube.pods(namespace, "slowtask-1"))
+    assert pod.spec.active_deadline_seconds == 2
+    # kwok nodes do not enforce the deadline as a kubelet would: the operator does.
     obj = kube.wait_run(namespace, "slowtask-1", timeout=60)
     entry = tasks_by_name(obj)["sleep"]
     assert obj["status"]["phase"] == "Failed"
     assert entry["reason"] == "Timeout"
     assert "timeout of 2s" in entry["message"]
+    wait_for("the overdue pod to be stopped and released", lambda: not kube.pods(namespace, "slowtask-1"))
 
 
-def test_run_timeout_stops_running_jobs_and_fails_with_reason_timeout(
+def test_run_timeout_stops_running_pods_and_fails_with_reason_timeout(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     kube.apply(
@@ -90,11 +99,11 @@ def test_run_timeout_stops_running_jobs_and_fails_with_reason_timeout(
     tasks = tasks_by_name(obj)
     assert tasks["a"]["phase"] == "Cancelled"
     assert tasks["b"]["phase"] in ("Cancelled", "Skipped")
-    wait_for("the running Job to be deleted", lambda: not kube.jobs(namespace, "slowrun-1"))
+    wait_for("the running pod to be deleted", lambda: not kube.pods(namespace, "slowrun-1"))
     kube.wait_events(namespace, "slowrun-1", {"Timeout"})
 
 
-def test_cancelling_a_run_stops_its_jobs_and_marks_unfinished_tasks(
+def test_cancelling_a_run_stops_its_pods_and_marks_unfinished_tasks(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     kube.apply(
@@ -127,12 +136,8 @@ def test_cancelling_a_run_stops_its_jobs_and_marks_unfinished_tasks(
     assert tasks["after"]["phase"] in ("Cancelled", "Skipped")
     assert succeeded_condition(obj)["reason"] == "Cancelled"
     wait_for(
-        "the long task's Job and pod to be deleted",
-        lambda: (
-            [j for j in kube.jobs(namespace, "cancel-1") if j.metadata.labels["sluice.dev/task"] == "long"]
-            == []
-            and all(p.metadata.labels["sluice.dev/task"] != "long" for p in kube.pods(namespace, "cancel-1"))
-        ),
+        "the long task's pod to be deleted",
+        lambda: all(p.metadata.labels["sluice.dev/task"] != "long" for p in kube.pods(namespace, "cancel-1")),
     )
 
 
@@ -206,10 +211,10 @@ def test_rerun_reuses_succeeded_tasks_and_reruns_the_rest(
     kube.wait_run(namespace, "orig", phases=("Cancelled",))
 
     kube.apply(namespace, rerun("again", "orig"))
-    wait_for("the rerun's second task", lambda: [j for j in kube.jobs(namespace, "again")])
-    jobs = {j.metadata.labels["sluice.dev/task"]: j for j in kube.jobs(namespace, "again")}
-    assert set(jobs) == {"second"}
-    assert jobs["second"].spec.template.spec.containers[0].args == ["--rows=42"]
+    wait_for("the rerun's second task", lambda: kube.pods(namespace, "again"))
+    pods = {p.metadata.labels["sluice.dev/task"]: p for p in kube.pods(namespace, "again")}
+    assert set(pods) == {"second"}
+    assert pods["second"].spec.containers[0].args == ["--rows=42"]
     tasks = tasks_by_name(kube.run(namespace, "again"))
     assert (tasks["first"]["phase"], tasks["first"]["reason"]) == ("Succeeded", "Reused")
     assert tasks["first"]["results"] == [{"name": "rows", "value": "42"}]
@@ -231,51 +236,62 @@ def test_rerun_of_an_unfinished_run_fails_clearly(
     assert succeeded_condition(obj)["reason"] == "RerunSourceNotFinished"
 
 
-def test_a_job_the_api_server_refuses_for_now_is_reported_and_retried(
+def test_a_pod_the_api_server_refuses_for_now_is_reported_and_retried(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     quota = {
         "apiVersion": "v1",
         "kind": "ResourceQuota",
-        "metadata": {"name": "one-job"},
-        "spec": {"hard": {"count/jobs.batch": "1"}},
+        "metadata": {"name": "one-pod"},
+        "spec": {"hard": {"pods": "1"}},
     }
     kube.apply(namespace, quota)
     wait_for(
         "the quota to be counted",
-        lambda: (kube.core.read_namespaced_resource_quota("one-job", namespace).status.hard or {}).get(
-            "count/jobs.batch"
+        lambda: (kube.core.read_namespaced_resource_quota("one-pod", namespace).status.hard or {}).get(
+            "pods"
         ),
     )
-    kube.apply(namespace, pipeline("quota", [task("a"), task("b")]), run("quota-1", "quota"))
+    # Both tasks are ready at once; the quota admits one pod.
+    kube.apply(
+        namespace,
+        pipeline("quota", [task("a", duration="10m"), task("b", duration="10m")]),
+        run("quota-1", "quota"),
+    )
     event = wait_for(
-        "a JobCreateFailed event",
-        lambda: next((e for e in kube.events(namespace, "quota-1") if e.reason == "JobCreateFailed"), None),
+        "a PodCreateFailed event",
+        lambda: next((e for e in kube.events(namespace, "quota-1") if e.reason == "PodCreateFailed"), None),
     )
     assert "exceeded quota" in event.message
-    assert len(kube.jobs(namespace, "quota-1")) == 1
+    assert len(kube.pods(namespace, "quota-1")) == 1
 
     def truthful() -> dict[str, dict[str, Any]] | None:
-        # The status never claims a Job that could not be created: the task
-        # refused for now stays Pending while the other one runs to its end.
+        # The status never claims a pod that could not be created: the task
+        # refused for now stays Pending while the other one runs.
         status = kube.run(namespace, "quota-1").get("status") or {}
         tasks = {t["name"]: t for t in status.get("tasks") or ()}
         phases = sorted(t["phase"] for t in tasks.values())
-        return tasks if phases == ["Pending", "Succeeded"] else None
+        return tasks if phases == ["Pending", "Running"] else None
 
     pending = next(
-        t for t in wait_for("one task done, the other Pending", truthful).values() if t["phase"] == "Pending"
+        t
+        for t in wait_for("one task running, the other Pending", truthful).values()
+        if t["phase"] == "Pending"
     )
-    assert "jobName" not in pending
-    kube.kubectl("delete", "resourcequota", "one-job", "-n", namespace)
-    assert kube.wait_run(namespace, "quota-1", timeout=120)["status"]["phase"] == "Succeeded"
-    assert len(kube.jobs(namespace, "quota-1")) == 2
+    assert "podName" not in pending
+    kube.kubectl("delete", "resourcequota", "one-pod", "-n", namespace)
+    wait_for(
+        "both tasks running",
+        lambda: all(t["phase"] == "Running" for t in kube.run(namespace, "quota-1")["status"]["tasks"]),
+        timeout=120,
+    )
+    assert len(kube.pods(namespace, "quota-1")) == 2
 
 
-def test_a_job_the_api_server_refuses_for_good_fails_its_task_without_retries(
+def test_a_pod_the_api_server_refuses_for_good_fails_its_task_without_retries(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    # A label value the API server refuses: the Job can never be created.
+    # A label value the API server refuses: the pod can never be created.
     refused = task("refused", retries={"limit": 3, "backoff": {"initialSeconds": 0}})
     refused["metadata"]["labels"]["team"] = "not a valid label value!"
     kube.apply(namespace, pipeline("refusal", [task("fine"), refused]), run("refusal-1", "refusal"))
@@ -283,15 +299,15 @@ def test_a_job_the_api_server_refuses_for_good_fails_its_task_without_retries(
     tasks = tasks_by_name(obj)
     assert obj["status"]["phase"] == "Failed"
     assert tasks["fine"]["phase"] == "Succeeded"
-    assert (tasks["refused"]["phase"], tasks["refused"]["reason"]) == ("Failed", "JobRejected")
-    assert "the API server rejected the task's Job" in tasks["refused"]["message"]
+    assert (tasks["refused"]["phase"], tasks["refused"]["reason"]) == ("Failed", "PodRejected")
+    assert "the API server rejected the task's pod" in tasks["refused"]["message"]
     assert "attempts" not in tasks["refused"]  # retrying cannot help: no second attempt
-    assert [j.metadata.labels["sluice.dev/task"] for j in kube.jobs(namespace, "refusal-1")] == ["fine"]
+    assert [p.metadata.labels["sluice.dev/task"] for p in kube.pods(namespace, "refusal-1")] == ["fine"]
     events = kube.wait_events(namespace, "refusal-1", {"TaskFailed", "Failed"})
     assert any('"refused"' in e.message for e in events if e.reason == "TaskFailed")
 
 
-def test_a_workspace_claim_the_api_server_refuses_fails_the_run_before_any_job(
+def test_a_workspace_claim_the_api_server_refuses_fails_the_run_before_any_pod(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     template = {"accessModes": ["NoSuchMode"], "resources": {"requests": {"storage": "1Gi"}}}
@@ -305,5 +321,5 @@ def test_a_workspace_claim_the_api_server_refuses_fails_the_run_before_any_job(
     condition = succeeded_condition(obj)
     assert condition["reason"] == "InvalidWorkspace"
     assert "NoSuchMode" in condition["message"]
-    assert kube.jobs(namespace, "badclaim-1") == []
+    assert kube.pods(namespace, "badclaim-1") == []
     kube.wait_events(namespace, "badclaim-1", {"InvalidWorkspace"})

@@ -29,7 +29,7 @@ def try_scrape(port: int) -> dict[str, float] | None:
         return None
 
 
-def test_metrics_count_jobs_runs_and_reconciles(
+def test_metrics_count_pods_runs_and_reconciles(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     before = wait_for("the metrics endpoint", lambda: try_scrape(operator.metrics_port))
@@ -53,7 +53,7 @@ def test_metrics_count_jobs_runs_and_reconciles(
     def grew(name: str) -> float:
         return after.get(name, 0) - before.get(name, 0)
 
-    assert grew("sluice_jobs_created_total") >= 3
+    assert grew("sluice_pods_created_total") >= 3
     assert grew('sluice_runs_finished_total{phase="Failed"}') >= 1
     assert grew(passes) >= 3
     assert after['sluice_reconcile_duration_seconds_count{kind="run"}'] > 0

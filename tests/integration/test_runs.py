@@ -12,15 +12,8 @@ from tests.integration.conftest import Kube, OperatorProcess, pipeline_condition
 pytestmark = pytest.mark.integration
 
 
-def job_complete(job: Any) -> bool:
-    return any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or ())
-
-
-def job_succeeded(job: Any) -> bool:
-    """The Job's pod succeeded: the Job controller may add Complete a moment
-    later, but the task's outcome is already known (and Sluice acts on it)."""
-    conditions = {c.type for c in job.status.conditions or () if c.status == "True"}
-    return (job.status.succeeded or 0) > 0 or bool(conditions & {"Complete", "SuccessCriteriaMet"})
+def pod_succeeded(pod: Any) -> bool:
+    return bool(pod.status.phase == "Succeeded")
 
 
 def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
@@ -39,19 +32,16 @@ def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess,
         run("diamond-1", "diamond"),
     )
 
-    # At every snapshot of the run's Jobs, a Job may only exist if the Jobs of
-    # all the tasks it depends on have completed.
+    # At every snapshot of the run's pods, a task's pod may only exist if the
+    # pods of all the tasks it depends on have succeeded.
     seen: set[str] = set()
 
     def check_order() -> bool:
-        jobs = {j.metadata.labels["sluice.dev/task"]: j for j in kube.jobs(namespace, "diamond-1")}
-        # Listed after the Jobs: a pod that had succeeded then still shows it.
-        pods_done = {p.metadata.labels["sluice.dev/task"] for p in kube.pods(namespace, "diamond-1")
-                     if p.status.phase == "Succeeded"}  # fmt: skip
-        for name in jobs:
+        pods = {p.metadata.labels["sluice.dev/task"]: p for p in kube.pods(namespace, "diamond-1")}
+        for name in pods:
             seen.add(name)
             for dep in deps[name]:
-                done = dep in jobs and (job_succeeded(jobs[dep]) or dep in pods_done)
+                done = dep in pods and pod_succeeded(pods[dep])
                 assert done, f"{name} started before {dep} succeeded"
         status = kube.run(namespace, "diamond-1").get("status") or {}
         return status.get("phase") == "Succeeded"
@@ -70,7 +60,7 @@ def test_diamond_runs_in_dependency_order(kube: Kube, operator: OperatorProcess,
     assert (condition["status"], condition["reason"]) == ("True", "Succeeded")
     for name, entry in tasks_by_name(obj).items():
         assert entry["phase"] == "Succeeded", name
-        assert entry["jobName"] and entry["podName"], name
+        assert entry["podName"] and "jobName" not in entry, name
         assert entry["startTime"] and entry["completionTime"], name
     assert [t["name"] for t in status["pipelineSpec"]["tasks"]] == ["a", "b", "c", "d"]
 
@@ -122,7 +112,7 @@ def test_failing_task_skips_dependents_and_lets_independent_branch_finish(
     condition = succeeded_condition(obj)
     assert (condition["status"], condition["reason"]) == ("False", "TaskFailed")
     assert '"extract"' in condition["message"] and "source table missing" in condition["message"]
-    assert {j.metadata.labels["sluice.dev/task"] for j in kube.jobs(namespace, "branches-1")} == {
+    assert {j.metadata.labels["sluice.dev/task"] for j in kube.pods(namespace, "branches-1")} == {
         "extract",
         "audit",
         "notify",
@@ -148,8 +138,8 @@ def test_params_are_substituted_and_missing_required_param_fails_the_run(
 
     good = kube.wait_run(namespace, "with-table")
     assert good["status"]["phase"] == "Succeeded"
-    [job] = kube.jobs(namespace, "with-table")
-    container = job.spec.template.spec.containers[0]
+    [pod] = kube.pods(namespace, "with-table")
+    container = pod.spec.containers[0]
     assert container.args == ["--day=2026-01-01", "--table=sales", "--run=with-table"]
     assert {(e.name, e.value) for e in container.env} == {("TABLE", "sales")}
     assert {"name": "table", "value": "sales"} in good["status"]["params"]
@@ -159,7 +149,7 @@ def test_params_are_substituted_and_missing_required_param_fails_the_run(
     assert bad["status"]["phase"] == "Failed"
     assert condition["reason"] == "MissingParams"
     assert "table" in condition["message"]
-    assert kube.jobs(namespace, "without-table") == []
+    assert kube.pods(namespace, "without-table") == []
     kube.wait_events(namespace, "without-table", {"MissingParams"})
 
 
@@ -233,35 +223,39 @@ def test_editing_the_pipeline_does_not_change_a_started_run(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     kube.apply(namespace, pipeline("edit", [task("first", duration="2s")]), run("edit-1", "edit"))
-    wait_for("first job", lambda: kube.jobs(namespace, "edit-1"))
+    wait_for("first pod", lambda: kube.pods(namespace, "edit-1"))
     kube.apply(namespace, pipeline("edit", [task("first", duration="2s"), task("added", "first")]))
     obj = kube.wait_run(namespace, "edit-1")
     assert [t["name"] for t in obj["status"]["tasks"]] == ["first"]
     assert obj["status"]["progress"] == "1/1"
 
 
-def test_operator_killed_mid_run_finishes_it_with_one_job_per_task(
+def test_operator_killed_mid_run_finishes_it_with_one_pod_per_task(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     names = ["s1", "s2", "s3", "s4"]
     chain = [task(n, *names[i - 1 : i], duration="1500ms") for i, n in enumerate(names)]
     kube.apply(namespace, pipeline("chain", chain), run("chain-1", "chain"))
     wait_for(
-        "second task to start", lambda: len(kube.jobs(namespace, "chain-1")) >= 2, timeout=30, interval=0.05
+        "second task to start", lambda: len(kube.pods(namespace, "chain-1")) >= 2, timeout=30, interval=0.05
     )
     operator.kill()
     # While the operator is down its running task finishes; nothing else may start.
-    jobs_done = lambda: all(job_complete(j) for j in kube.jobs(namespace, "chain-1"))  # noqa: E731
-    wait_for("running task to complete", jobs_done, timeout=30)
-    assert len(kube.jobs(namespace, "chain-1")) == 2
+    pods_done = lambda: all(pod_succeeded(p) for p in kube.pods(namespace, "chain-1"))  # noqa: E731
+    wait_for("running task to complete", pods_done, timeout=30)
+    assert len(kube.pods(namespace, "chain-1")) == 2
     operator.start()
     obj = kube.wait_run(namespace, "chain-1")
     assert obj["status"]["phase"] == "Succeeded"
-    jobs = kube.jobs(namespace, "chain-1")
-    assert sorted(j.metadata.labels["sluice.dev/task"] for j in jobs) == names
+    pods = kube.pods(namespace, "chain-1")
+    assert sorted(p.metadata.labels["sluice.dev/task"] for p in pods) == names
+    # Every outcome recorded, every tracking finalizer released.
+    wait_for(
+        "finalizers released", lambda: all(not p.metadata.finalizers for p in kube.pods(namespace, "chain-1"))
+    )
 
 
-def test_deleting_a_run_deletes_its_jobs_and_pods(
+def test_deleting_a_run_deletes_its_pods_and_releases_their_finalizers(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     kube.apply(
@@ -269,15 +263,10 @@ def test_deleting_a_run_deletes_its_jobs_and_pods(
         pipeline("slow", [task("wait", duration="10m"), task("par", duration="10m")]),
         run("slow-1", "slow"),
     )
-    wait_for(
-        "jobs and pods to exist",
-        lambda: len(kube.jobs(namespace, "slow-1")) == 2 and len(kube.pods(namespace, "slow-1")) == 2,
-    )
+    wait_for("pods to exist", lambda: len(kube.pods(namespace, "slow-1")) == 2)
+    assert all(p.metadata.finalizers == ["sluice.dev/task-outcome"] for p in kube.pods(namespace, "slow-1"))
     kube.kubectl("delete", "pipelinerun", "slow-1", "-n", namespace)
-    wait_for(
-        "jobs and pods to be garbage-collected",
-        lambda: not kube.jobs(namespace, "slow-1") and not kube.pods(namespace, "slow-1"),
-    )
+    wait_for("pods to be garbage-collected", lambda: not kube.pods(namespace, "slow-1"))
 
 
 def test_api_server_rejects_duplicate_task_names(kube: Kube, namespace: str) -> None:
@@ -356,16 +345,16 @@ def test_workspace_claim_is_created_per_run_owned_by_it_and_mounted_in_every_tas
         claim = kube.core.read_namespaced_persistent_volume_claim(claim_name, namespace)
         assert claim.metadata.owner_references[0].uid == obj["metadata"]["uid"]
         assert claim.spec.storage_class_name == storage_class
-        for job in kube.jobs(namespace, "ws-1"):
-            pod = job.spec.template.spec
+        for task_pod in kube.pods(namespace, "ws-1"):
+            pod = task_pod.spec
             assert pod.volumes[0].persistent_volume_claim.claim_name == claim_name
             assert pod.containers[0].volume_mounts[0].mount_path == "/data"
 
         shared = kube.wait_run(namespace, "ws-shared")
         assert shared["status"]["phase"] == "Succeeded"
         assert "workspaceClaimName" not in shared["status"]
-        for job in kube.jobs(namespace, "ws-shared"):
-            assert job.spec.template.spec.volumes[0].empty_dir is not None
+        for task_pod in kube.pods(namespace, "ws-shared"):
+            assert task_pod.spec.volumes[0].empty_dir is not None
     finally:
         kube.kubectl("delete", "pv", f"pv-{namespace}", "--wait=false", check=False)
 

@@ -81,10 +81,10 @@ def test_missed_times_are_caught_up_once_with_deterministic_names(
     )
     for name in expected:
         assert kube.wait_run(namespace, name)["status"]["phase"] == "Succeeded"
-    [job] = kube.jobs(namespace, expected[-1])
+    [pod] = kube.pods(namespace, expected[-1])
     stamp = expected[-1].rsplit("-", 1)[1]
     at = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:10]}:{stamp[10:]}:00Z"
-    assert job.spec.template.spec.containers[0].args == [f"--at={at}", f"--day={at[:10]}", "--t=sales"]
+    assert pod.spec.containers[0].args == [f"--at={at}", f"--day={at[:10]}", "--t=sales"]
     status = pipeline_status(kube, namespace, "nightly")
     assert status["lastScheduleTime"] == at
     assert status["lastRunName"] == expected[-1]

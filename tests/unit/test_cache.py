@@ -1,49 +1,72 @@
 from typing import Any
 
 from sluice.cache import ChildCache
-from sluice.engine.observe import CreatedJob, RefusedCreate
+from sluice.engine.observe import CreatedPod, RefusedCreate
 
 
-def pod(name: str, job: str, version: str, phase: str = "Running") -> dict[str, Any]:
-    labels = {"sluice.dev/run-uid": "u1", "batch.kubernetes.io/job-name": job}
+def pod(name: str, version: str, phase: str = "Running", uid: str = "u1", run: str = "r") -> dict[str, Any]:
+    labels = {"sluice.dev/run-uid": uid, "sluice.dev/run": run}
     return {
-        "metadata": {"name": name, "labels": labels, "resourceVersion": version},
-        "status": {"phase": phase},
+        "metadata": {"name": name, "namespace": "ns", "labels": labels, "resourceVersion": version},
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True"}]},
     }
 
 
-def pods_of(cache: ChildCache, uid: str, job: str) -> list[dict[str, Any]]:
-    return list((cache.pods_by_job(uid).get(job) or {}).values())
+def names(cache: ChildCache, uid: str) -> list[str]:
+    return sorted(p["metadata"]["name"] for p in cache.pods_of(uid))
 
 
-def test_pods_are_read_per_job_and_an_older_event_never_replaces_a_newer_one() -> None:
+def test_pods_are_kept_per_run_and_an_older_event_never_replaces_a_newer_one() -> None:
     cache = ChildCache()
-    assert cache.upsert_pod(pod("a-1", "job-a", "5"))
-    cache.upsert_pod(pod("b-1", "job-b", "6"))
-    assert cache.upsert_pod(pod("a-1", "job-a", "9", "Succeeded"))
-    cache.upsert_pod(pod("a-1", "job-a", "7", "Running"))  # a stale list result
-    assert [p["status"]["phase"] for p in pods_of(cache, "u1", "job-a")] == ["Succeeded"]
-    assert [p["metadata"]["name"] for p in pods_of(cache, "u1", "job-b")] == ["b-1"]
-    assert pods_of(cache, "u1", "job-c") == []
-    assert pods_of(cache, "other", "job-a") == []
+    assert cache.upsert_pod(pod("a-1", "5"))
+    cache.upsert_pod(pod("b-1", "6"))
+    cache.upsert_pod(pod("c-1", "6", uid="u2"))
+    assert cache.upsert_pod(pod("a-1", "9", "Succeeded"))
+    assert not cache.upsert_pod(pod("a-1", "7", "Running"))  # a stale list result
+    assert [p["status"]["phase"] for p in cache.pods_of("u1") if p["metadata"]["name"] == "a-1"] == [
+        "Succeeded"
+    ]
+    assert names(cache, "u1") == ["a-1", "b-1"]
+    assert names(cache, "u2") == ["c-1"]
+    assert cache.pods_of("other") == []
 
 
-def test_an_unchanged_pod_does_not_wake_its_run_and_deleted_pods_are_gone() -> None:
+def test_only_changes_a_pass_reads_need_a_pass_and_conditions_are_trimmed() -> None:
     cache = ChildCache()
-    cache.upsert_pod(pod("a-1", "job-a", "5"))
-    assert not cache.upsert_pod(pod("a-1", "job-a", "6"))
-    cache.delete_pod(pod("a-1", "job-a", "7"))
-    assert pods_of(cache, "u1", "job-a") == []
+    cache.upsert_pod(pod("a-1", "5"))
+    assert not cache.upsert_pod(pod("a-1", "6"))
+    released = pod("a-1", "7")
+    released["metadata"]["finalizers"] = []
+    assert not cache.upsert_pod(released)
+    deleting = pod("a-1", "8")
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-24T10:00:00Z"
+    assert cache.upsert_pod(deleting)
+    assert "conditions" not in cache.pods_of("u1")[0]["status"]
 
 
-def test_created_jobs_count_until_the_watch_shows_them_and_refusals_are_forgotten_with_the_run() -> None:
+def test_a_run_is_dropped_with_its_last_pod_and_found_by_name_until_then() -> None:
     cache = ChildCache()
-    cache.expect("u1", "job-a", "a", 0)
-    cache.expect("u1", "job-b", "b", 1)
-    cache.refuse("u1", RefusedCreate("job-c", "invalid", "2026-11-24T10:00:00Z", "c", 0))
-    cache.upsert_job({"metadata": {"name": "job-a", "labels": {"sluice.dev/run-uid": "u1"}}, "status": {}})
-    assert cache.created_jobs("u1") == [CreatedJob("job-b", "b", 1)]
-    assert [r.name for r in cache.refusals("u1")] == ["job-c"]
+    cache.upsert_pod(pod("a-1", "5"))
+    cache.upsert_pod(pod("b-1", "5"))
+    cache.upsert_pod(pod("old-1", "5", uid="u0"))
+    assert cache.run_uids("ns", "r") == {"u0", "u1"}
+    cache.delete_pod(pod("a-1", "6"))
+    assert names(cache, "u1") == ["b-1"]
+    cache.delete_pod(pod("b-1", "6"))
+    cache.delete_pod(pod("old-1", "6", uid="u0"))
+    assert cache.run_uids("ns", "r") == set()
+    assert len(cache) == 0 and not cache.pods and not cache.uids
+
+
+def test_created_pods_count_until_the_watch_shows_them_and_refusals_are_forgotten_with_the_run() -> None:
+    cache = ChildCache()
+    cache.expect("u1", "pod-a", "a", 0)
+    cache.expect("u1", "pod-b", "b", 1)
+    cache.refuse("u1", RefusedCreate("pod-c", "invalid", "2026-11-24T10:00:00Z", "c", 0))
+    cache.upsert_pod(pod("pod-a", "1"))
+    assert cache.created_pods("u1") == [CreatedPod("pod-b", "b", 1)]
+    assert [r.name for r in cache.refusals("u1")] == ["pod-c"]
     cache.forget_run("u1")
-    assert cache.created_jobs("u1") == []
+    assert cache.created_pods("u1") == []
     assert cache.refusals("u1") == []
+    assert names(cache, "u1") == ["pod-a"]

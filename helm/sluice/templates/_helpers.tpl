@@ -30,22 +30,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The rules for what the operator reconciles: exactly the verbs its code uses. */}}
 {{- define "sluice.reconcileRules" -}}
 - apiGroups: ["sluice.dev"]
-  resources: ["pipelineruns", "pipelines"]
+  resources: ["pipelines"]
   verbs: ["get", "list", "watch"]
+# Schedules create runs and prune their history.
+- apiGroups: ["sluice.dev"]
+  resources: ["pipelineruns"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: ["sluice.dev"]
   resources: ["pipelineruns/status", "pipelines/status"]
   verbs: ["patch"]
-# Jobs carry blockOwnerDeletion on their owning run; clusters enforcing
+# Task pods carry blockOwnerDeletion on their owning run; clusters enforcing
 # OwnerReferencesPermissionEnforcement require this.
 - apiGroups: ["sluice.dev"]
   resources: ["pipelineruns/finalizers"]
   verbs: ["update"]
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["list", "watch", "create"]
+# One pod per task attempt: created, stopped (cancel, timeout), and patched
+# to release the tracking finalizer once the outcome is recorded.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch"]
+  verbs: ["list", "watch", "create", "delete", "patch"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["create"]

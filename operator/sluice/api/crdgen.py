@@ -207,7 +207,7 @@ def pipelinerun_crd() -> dict[str, Any]:
     status = model_schema(api.PipelineRunStatus)
     status["properties"]["pipelineSpec"] = _pipeline_spec_schema()
     schema = _object_schema(spec, status)
-    schema["description"] = "One execution of a Pipeline: one Job per task, in dependency order."
+    schema["description"] = "One execution of a Pipeline: one pod per task attempt, in dependency order."
     columns = [
         _column("Pipeline", ".status.pipelineName"),
         _column("Status", ".status.phase"),

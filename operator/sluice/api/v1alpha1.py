@@ -8,9 +8,9 @@ the API server rejects bad input at ``kubectl apply`` time; what it cannot
 express (cycles, unknown dependencies, parameter binding) is checked by the
 operator and reported in status.
 
-Kubernetes types that Sluice only passes through to the Job (tolerations,
+Kubernetes types that Sluice only passes through to the pod (tolerations,
 security contexts, envFrom sources...) are kept as open objects: the API
-server validates them when the Job is created, and a rejection is reported on
+server validates them when the pod is created, and a rejection is reported on
 the run.
 """
 
@@ -77,7 +77,7 @@ class EnvVar(ApiModel):
     value: str | None = None
     value_from: dict[str, Any] | None = Field(
         default=None,
-        json_schema_extra=open_object("A core/v1 EnvVarSource, passed to the Job as is."),
+        json_schema_extra=open_object("A core/v1 EnvVarSource, passed to the pod as is."),
     )
 
 
@@ -151,7 +151,7 @@ class Backoff(ApiModel):
 
 
 class RetryPolicy(ApiModel):
-    """Re-run a failed task up to ``limit`` more times; each attempt is a new Job."""
+    """Re-run a failed task up to ``limit`` more times; each attempt is a new pod."""
 
     limit: int = Field(ge=0, le=20)
     backoff: Backoff | None = None
@@ -178,7 +178,7 @@ class WhenExpression(ApiModel):
 
 
 class TaskSpec(ApiModel):
-    """One containerised step; it becomes one Kubernetes Job per run."""
+    """One containerised step; each run runs it as one pod per attempt."""
 
     name: str = Field(json_schema_extra=dns_label(TASK_NAME_MAX))
     image: str = Field(min_length=1, max_length=512, pattern=IMAGE_PATTERN)
@@ -204,7 +204,7 @@ class TaskSpec(ApiModel):
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
-        description="Per attempt: the Job's activeDeadlineSeconds; exceeding it fails the attempt.",
+        description="Per attempt: the pod's activeDeadlineSeconds; exceeding it fails the attempt (Timeout).",
     )
 
 
@@ -333,10 +333,10 @@ class PipelineRunSpec(ApiModel):
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
-        description="The whole run; when exceeded its Jobs are stopped and it fails (Timeout).",
+        description="The whole run; when exceeded its pods are stopped and it fails (Timeout).",
     )
     cancelled: bool = Field(
-        default=False, description="Set to true to stop the run's Jobs and end it Cancelled."
+        default=False, description="Set to true to stop the run's pods and end it Cancelled."
     )
     rerun_of: RunRef | None = Field(
         default=None,
@@ -381,8 +381,11 @@ class TaskRunStatus(ApiModel):
 
     name: str
     phase: TaskPhase
-    job_name: str | None = None
-    pod_name: str | None = None
+    job_name: str | None = Field(
+        default=None,
+        description="Deprecated, no longer written: the task's Job when tasks ran as Jobs.",
+    )
+    pod_name: str | None = Field(default=None, description="The pod of the task's latest attempt.")
     start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     exit_code: int | None = None

@@ -184,11 +184,11 @@ def task_verdict(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
 def resolve_task_phases(
     graph: Graph, observed: Mapping[str, str], skipped_by_when: Iterable[str] = ()
 ) -> dict[str, str]:
-    """Every task's phase, given the phases observed from its Job (if any).
+    """Every task's phase, given the phases observed from its pod (if any).
 
-    A task without a Job is Skipped when its trigger rule can no longer be
+    A task without a pod is Skipped when its trigger rule can no longer be
     met or its ``when`` was false, otherwise Pending. Observed phases always
-    win: a Job that exists is the truth. Finally tasks come last.
+    win: a pod that exists is the truth. Finally tasks come last.
     """
     when_false = set(skipped_by_when)
     phases: dict[str, str] = {}

@@ -1,10 +1,10 @@
 """Deterministic, bounded names and label values for the objects a run owns.
 
 Why deterministic: a reconcile may be repeated at any time (operator restart,
-lost response), so creating a Job must be idempotent: the second create of the
-same task's Job hits AlreadyExists instead of starting the task twice. The
-run's UID is part of the hash, so a run deleted and re-created under the same
-name never adopts the old run's lingering Jobs.
+lost response), so creating a task's pod must be idempotent: the second
+create of the same attempt's pod hits AlreadyExists instead of starting the
+task twice. The run's UID is part of the hash, so a run deleted and re-created
+under the same name never adopts the old run's lingering pods.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ def _bounded(prefix: str, suffix: str, limit: int = MAX_NAME) -> str:
     return f"{head}-{suffix}"
 
 
-def job_name(run_name: str, run_uid: str, task: str, attempt: int = 0) -> str:
-    """``<run>-<task>-<hash>``, cut to 63 characters (a valid Job and label value).
+def attempt_name(run_name: str, run_uid: str, task: str, attempt: int = 0) -> str:
+    """The pod of one attempt of one task: ``<run>-<task>-<hash>``, cut to 63
+    characters (a valid pod name and label value).
 
-    Each retry of a task is a new Job: the attempt number joins the hash.
+    Each retry of a task is a new pod: the attempt number joins the hash.
     """
     parts = (run_uid, task) if attempt == 0 else (run_uid, task, str(attempt))
     return _bounded(f"{run_name}-{task}", short_hash(*parts))

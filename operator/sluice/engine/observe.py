@@ -1,35 +1,65 @@
-"""Read a run's tasks off their Jobs and pods (pure, no I/O).
+"""Read a run's tasks off their pods (pure, no I/O).
 
-The Job is the source of truth for success and failure; the pod adds what a
-user needs to debug (pod name, exit code, the termination message, which with
-FallbackToLogsOnError holds the last log lines of a failed container).
+Each task attempt is one pod, so the pod is the whole truth about it: its
+phase, its container's exit code, and its termination message (which, with
+FallbackToLogsOnError, holds a failed container's last log lines, and a
+succeeded container's results).
 
-Two things the cluster cannot show yet are observations too: a Job this
-operator created but has not seen in a watch event (so a pass in that gap
-neither creates it again nor calls its task not started), and a Job the API
-server refused for good (so the next pass fails the task instead of trying
-again).
+What a pod's phase does not say is read from around it:
+
+* a pod past its ``activeDeadlineSeconds`` failed with Timeout even while it
+  still runs (a kubelet enforces the deadline; a lost node cannot, so the
+  operator does, and stops the pod);
+* a pod being deleted is a lost attempt once its grace period is over
+  (node loss leaves such pods behind forever), with the reason the API
+  server gave (DisruptionTarget: preemption, eviction, node loss);
+* a pod this operator created but has not seen in a watch event counts as
+  running (so a pass in that gap neither creates it again nor calls its task
+  not started), and a pod the API server refused for good fails its task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sluice.api import labels
+from sluice.engine.clock import parse_time, rfc3339
 
 MESSAGE_LIMIT = 1024
+TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
 
-SUCCESS_CONDITIONS = ("Complete", "SuccessCriteriaMet")
-FAILURE_CONDITIONS = ("Failed", "FailureTarget")
+# The DisruptionTarget condition's reason -> the task's reason for a lost attempt.
+DISRUPTION_REASONS = {
+    "PreemptionByScheduler": "Preempted",
+    "PreemptionByKubeScheduler": "Preempted",
+    "EvictionByEvictionAPI": "Evicted",
+    "TerminationByKubelet": "Evicted",
+    "DeletionByTaintManager": "NodeLost",
+    "DeletionByPodGC": "NodeLost",
+}
+# A failed pod's own status.reason -> the task's reason.
+POD_FAILURE_REASONS = {
+    "DeadlineExceeded": "Timeout",
+    "Evicted": "Evicted",
+    "Preempting": "Preempted",
+    "NodeLost": "NodeLost",
+    "Shutdown": "NodeShutdown",
+    "Terminated": "NodeShutdown",
+    "NodeShutdown": "NodeShutdown",
+}
+# What a container stopped by its pod's deletion exits with (none, SIGKILL, SIGTERM).
+KILLED_EXIT_CODES = frozenset({None, 137, 143})
 
 
 @dataclass(frozen=True)
 class TaskObservation:
-    job_name: str
+    """One attempt of one task, as its pod shows it."""
+
+    pod_name: str  # "" when no pod was ever created (refused, or failed before starting)
     phase: str  # Running, Succeeded or Failed
-    pod_name: str | None = None
     start_time: str | None = None
     completion_time: str | None = None
     exit_code: int | None = None
@@ -39,20 +69,17 @@ class TaskObservation:
     # A succeeded container's whole termination message (where results live).
     output: str | None = None
     results: tuple[tuple[str, str], ...] | None = None
+    # The pod still runs although the attempt is over (past its deadline): stop it.
+    stop_pod: bool = False
+    # When a running attempt's deadline passes (a pass must look then).
+    deadline: str | None = None
 
 
-def _true_condition(job: Mapping[str, Any], types: Iterable[str]) -> Mapping[str, Any] | None:
-    for condition in job.get("status", {}).get("conditions") or ():
-        if condition.get("type") in types and condition.get("status") == "True":
-            return condition  # type: ignore[no-any-return]
-    return None
-
-
-def _latest_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    ordered = sorted(
-        pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"])
-    )
-    return ordered[-1] if ordered else None
+def truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
+    if not text:
+        return None
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
 
 
 def _terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -63,71 +90,104 @@ def _terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-def truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
-    if not text:
+def _disruption(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for condition in pod.get("status", {}).get("conditions") or ():
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def _deadline(pod: Mapping[str, Any]) -> str | None:
+    """When the attempt's activeDeadlineSeconds runs out, once the pod started."""
+    seconds = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    started = (pod.get("status") or {}).get("startTime")
+    if not seconds or not started:
         return None
-    text = text.strip()
-    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+    return rfc3339(parse_time(started) + timedelta(seconds=int(seconds)))
 
 
-def observe_task(
-    job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], attempt: int = 0
-) -> TaskObservation:
-    """One task's observation from one attempt's Job and that Job's pods."""
-    return replace(_observe(job, pods), attempt=attempt)
+def _lost(pod: Mapping[str, Any], at: str) -> tuple[str, str]:
+    """(reason, message) for an attempt whose pod was deleted before it ended."""
+    disruption = _disruption(pod)
+    if disruption is not None:
+        reason = DISRUPTION_REASONS.get(disruption.get("reason") or "", "Disrupted")
+        detail = disruption.get("message") or disruption.get("reason") or "disrupted"
+        return reason, f"the task's pod was stopped by the cluster: {detail}"
+    return "PodDeleted", f"the task's pod was deleted at {at} before it finished"
 
 
-def _observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> TaskObservation:
-    name = job["metadata"]["name"]
-    status = job.get("status") or {}
-    pod = _latest_pod(pods)
-    pod_name = pod["metadata"]["name"] if pod else None
-    terminated = _terminated_state(pod) if pod else None
-    exit_code = terminated.get("exitCode") if terminated else None
-    pod_message = truncate(terminated.get("message")) if terminated else None
+def observe_pod(pod: Mapping[str, Any], now: str, attempt: int = 0) -> TaskObservation:
+    """One attempt's observation from its pod, at time ``now``."""
+    meta = pod["metadata"]
+    status = pod.get("status") or {}
+    name = meta["name"]
+    phase = status.get("phase")
+    started = status.get("startTime")
+    terminated = _terminated_state(pod) or {}
+    exit_code = terminated.get("exitCode")
+    finished = terminated.get("finishedAt")
+    deadline = _deadline(pod)
+    deleted = meta.get("deletionTimestamp")
 
-    succeeded = _true_condition(job, SUCCESS_CONDITIONS)
-    # A task's Job runs one pod (completions 1, no retries), so its pod
-    # succeeding decides the Job. Acting on the pod saves the Job controller's
-    # status batching (about a second) on every edge of the DAG.
-    pod_succeeded = pod is not None and (pod.get("status") or {}).get("phase") == "Succeeded"
-    if succeeded is not None or (status.get("succeeded") or 0) > 0 or pod_succeeded:
-        finished = (
-            status.get("completionTime")
-            or (succeeded or {}).get("lastTransitionTime")
-            or (terminated or {}).get("finishedAt")
-        )
-        output = (terminated or {}).get("message")
+    if phase == "Succeeded":
+        output = terminated.get("message")
         return TaskObservation(
-            name, "Succeeded", pod_name, status.get("startTime"), finished, exit_code, output=output
+            name, "Succeeded", started, finished or now, exit_code, attempt=attempt, output=output
         )
 
-    failed = _true_condition(job, FAILURE_CONDITIONS)
-    if failed is not None:
-        reason = (terminated or {}).get("reason") or failed.get("reason") or "Failed"
-        message = pod_message or failed.get("message") or "the task's Job failed"
-        deadline = job.get("spec", {}).get("activeDeadlineSeconds")
-        if failed.get("reason") == "DeadlineExceeded":
-            reason = "Timeout"
-            message = f"the task exceeded its timeout of {deadline}s" if deadline else "the task timed out"
+    timed_out = deadline is not None and parse_time(now) >= parse_time(deadline)
+    if phase == "Failed" or timed_out or (deleted and parse_time(now) >= parse_time(deleted)):
+        return _failed(pod, now, attempt, deadline, timed_out and phase != "Failed")
+    return TaskObservation(name, "Running", started, attempt=attempt, deadline=deadline)
+
+
+def _failed(
+    pod: Mapping[str, Any], now: str, attempt: int, deadline: str | None, still_running: bool
+) -> TaskObservation:
+    """A failed attempt, with the most specific reason the pod gives."""
+    meta = pod["metadata"]
+    status = pod.get("status") or {}
+    terminated = _terminated_state(pod) or {}
+    exit_code = terminated.get("exitCode")
+    finished = terminated.get("finishedAt") or meta.get("deletionTimestamp") or now
+    pod_reason = status.get("reason") or ""
+    seconds = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    message: str | None
+    if (
+        still_running
+        or pod_reason == "DeadlineExceeded"
+        or (deadline is not None and meta.get("deletionTimestamp") and finished >= deadline)
+    ):
+        reason, message = "Timeout", f"the task exceeded its timeout of {seconds}s"
+        finished = min(finished, deadline) if deadline else finished
+        exit_code = None
+    elif _disruption(pod) is not None or (meta.get("deletionTimestamp") and exit_code in KILLED_EXIT_CODES):
+        reason, message = _lost(pod, meta.get("deletionTimestamp") or finished)
+        exit_code = None
+    elif pod_reason:
+        reason = POD_FAILURE_REASONS.get(pod_reason, pod_reason)
+        message = status.get("message") or pod_reason
+    else:
+        reason = terminated.get("reason") or "Failed"
+        message = truncate(terminated.get("message")) or "the task's container failed"
         if exit_code is not None and exit_code != 0:
             message = f"exit code {exit_code}: {message}"
-        return TaskObservation(
-            name,
-            "Failed",
-            pod_name,
-            status.get("startTime"),
-            failed.get("lastTransitionTime"),
-            exit_code,
-            reason,
-            truncate(message),
-        )
-    return TaskObservation(name, "Running", pod_name, status.get("startTime"))
+    return TaskObservation(
+        meta["name"],
+        "Failed",
+        status.get("startTime"),
+        finished,
+        exit_code,
+        reason,
+        truncate(message),
+        attempt=attempt,
+        stop_pod=still_running and not meta.get("deletionTimestamp"),
+    )
 
 
 @dataclass(frozen=True)
-class CreatedJob:
-    """A Job this operator created that no watch event has shown yet."""
+class CreatedPod:
+    """A pod this operator created that no watch event has shown yet."""
 
     name: str
     task: str
@@ -145,38 +205,48 @@ class RefusedCreate:
     attempt: int = 0
 
 
-def refused_job(refusal: RefusedCreate) -> TaskObservation:
+def refused_pod(refusal: RefusedCreate) -> TaskObservation:
     return TaskObservation(
-        refusal.name,
+        "",
         "Failed",
-        reason="JobRejected",
-        message=truncate(f"the API server rejected the task's Job: {refusal.message}"),
+        reason="PodRejected",
+        message=truncate(f"the API server rejected the task's pod: {refusal.message}"),
         completion_time=refusal.at,
         attempt=refusal.attempt,
     )
 
 
+def pod_attempt(pod: Mapping[str, Any]) -> tuple[str | None, int]:
+    """(task, attempt) from a task pod's labels."""
+    pod_labels = pod["metadata"].get("labels") or {}
+    try:
+        attempt = int(pod_labels.get(labels.ATTEMPT) or 0)
+    except ValueError:
+        attempt = 0
+    return pod_labels.get(labels.TASK), attempt
+
+
 def observe_tasks(
     tasks: Collection[str],
-    jobs: Iterable[Mapping[str, Any]],
-    pods_by_job: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    created: Iterable[CreatedJob] = (),
+    pods: Iterable[Mapping[str, Any]],
+    now: str,
+    created: Iterable[CreatedPod] = (),
     refused: Iterable[RefusedCreate] = (),
 ) -> dict[str, TaskObservation]:
-    """Each task's latest attempt: from its newest Job (and that Job's pods),
-    unless a newer attempt was just created or refused.
+    """Each task's latest attempt: from its newest pod, unless a newer
+    attempt was just created or refused.
     """
     latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
-    for job in jobs:
-        job_labels = job["metadata"].get("labels") or {}
-        name: str | None = job_labels.get(labels.TASK)
-        attempt = int(job_labels.get(labels.ATTEMPT) or 0)
-        if name is not None and name in tasks and (name not in latest or attempt > latest[name][0]):
-            latest[name] = (attempt, job)
-    observed = {
-        task: observe_task(job, (pods_by_job.get(job["metadata"]["name"]) or {}).values(), attempt)
-        for task, (attempt, job) in latest.items()
-    }
+    for pod in pods:
+        name, attempt = pod_attempt(pod)
+        if name is None or name not in tasks:
+            continue
+        held = latest.get(name)
+        # Two pods of one attempt only come from a Job of an older Sluice:
+        # the newest one speaks for it.
+        if held is None or (attempt, _created(pod)) > (held[0], _created(held[1])):
+            latest[name] = (attempt, pod)
+    observed = {task: observe_pod(pod, now, attempt) for task, (attempt, pod) in latest.items()}
     for new in created:
         if new.task in tasks and (new.task not in observed or observed[new.task].attempt < new.attempt):
             observed[new.task] = TaskObservation(new.name, "Running", attempt=new.attempt)
@@ -187,5 +257,30 @@ def observe_tasks(
             and task in tasks
             and (task not in observed or observed[task].attempt <= refusal.attempt)
         ):
-            observed[task] = refused_job(refusal)
+            observed[task] = refused_pod(refusal)
     return observed
+
+
+def _created(pod: Mapping[str, Any]) -> str:
+    return str(pod["metadata"].get("creationTimestamp") or "")
+
+
+@dataclass(frozen=True)
+class TrackedPod:
+    """A task pod that still carries the tracking finalizer."""
+
+    name: str
+    task: str
+    attempt: int
+    ended: bool  # terminal, or being deleted: nothing more will happen to it
+
+
+def tracked_pod(pod: Mapping[str, Any], finalizer: str) -> TrackedPod | None:
+    """The pod as the finalizer bookkeeping sees it, if it holds ``finalizer``."""
+    meta = pod["metadata"]
+    if finalizer not in (meta.get("finalizers") or ()):
+        return None
+    task, attempt = pod_attempt(pod)
+    phase = (pod.get("status") or {}).get("phase")
+    ended = phase in TERMINAL_POD_PHASES or bool(meta.get("deletionTimestamp"))
+    return TrackedPod(meta["name"], task or "", attempt, ended)

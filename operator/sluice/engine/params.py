@@ -1,6 +1,6 @@
 """Parameter binding and ``$(...)`` substitution.
 
-Why check every reference before the first Job exists: a typo in
+Why check every reference before the first pod exists: a typo in
 ``$(params.dat)`` should fail the run at once with the name in the message,
 not surface as a literal ``$(params.dat)`` argument deep inside a task.
 """

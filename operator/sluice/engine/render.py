@@ -1,4 +1,13 @@
-"""Render a task into the Kubernetes Job that runs it (pure, no I/O)."""
+"""Render one attempt of a task into the pod that runs it (pure, no I/O).
+
+Why a bare pod and not a Job: the Job controller is a second hop on every
+edge of the DAG (its own watch, queue and status batching), and Sluice
+already decides retries itself. What the Job gave for free is explicit here:
+the run owns the pod (garbage collection), ``activeDeadlineSeconds`` bounds
+an attempt, and a tracking finalizer keeps the pod until the run's status
+has recorded its outcome, so no exit code or result is lost to a pod
+deleted early (by hand, by eviction, by the pod GC).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +16,17 @@ from typing import Any
 
 from sluice.api import labels
 from sluice.api.v1alpha1 import API_VERSION, EnvVar, PipelineSpec, PodDefaults, TaskSpec
-from sluice.engine.naming import claim_name, job_name, label_value
+from sluice.engine.naming import attempt_name, claim_name, label_value
 from sluice.engine.params import substitute
 
 CONTAINER_NAME = "task"
+# Held on every task pod until the run's status records the attempt's outcome.
+TRACKING_FINALIZER = "sluice.dev/task-outcome"
 
 
 @dataclass(frozen=True)
 class RunIdentity:
-    """What a Job needs to know about the run that owns it."""
+    """What a task's pod needs to know about the run that owns it."""
 
     namespace: str
     name: str
@@ -100,7 +111,7 @@ def _workspace_volume(
     return {"name": WORKSPACE_VOLUME, **source}, {"name": WORKSPACE_VOLUME, "mountPath": workspace.mount_path}
 
 
-def render_job(
+def render_pod(
     run: RunIdentity,
     spec: PipelineSpec,
     task: TaskSpec,
@@ -108,8 +119,13 @@ def render_job(
     attempt: int = 0,
     claim: str | None = None,
 ) -> dict[str, Any]:
-    """The Job manifest for one attempt of one task of one run (``claim``: a
-    workspace claim other than the run's own, as a rerun reuses its source's).
+    """The pod for one attempt of one task of one run (``claim``: a workspace
+    claim other than the run's own, as a rerun reuses its source's).
+
+    The user's labels and annotations (pipeline defaults, then the task's)
+    pass through, so admission systems keyed on them (Kueue's queue-name
+    label, cost allocation, service meshes) see task pods as usual; Sluice's
+    own labels win on a clash because the operator finds its pods by them.
     """
     defaults = spec.defaults
     scope = {**variables, "context.task.name": task.name}
@@ -148,9 +164,12 @@ def render_job(
     if workspace is not None:
         container["volumeMounts"] = [workspace[1]]
     pod_spec: dict[str, Any] = {
+        # Retries are Sluice's business (per-task policy, one pod per attempt).
         "restartPolicy": "Never",
         "containers": [_drop_none(container)],
     }
+    if task.timeout_seconds:
+        pod_spec["activeDeadlineSeconds"] = task.timeout_seconds
     if workspace is not None:
         pod_spec["volumes"] = [workspace[0]]
     if defaults is not None:
@@ -168,23 +187,19 @@ def render_job(
             )
         )
     return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(run.name, run.uid, task.name, attempt),
-            "namespace": run.namespace,
-            "labels": own_labels,
-            "ownerReferences": [owner_reference(run)],
-        },
-        "spec": {
-            # Retries are Sluice's business (per-task policy, one Job per attempt).
-            "backoffLimit": 0,
-            **({"activeDeadlineSeconds": task.timeout_seconds} if task.timeout_seconds else {}),
-            "template": {
-                "metadata": _drop_none({"labels": pod_labels, "annotations": pod_annotations or None}),
-                "spec": pod_spec,
-            },
-        },
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _drop_none(
+            {
+                "name": attempt_name(run.name, run.uid, task.name, attempt),
+                "namespace": run.namespace,
+                "labels": pod_labels,
+                "annotations": pod_annotations or None,
+                "ownerReferences": [owner_reference(run)],
+                "finalizers": [TRACKING_FINALIZER],
+            }
+        ),
+        "spec": pod_spec,
     }
 
 

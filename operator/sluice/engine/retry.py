@@ -1,6 +1,6 @@
 """Retry decisions for failed task attempts (pure, no I/O).
 
-Each attempt is its own Job, so a retry is "create the Job of attempt n+1
+Each attempt is its own pod, so a retry is "create the pod of attempt n+1
 once its backoff has passed": the wait is computed from the failed attempt's
 completion time, and survives operator restarts.
 """
@@ -23,9 +23,9 @@ def backoff_seconds(backoff: Backoff | None, retry_number: int) -> float:
 
 
 # Failures that another attempt would only repeat: the API server refused the
-# task's Job, a result it reads was never written, or its own results broke a
+# task's pod, a result it reads was never written, or its own results broke a
 # size limit. These end the task whatever its retry policy.
-FINAL_FAILURE_REASONS = frozenset({"JobRejected", "MissingResult", "ResultTooLarge"})
+FINAL_FAILURE_REASONS = frozenset({"PodRejected", "MissingResult", "ResultTooLarge"})
 
 
 @dataclass(frozen=True)

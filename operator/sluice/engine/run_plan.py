@@ -1,6 +1,6 @@
 """The heart of a run's reconcile pass: ``plan_run(facts) -> RunPlan`` (pure).
 
-The reconciler observes (the run, its tasks' Jobs and pods from the cache,
+The reconciler observes (the run, its tasks' pods from the cache,
 and before the first task whatever the run names), calls ``plan_run`` once,
 carries out the plan, writes the status the plan computed and posts its
 Events. Every decision is here, with no I/O and no mutation of the facts, so
@@ -11,10 +11,13 @@ A run's life has two halves:
 
 * before its spec snapshot is recorded: resolve what it executes, wait for
   its Pipeline or a concurrency slot, or fail it; once admitted the plan's
-  only act is to record the snapshot (``replan``), so no Job can exist for a
+  only act is to record the snapshot (``replan``), so no pod can exist for a
   spec the status does not hold;
 * after: stop it (cancelled, timed out), or start what is ready, retry what
   failed, skip what ``when`` or the trigger rules rule out, and report.
+
+Whatever the half, a plan also names the task pods whose tracking finalizer
+may go: those whose outcome the status it writes has recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sluice.api import labels
 from sluice.api.v1alpha1 import (
     FAILED_TASK_PHASES,
     FINISHED_RUN_PHASES,
+    RECORDED_TASK_PHASES,
     ParamValue,
     PipelineRunSpec,
     PipelineRunStatus,
@@ -37,9 +41,9 @@ from sluice.engine.announce import Announcement, normal, warning
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelism
-from sluice.engine.observe import TaskObservation, truncate
+from sluice.engine.observe import TaskObservation, TrackedPod, truncate
 from sluice.engine.params import references
-from sluice.engine.render import RunIdentity, render_job, workspace_claim
+from sluice.engine.render import RunIdentity, render_pod, workspace_claim
 from sluice.engine.results import declared_results
 from sluice.engine.retry import next_retry
 from sluice.engine.run_source import INLINE, Fetched, NotYet, Refused, RunSource, resolve_source
@@ -66,14 +70,18 @@ class RunFacts:
     generation: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
-    # Each task's latest attempt (from its Job and pods), once the run started.
+    # Each task's latest attempt (from its pod), once the run started.
     tasks: Mapping[str, TaskObservation] = field(default_factory=dict)
+    # The run's pods that still hold the tracking finalizer.
+    tracked: tuple[TrackedPod, ...] = ()
+    # Pods left by an earlier run of the same name (deleted, then re-created).
+    orphans: tuple[str, ...] = ()
     # Before the snapshot: the object ``source_to_fetch`` named, as read.
     source: Fetched | None = None
     # Before the snapshot, when the pipeline limits concurrent runs: the
     # namespace's runs. Required then (see ``admission_scope``).
     peers: tuple[PeerRun, ...] | None = None
-    # Tasks whose Job create the API server refused for now (quota, rate
+    # Tasks whose pod create the API server refused for now (quota, rate
     # limit): they stay Pending this pass and are tried again later.
     held: frozenset[str] = frozenset()
     # The API server's message refusing the run's workspace claim for good.
@@ -81,27 +89,30 @@ class RunFacts:
 
 
 @dataclass(frozen=True)
-class JobStart:
+class PodStart:
     task: str
     attempt: int
-    job: dict[str, Any]
+    pod: dict[str, Any]
 
     @property
     def name(self) -> str:
-        name: str = self.job["metadata"]["name"]
+        name: str = self.pod["metadata"]["name"]
         return name
 
 
 @dataclass(frozen=True)
 class RunPlan:
     """What one pass does, in this order: delete ``stops``, create ``claim``
-    then ``starts``, write ``status``, post ``events``.
+    then ``starts``, write ``status``, then release the finalizers of
+    ``release`` and post ``events``.
     """
 
     status: PipelineRunStatus | None = None  # None: the stored status is already right
-    stops: tuple[str, ...] = ()  # Jobs to delete
-    claim: dict[str, Any] | None = None  # the run's workspace claim, before any Job
-    starts: tuple[JobStart, ...] = ()
+    stops: tuple[str, ...] = ()  # pods to delete
+    claim: dict[str, Any] | None = None  # the run's workspace claim, before any pod
+    starts: tuple[PodStart, ...] = ()
+    # Pods whose outcome ``status`` (or the stored one) records: drop their finalizer.
+    release: tuple[str, ...] = ()
     events: tuple[Announcement, ...] = ()
     wake_after: float | None = None  # seconds until the run needs another pass
     # Wake the run when this Pipeline appears, or when one of its runs frees a slot.
@@ -113,10 +124,49 @@ class RunPlan:
 
 def plan_run(facts: RunFacts) -> RunPlan:
     if facts.status.finished:
-        return RunPlan()
-    if not facts.status.started:
-        return _plan_start(facts)
-    return _plan_progress(facts)
+        plan = RunPlan()
+    elif not facts.status.started:
+        plan = _plan_start(facts)
+    else:
+        plan = _plan_progress(facts)
+    recorded = plan.status if plan.status is not None else facts.status
+    return replace(plan, release=facts.orphans + releasable(recorded, facts.tracked))
+
+
+def releasable(status: PipelineRunStatus, tracked: tuple[TrackedPod, ...]) -> tuple[str, ...]:
+    """The ended pods whose attempt ``status`` has recorded for good: a later
+    attempt of their task, or their own attempt in a final phase (with its
+    exit code, message and results). A finished run records all it ever will.
+    A failed attempt waiting for its retry keeps its pod: the retry is
+    computed from that pod.
+    """
+    entries = {entry.name: entry for entry in status.tasks or ()}
+    release = []
+    for pod in tracked:
+        if not pod.ended:
+            continue
+        entry = entries.get(pod.task)
+        recorded = (entry.attempts or 1) - 1 if entry is not None else -1
+        if (
+            status.finished
+            or recorded > pod.attempt
+            or (
+                recorded == pod.attempt
+                and entry is not None
+                and entry.phase in RECORDED_TASK_PHASES
+                and entry.reason != "Retrying"
+            )
+        ):
+            release.append(pod.name)
+    return tuple(release)
+
+
+def plan_gone(tracked: tuple[TrackedPod, ...]) -> tuple[str, ...]:
+    """The pods to release when their run no longer exists: all of them,
+    since there is no status left to record anything in (the garbage
+    collector is deleting them).
+    """
+    return tuple(pod.name for pod in tracked)
 
 
 def admission_scope(facts: RunFacts) -> tuple[str, int] | None:
@@ -237,13 +287,20 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     assert spec is not None
     graph = build_graph(spec)
     tasks = {task.name: task for task in [*spec.tasks, *(spec.finally_ or ())]}
-    observed = dict(facts.tasks)
+    observed = lost_attempts(status, dict(facts.tasks), now)
     stop = stop_reason(facts.spec, status, now)
     if stop is not None:
         return _stop(facts, graph, observed, stop)
     if facts.claim_refused is not None:
         return _refuse(facts, Refused("InvalidWorkspace", f"workspace claim rejected: {facts.claim_refused}"))
+    overdue = tuple(obs.pod_name for obs in observed.values() if obs.stop_pod)
+    deadlines = [
+        (parse_time(obs.deadline) - parse_time(now)).total_seconds()
+        for obs in observed.values()
+        if obs.phase == "Running" and obs.deadline
+    ]
     observed, retries_due, wakes = plan_retries(tasks, observed, now)
+    wakes += deadlines
     observed = collect_results(tasks, observed)
     identity = RunIdentity(facts.namespace, facts.name, facts.uid, status.pipeline_name or INLINE)
     base = run_variables(identity, status, facts.annotations, facts.created)
@@ -257,12 +314,12 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     claim = workspace_claim(identity, spec) if starts and not claim_name else None
     if claim is not None:
         claim_name = claim["metadata"]["name"]
-    jobs = tuple(
-        JobStart(name, attempt, render_job(identity, spec, tasks[name], variables, attempt, claim_name))
+    pods = tuple(
+        PodStart(name, attempt, render_pod(identity, spec, tasks[name], variables, attempt, claim_name))
         for name, attempt in starts
     )
-    for job in jobs:
-        observed[job.task] = TaskObservation(job.name, "Running", attempt=job.attempt)
+    for pod in pods:
+        observed[pod.task] = TaskObservation(pod.name, "Running", attempt=pod.attempt)
 
     base_status = status.model_copy(update={"workspace_claim_name": claim_name})
     new_status = compute_status(base_status, graph, observed, now, skipped)
@@ -274,8 +331,9 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     changed = _changed(status, new_status)
     return RunPlan(
         status=changed,
+        stops=overdue,
         claim=claim,
-        starts=jobs,
+        starts=pods,
         events=announcements(status, new_status) if changed is not None else (),
         wake_after=min(wakes) + WAKE_MARGIN_SECONDS if wakes and not finished else None,
         finished=new_status.phase if finished and status.phase != new_status.phase else None,
@@ -285,9 +343,9 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
 def _stop(
     facts: RunFacts, graph: Graph, observed: Mapping[str, TaskObservation], stop: tuple[str, str, str]
 ) -> RunPlan:
-    """Delete the run's unfinished Jobs (their pods go with them), then end it."""
+    """Delete the run's unfinished pods, then end it."""
     phase, reason, message = stop
-    active = tuple(obs.job_name for obs in observed.values() if obs.phase == "Running")
+    active = tuple(obs.pod_name for obs in observed.values() if obs.phase == "Running" and obs.pod_name)
     final = stopped_status(facts.status, graph, observed, phase, reason, message, facts.now)
     return RunPlan(
         status=final,
@@ -321,6 +379,29 @@ def timeout_wake(spec: PipelineRunSpec | None, status: PipelineRunStatus, now: s
         return None
     elapsed = (parse_time(now) - parse_time(status.start_time)).total_seconds()
     return max(0.0, spec.timeout_seconds - elapsed)
+
+
+def lost_attempts(
+    status: PipelineRunStatus, observed: dict[str, TaskObservation], now: str
+) -> dict[str, TaskObservation]:
+    """Tasks the status shows running on a pod that no longer exists (its
+    finalizer removed by hand, then deleted): the attempt is lost, and
+    counts as a failed one (PodLost) rather than silently starting over.
+    """
+    result = dict(observed)
+    for entry in status.tasks or ():
+        if entry.name in observed or entry.phase != "Running" or not entry.pod_name:
+            continue
+        result[entry.name] = TaskObservation(
+            entry.pod_name,
+            "Failed",
+            entry.start_time,
+            now,
+            reason="PodLost",
+            message=f"the task's pod {entry.pod_name} disappeared before its outcome was recorded",
+            attempt=(entry.attempts or 1) - 1,
+        )
+    return result
 
 
 def plan_retries(
@@ -464,8 +545,8 @@ def announcements(old: PipelineRunStatus, new: PipelineRunStatus) -> tuple[Annou
 
 
 def create_failed(task: str, error: str) -> Announcement:
-    """What to tell the user when a task's Job could not be created for now."""
-    return warning("JobCreateFailed", f'could not create the Job of task "{task}": {error}')
+    """What to tell the user when a task's pod could not be created for now."""
+    return warning("PodCreateFailed", f'could not create the pod of task "{task}": {error}')
 
 
 def _changed(old: PipelineRunStatus, new: PipelineRunStatus) -> PipelineRunStatus | None:

@@ -2,7 +2,7 @@
 
 The same observations always give the same status, so a reconcile that saw
 nothing new writes nothing: no status churn, no self-triggered loops.
-Timestamps come from the Jobs or from the previous status, never from "now",
+Timestamps come from the pods or from the previous status, never from "now",
 except for the first time a transition is seen.
 """
 
@@ -59,7 +59,7 @@ def task_statuses(
 ) -> tuple[dict[str, str], list[TaskRunStatus]]:
     """Phases and status entries for every task, in declaration order.
 
-    A task whose Job vanished (deleted by hand, or by a TTL) keeps the
+    A task whose pod vanished (deleted by hand, or by a TTL) keeps the
     terminal phase the previous status recorded: status is the run's memory.
     """
     observed_phases = {name: obs.phase for name, obs in observed.items()}
@@ -77,8 +77,7 @@ def task_statuses(
                 TaskRunStatus(
                     name=name,
                     phase=obs.phase,
-                    job_name=obs.job_name,
-                    pod_name=obs.pod_name,
+                    pod_name=obs.pod_name or None,
                     start_time=obs.start_time,
                     completion_time=obs.completion_time,
                     exit_code=obs.exit_code if obs.phase == "Failed" else None,

@@ -1,15 +1,18 @@
 """The PipelineRun reconciler: observe → plan → act → write → announce.
 
 Level-based: each pass starts from the run as stored in the API server and
-the Jobs in the cache, never from "what happened last time", so the operator
-can be killed at any moment. Two facts make that safe:
+the pods in the cache, never from "what happened last time", so the operator
+can be killed at any moment. Three facts make that safe:
 
-* Job names are deterministic (see engine/naming.py): creating a Job that
-  already exists is a no-op, so no task runs twice.
-* The spec snapshot is written to status *before* the first Job is created
+* Pod names are deterministic (see engine/naming.py): creating a pod that
+  already exists is a no-op, so no task attempt runs twice.
+* The spec snapshot is written to status *before* the first pod is created
   (the plan's ``replan``), and status writes carry the resourceVersion they
   were computed from, so a stale pass fails with a conflict instead of
   overwriting newer truth.
+* Each task pod holds a finalizer that is released only after a status
+  write recording its outcome succeeded, so a pod deleted early (by hand, by
+  eviction, by the pod GC) still tells its outcome to the next pass.
 
 Every decision is made by ``engine.run_plan.plan_run``; this module only
 reads, carries the plan out and reports. When carrying it out changes the
@@ -34,11 +37,21 @@ from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus
 from sluice.cache import ChildCache
 from sluice.engine.admission import PeerRun, peer_run
 from sluice.engine.clock import now_rfc3339
-from sluice.engine.observe import RefusedCreate, observe_tasks
-from sluice.engine.run_plan import JobStart, RunFacts, RunPlan, admission_scope, create_failed, plan_run
+from sluice.engine.naming import label_value
+from sluice.engine.observe import RefusedCreate, TrackedPod, observe_tasks, tracked_pod
+from sluice.engine.render import TRACKING_FINALIZER
+from sluice.engine.run_plan import (
+    PodStart,
+    RunFacts,
+    RunPlan,
+    admission_scope,
+    create_failed,
+    plan_gone,
+    plan_run,
+)
 from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, validation_message
 from sluice.events import EventRecorder
-from sluice.kube import ApiError, KubeClient, claims_path, jobs_path, pipeline_path, run_path
+from sluice.kube import ApiError, KubeClient, claims_path, pipeline_path, pods_path, run_path
 from sluice.reconcilers.keys import RunKey, Waiters
 from sluice.settings import Settings
 
@@ -58,7 +71,7 @@ class ActOutcome:
     """How carrying out a plan's creates went, where it differed from the plan."""
 
     refused: bool = False  # something was refused for good (recorded in the cache)
-    # (task, error) for each Job that could not be created for now.
+    # (task, error) for each pod that could not be created for now.
     errors: list[tuple[str, BaseException]] = field(default_factory=list)
 
     @property
@@ -89,11 +102,24 @@ class RunReconciler:
         self.waiting_for_pipeline = Waiters()
         self.waiting_for_slot = Waiters()
         self.admission_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # The resourceVersion of the last status this reconciler wrote, per run.
+        self.written: dict[RunKey, str] = {}
+
+    def wrote(self, key: RunKey, resource_version: str) -> bool:
+        """Whether this version of the run is the one our last status write made."""
+        return bool(resource_version) and self.written.get(key) == resource_version
+
+    def forget(self, key: RunKey) -> None:
+        self.written.pop(key, None)
 
     async def reconcile(self, key: RunKey) -> float | None:
         """One pass over one run; returns seconds until it wants another pass."""
         run = await self.client.get_optional(run_path(key.namespace, key.name))
         if run is None:
+            # Its pods are being garbage-collected: nothing is left to record.
+            uids = self.cache.run_uids(key.namespace, label_value(key.name))
+            gone = [pod for uid in uids for pod in self._tracked(uid)]
+            await self._release(key.namespace, plan_gone(tuple(gone)))
             return None
         held: frozenset[str] = frozenset()
         create_errors: list[tuple[str, BaseException]] = []
@@ -115,6 +141,7 @@ class RunReconciler:
                     create_errors += outcome.errors
                     continue
                 run = await self._write_status(run, plan.status)
+            await self._release(key.namespace, plan.release)
             await self._announce(run, plan)
             last_run_of = plan.record_last_run or last_run_of
             if not plan.replan:
@@ -124,13 +151,13 @@ class RunReconciler:
             # Refusals are remembered in the cache, so the next pass converges.
             log.warning("run %s: the facts kept changing during one pass; looking again", key)
         if last_run_of is not None:
-            # Off the latency path: after the run's first Jobs exist.
+            # Off the latency path: after the run's first pods exist.
             await self._record_last_run(key.namespace, last_run_of, key.name)
         if create_errors:
             # Quota, rate limits, a webhook down: worth retrying (the worker
             # backs off), and worth telling the user, who would otherwise see
             # a task Pending with no reason.
-            metrics.JOB_CREATE_ERRORS.inc(len(create_errors))
+            metrics.POD_CREATE_ERRORS.inc(len(create_errors))
             task, error = create_errors[0]
             await self.events.announce(run, create_failed(task, str(error)))
             raise error
@@ -139,9 +166,9 @@ class RunReconciler:
     # --- observe ----------------------------------------------------------------------
 
     async def _observe(self, run: dict[str, Any], held: frozenset[str]) -> RunFacts:
-        """The facts of one round: the run as stored, and then either what a
-        run that has not started names (read afresh: it may change meanwhile)
-        or each task's latest attempt from the cache.
+        """The facts of one round: the run as stored and its tracked pods, and
+        then either what a run that has not started names (read afresh: it
+        may change meanwhile) or each task's latest attempt from the cache.
         """
         meta = run["metadata"]
         status = PipelineRunStatus.model_validate(run.get("status") or {})
@@ -165,6 +192,8 @@ class RunReconciler:
             labels=meta.get("labels") or {},
             annotations=meta.get("annotations") or {},
             held=held,
+            tracked=self._tracked(meta["uid"]),
+            orphans=self._orphans(meta["namespace"], meta["name"], meta["uid"]),
         )
         if status.finished:
             return facts
@@ -178,13 +207,22 @@ class RunReconciler:
             facts,
             tasks=observe_tasks(
                 names,
-                self.cache.jobs_of(facts.uid),
-                self.cache.pods_by_job(facts.uid),
-                self.cache.created_jobs(facts.uid),
+                self.cache.pods_of(facts.uid),
+                facts.now,
+                self.cache.created_pods(facts.uid),
                 refusals,
             ),
             claim_refused=next((r.message for r in refusals if r.task is None), None),
         )
+
+    def _tracked(self, uid: str) -> tuple[TrackedPod, ...]:
+        pods = (tracked_pod(pod, TRACKING_FINALIZER) for pod in self.cache.pods_of(uid))
+        return tuple(pod for pod in pods if pod is not None)
+
+    def _orphans(self, namespace: str, name: str, uid: str) -> tuple[str, ...]:
+        """Tracked pods of an earlier run that had this name."""
+        others = self.cache.run_uids(namespace, label_value(name)) - {uid}
+        return plan_gone(tuple(pod for other in others for pod in self._tracked(other)))
 
     async def _fetch(self, namespace: str, target: SourceRef) -> Fetched:
         path = (
@@ -216,12 +254,12 @@ class RunReconciler:
         waiters.wait(key.namespace, pipeline, key)
 
     async def _act(self, facts: RunFacts, plan: RunPlan) -> ActOutcome:
-        """Delete, then create the claim, then the Jobs (concurrently)."""
+        """Delete, then create the claim, then the pods (concurrently)."""
         outcome = ActOutcome()
         if plan.stops:
             await asyncio.gather(
                 *(
-                    self.client.delete(jobs_path(facts.namespace, name), missing_ok=True)
+                    self.client.delete(pods_path(facts.namespace, name), missing_ok=True)
                     for name in plan.stops
                 )
             )
@@ -229,7 +267,7 @@ class RunReconciler:
             outcome.refused = True
             return outcome
         results = await asyncio.gather(
-            *(self._create_job(facts, start) for start in plan.starts), return_exceptions=True
+            *(self._create_pod(facts, start) for start in plan.starts), return_exceptions=True
         )
         for start, result in zip(plan.starts, results, strict=True):
             if isinstance(result, BaseException):
@@ -251,10 +289,10 @@ class RunReconciler:
                 raise
         return True
 
-    async def _create_job(self, facts: RunFacts, start: JobStart) -> bool:
-        """Create one attempt's Job; False if it was refused for good."""
+    async def _create_pod(self, facts: RunFacts, start: PodStart) -> bool:
+        """Create one attempt's pod; False if it was refused for good."""
         try:
-            await self.client.create(jobs_path(facts.namespace), start.job)
+            await self.client.create(pods_path(facts.namespace), start.pod)
         except ApiError as error:
             if error.status in PERMANENT_CREATE_ERRORS:
                 refusal = RefusedCreate(start.name, error.message, self.clock(), start.task, start.attempt)
@@ -263,9 +301,19 @@ class RunReconciler:
             if not error.already_exists:
                 raise
         else:
-            metrics.JOBS_CREATED.inc()
+            metrics.PODS_CREATED.inc()
         self.cache.expect(facts.uid, start.name, start.task, start.attempt)
         return True
+
+    async def _release(self, namespace: str, pods: tuple[str, ...]) -> None:
+        """Drop the tracking finalizer of pods whose outcome is recorded."""
+        if pods:
+            await asyncio.gather(
+                *(
+                    self.client.remove_finalizer(pods_path(namespace, name), TRACKING_FINALIZER)
+                    for name in pods
+                )
+            )
 
     # --- write and announce ----------------------------------------------------------
 
@@ -275,7 +323,9 @@ class RunReconciler:
             return run
         meta = run["metadata"]
         body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status.to_api()}
-        return await self.client.merge_patch(run_path(meta["namespace"], meta["name"], "status"), body)
+        written = await self.client.merge_patch(run_path(meta["namespace"], meta["name"], "status"), body)
+        self.written[RunKey(meta["namespace"], meta["name"])] = written["metadata"]["resourceVersion"]
+        return written
 
     async def _announce(self, run: dict[str, Any], plan: RunPlan) -> None:
         if plan.finished is not None:

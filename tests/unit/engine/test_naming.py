@@ -1,18 +1,18 @@
 from datetime import UTC, datetime
 
-from sluice.engine.naming import job_name, label_value, scheduled_run_name
+from sluice.engine.naming import attempt_name, label_value, scheduled_run_name
 
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-def test_job_names_are_deterministic_bounded_and_distinct() -> None:
-    assert job_name("r", "u1", "extract") == job_name("r", "u1", "extract")
-    assert job_name("r", "u1", "extract") != job_name("r", "u2", "extract")
+def test_attempt_names_are_deterministic_bounded_and_distinct() -> None:
+    assert attempt_name("r", "u1", "extract") == attempt_name("r", "u1", "extract")
+    assert attempt_name("r", "u1", "extract") != attempt_name("r", "u2", "extract")
     # "a-b"+"c" and "a"+"b-c" read alike but must not collide.
-    assert job_name("a-b", "u", "c") != job_name("a", "u", "b-c")
-    long = job_name("r" * 63, "u", "t" * 63)
+    assert attempt_name("a-b", "u", "c") != attempt_name("a", "u", "b-c")
+    long = attempt_name("r" * 63, "u", "t" * 63)
     assert len(long) <= 63
     assert long[0].isalnum() and long[-1].isalnum()
 

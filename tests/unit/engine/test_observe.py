@@ -1,116 +1,164 @@
-from sluice.engine.observe import CreatedJob, RefusedCreate, observe_task, observe_tasks
-from tests.builders import T0, attempt_job, job, pod
+from typing import Any
+
+from sluice.engine.observe import (
+    CreatedPod,
+    RefusedCreate,
+    TrackedPod,
+    observe_pod,
+    observe_tasks,
+    tracked_pod,
+)
+from tests.builders import T0, pod
+
+LATER = "2026-11-24T10:00:05Z"
+MUCH_LATER = "2026-11-24T11:00:00Z"
 
 
-def test_complete_job_is_succeeded() -> None:
-    obs = observe_task(
-        job(
-            "j", [{"type": "Complete", "status": "True"}], startTime=T0, completionTime="2026-11-24T10:00:05Z"
-        ),
-        [pod("j-1", T0, {"exitCode": 0})],
-    )
-    assert obs.phase == "Succeeded"
-    assert obs.pod_name == "j-1"
-    assert obs.completion_time == "2026-11-24T10:00:05Z"
+def test_succeeded_pod_is_a_succeeded_attempt_with_its_output() -> None:
+    done = pod("p", T0, {"exitCode": 0, "finishedAt": LATER, "message": "rows=3"}, "Succeeded", startTime=T0)
+    obs = observe_pod(done, MUCH_LATER, attempt=2)
+    assert (obs.phase, obs.pod_name, obs.attempt) == ("Succeeded", "p", 2)
+    assert (obs.start_time, obs.completion_time, obs.output) == (T0, LATER, "rows=3")
 
 
-def test_failed_job_reports_latest_pod_exit_code_and_message() -> None:
-    obs = observe_task(
-        job(
-            "j",
-            [
-                {
-                    "type": "Failed",
-                    "status": "True",
-                    "reason": "BackoffLimitExceeded",
-                    "lastTransitionTime": "2026-11-24T10:01:00Z",
-                }
-            ],
-        ),
-        [
-            pod("j-old", T0, {"exitCode": 1, "message": "old"}),
-            pod(
-                "j-new",
-                "2026-11-24T10:00:30Z",
-                {"exitCode": 3, "reason": "Error", "message": "no such table\n"},
-            ),
-        ],
-    )
-    assert obs.phase == "Failed"
-    assert obs.pod_name == "j-new"
-    assert obs.exit_code == 3
-    assert obs.reason == "Error"
+def test_failed_pod_reports_exit_code_and_its_log_tail() -> None:
+    failed = pod("p", T0, {"exitCode": 3, "reason": "Error", "message": "no such table\n"}, "Failed")
+    obs = observe_pod(failed, LATER)
+    assert (obs.phase, obs.exit_code, obs.reason) == ("Failed", 3, "Error")
     assert obs.message == "exit code 3: no such table"
 
 
-def test_succeeded_pod_decides_the_task_before_the_job_controller_catches_up() -> None:
-    done = pod("j-1", T0, {"exitCode": 0, "finishedAt": "2026-11-24T10:00:02Z"})
-    done["status"]["phase"] = "Succeeded"
-    obs = observe_task(job("j", active=1, startTime=T0), [done])
-    assert obs.phase == "Succeeded"
-    assert obs.completion_time == "2026-11-24T10:00:02Z"
-
-
-def test_failed_pod_alone_does_not_fail_the_task() -> None:
-    failed = pod("j-1", T0, {"exitCode": 1})
-    failed["status"]["phase"] = "Failed"
-    assert observe_task(job("j", active=1), [failed]).phase == "Running"
-
-
-def test_active_job_is_running() -> None:
-    assert observe_task(job("j", active=1), []).phase == "Running"
+def test_running_and_pending_pods_are_running_attempts() -> None:
+    assert observe_pod(pod("p", phase="Running"), LATER).phase == "Running"
+    assert observe_pod(pod("p", phase="Pending"), LATER).phase == "Running"
+    assert observe_pod(pod("p"), LATER).phase == "Running"
 
 
 def test_long_messages_keep_their_tail() -> None:
-    obs = observe_task(
-        job("j", [{"type": "Failed", "status": "True"}]),
-        [pod("p", T0, {"exitCode": 1, "message": "x" * 5000 + "THE END"})],
-    )
-    assert obs.message is not None
-    assert len(obs.message) <= 1024
+    failed = pod("p", T0, {"exitCode": 1, "message": "x" * 5000 + "THE END"}, "Failed")
+    obs = observe_pod(failed, LATER)
+    assert obs.message is not None and len(obs.message) <= 1024
     assert obs.message.endswith("THE END")
 
 
-def test_each_task_is_read_from_its_newest_attempt_and_only_that_attempts_pods() -> None:
-    failed = [{"type": "Failed", "status": "True", "lastTransitionTime": T0}]
-    jobs = [
-        attempt_job("load-0", "load", 0, failed),
-        attempt_job("load-1", "load", 1, active=1),
-        attempt_job("other", "not-a-task-of-this-run", 0, active=1),
+def with_deadline(body: dict[str, Any], seconds: int) -> dict[str, Any]:
+    body["spec"] = {"activeDeadlineSeconds": seconds}
+    return body
+
+
+def test_a_pod_past_its_deadline_is_a_timeout_even_while_it_still_runs() -> None:
+    running = with_deadline(pod("p", phase="Running", startTime=T0), 2)
+    before = observe_pod(running, "2026-11-24T10:00:01Z")
+    assert (before.phase, before.deadline) == ("Running", "2026-11-24T10:00:02Z")
+    after = observe_pod(running, LATER)
+    assert (after.phase, after.reason, after.stop_pod) == ("Failed", "Timeout", True)
+    assert after.completion_time == "2026-11-24T10:00:02Z"
+    assert after.message == "the task exceeded its timeout of 2s"
+
+
+def test_the_kubelets_deadline_and_a_stopped_overdue_pod_are_timeouts_not_stopped_again() -> None:
+    by_kubelet = with_deadline(pod("p", phase="Failed", startTime=T0, reason="DeadlineExceeded"), 2)
+    assert (observe_pod(by_kubelet, LATER).reason, observe_pod(by_kubelet, LATER).stop_pod) == (
+        "Timeout",
+        False,
+    )
+    stopped = with_deadline(pod("p", phase="Running", startTime=T0), 2)
+    stopped["metadata"]["deletionTimestamp"] = LATER
+    obs = observe_pod(stopped, "2026-11-24T10:00:03Z")
+    assert (obs.phase, obs.reason, obs.stop_pod) == ("Failed", "Timeout", False)
+
+
+def test_evictions_preemptions_and_node_loss_fail_the_attempt_with_their_own_reason() -> None:
+    cases = {
+        "EvictionByEvictionAPI": "Evicted",
+        "PreemptionByScheduler": "Preempted",
+        "DeletionByTaintManager": "NodeLost",
+        "DeletionByPodGC": "NodeLost",
+    }
+    for condition_reason, reason in cases.items():
+        disrupted = pod(
+            "p",
+            T0,
+            {"exitCode": 143, "reason": "Error"},
+            "Failed",
+            conditions=[
+                {"type": "DisruptionTarget", "status": "True", "reason": condition_reason, "message": "why"}
+            ],
+        )
+        disrupted["metadata"]["deletionTimestamp"] = LATER
+        obs = observe_pod(disrupted, MUCH_LATER)
+        assert (obs.phase, obs.reason, obs.exit_code) == ("Failed", reason, None), condition_reason
+        assert obs.message is not None and "why" in obs.message
+    evicted = pod("p", T0, None, "Failed", reason="Evicted", message="low on memory")
+    assert (observe_pod(evicted, LATER).reason, observe_pod(evicted, LATER).message) == (
+        "Evicted",
+        "low on memory",
+    )
+
+
+def test_a_deleted_pod_is_lost_once_its_grace_period_is_over_and_not_before() -> None:
+    deleting = pod("p", phase="Running", startTime=T0)
+    deleting["metadata"]["deletionTimestamp"] = LATER
+    assert observe_pod(deleting, "2026-11-24T10:00:04Z").phase == "Running"
+    lost = observe_pod(deleting, LATER)
+    assert (lost.phase, lost.reason) == ("Failed", "PodDeleted")
+    # A container that failed on its own before the delete keeps its own reason.
+    failed = pod("p", T0, {"exitCode": 2, "reason": "Error", "message": "bad row"}, "Failed")
+    failed["metadata"]["deletionTimestamp"] = LATER
+    assert (observe_pod(failed, LATER).reason, observe_pod(failed, LATER).exit_code) == ("Error", 2)
+
+
+def test_each_task_is_read_from_its_newest_attempt() -> None:
+    pods = [
+        pod("load-0", T0, {"exitCode": 1}, "Failed", task="load", attempt=0),
+        pod("load-1", T0, None, "Running", task="load", attempt=1),
+        pod("other", T0, None, "Running", task="not-a-task-of-this-run"),
     ]
-    pods = {"load-0": {"p0": pod("p0", T0, {"exitCode": 1})}, "load-1": {"p1": pod("p1", T0)}}
-    observed = observe_tasks({"load", "report"}, jobs, pods)
+    observed = observe_tasks({"load", "report"}, pods, LATER)
     assert set(observed) == {"load"}
-    assert observed["load"].job_name == "load-1"
-    assert observed["load"].attempt == 1
-    assert observed["load"].phase == "Running"
-    assert observed["load"].pod_name == "p1"
+    assert (observed["load"].pod_name, observed["load"].attempt, observed["load"].phase) == (
+        "load-1",
+        1,
+        "Running",
+    )
 
 
-def test_a_job_created_but_not_yet_seen_counts_as_running_and_a_refused_one_as_failed() -> None:
-    failed = [{"type": "Failed", "status": "True", "lastTransitionTime": T0}]
-    jobs = [attempt_job("load-0", "load", 0, failed), attempt_job("copy-0", "copy", 0, failed)]
+def test_a_pod_created_but_not_yet_seen_counts_as_running_and_a_refused_one_as_failed() -> None:
+    pods = [
+        pod("load-0", T0, {"exitCode": 1}, "Failed", task="load"),
+        pod("copy-0", T0, {"exitCode": 1}, "Failed", task="copy"),
+    ]
     observed = observe_tasks(
         {"load", "copy", "fresh"},
-        jobs,
-        {},
-        created=[CreatedJob("load-1", "load", 1), CreatedJob("fresh-0", "fresh", 0)],
+        pods,
+        LATER,
+        created=[CreatedPod("load-1", "load", 1), CreatedPod("fresh-0", "fresh", 0)],
         refused=[RefusedCreate("copy-1", "spec.tolerations: Invalid value", T0, "copy", 1)],
     )
-    assert (observed["load"].job_name, observed["load"].phase, observed["load"].attempt) == (
+    assert (observed["load"].pod_name, observed["load"].phase, observed["load"].attempt) == (
         "load-1",
         "Running",
         1,
     )
     assert observed["fresh"].phase == "Running"
     refused = observed["copy"]
-    assert (refused.phase, refused.reason, refused.attempt) == ("Failed", "JobRejected", 1)
+    assert (refused.phase, refused.reason, refused.attempt) == ("Failed", "PodRejected", 1)
     assert refused.message is not None and "spec.tolerations: Invalid value" in refused.message
 
 
-def test_a_created_job_the_watch_already_shows_is_read_from_the_watch() -> None:
-    done = [{"type": "Complete", "status": "True", "lastTransitionTime": T0}]
-    observed = observe_tasks(
-        {"load"}, [attempt_job("load-0", "load", 0, done)], {}, [CreatedJob("load-0", "load", 0)]
-    )
+def test_a_created_pod_the_watch_already_shows_is_read_from_the_watch() -> None:
+    done = pod("load-0", T0, {"exitCode": 0}, "Succeeded", task="load")
+    observed = observe_tasks({"load"}, [done], LATER, [CreatedPod("load-0", "load", 0)])
     assert observed["load"].phase == "Succeeded"
+
+
+def test_only_pods_holding_the_finalizer_are_tracked_and_ended_means_terminal_or_deleting() -> None:
+    running = pod("a", phase="Running", task="load", attempt=1)
+    assert tracked_pod(running, "f") is None
+    running["metadata"]["finalizers"] = ["other", "f"]
+    assert tracked_pod(running, "f") == TrackedPod("a", "load", 1, ended=False)
+    running["metadata"]["deletionTimestamp"] = LATER
+    assert tracked_pod(running, "f") == TrackedPod("a", "load", 1, ended=True)
+    done = pod("b", phase="Succeeded", task="load")
+    done["metadata"]["finalizers"] = ["f"]
+    assert tracked_pod(done, "f") == TrackedPod("b", "load", 0, ended=True)

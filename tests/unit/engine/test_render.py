@@ -1,12 +1,12 @@
 from sluice.api import labels
 from sluice.api.v1alpha1 import PipelineSpec
-from sluice.engine.naming import job_name
-from sluice.engine.render import RunIdentity, render_job
+from sluice.engine.naming import attempt_name
+from sluice.engine.render import TRACKING_FINALIZER, RunIdentity, render_pod
 
 RUN = RunIdentity(namespace="etl", name="daily-sales", uid="1111-2222", pipeline_name="sales")
 
 
-def test_render_job_substitutes_and_applies_defaults() -> None:
+def test_render_pod_substitutes_and_applies_defaults() -> None:
     spec = PipelineSpec.model_validate(
         {
             "params": [{"name": "day"}],
@@ -26,19 +26,33 @@ def test_render_job_substitutes_and_applies_defaults() -> None:
                     "args": ["--day=$(params.day)", "--task=$(context.task.name)"],
                     "env": [{"name": "DAY", "value": "$(params.day)"}],
                     "resources": {"requests": {"cpu": 2}},
-                    "metadata": {"labels": {"team": "data"}, "annotations": {"a": "b"}},
+                    "metadata": {
+                        "labels": {"team": "data", "kueue.x-k8s.io/queue-name": "batch"},
+                        "annotations": {"a": "b"},
+                    },
+                    "timeoutSeconds": 600,
                 }
             ],
         }
     )
-    job = render_job(RUN, spec, spec.tasks[0], {"params.day": "2026-03-04"})
-    pod = job["spec"]["template"]["spec"]
+    body = render_pod(RUN, spec, spec.tasks[0], {"params.day": "2026-03-04"}, attempt=2)
+    meta, pod = body["metadata"], body["spec"]
     container = pod["containers"][0]
-    assert job["metadata"]["name"] == job_name("daily-sales", "1111-2222", "load")
-    assert job["metadata"]["ownerReferences"][0]["uid"] == "1111-2222"
-    assert job["metadata"]["ownerReferences"][0]["controller"] is True
-    assert job["metadata"]["labels"][labels.TASK] == "load"
-    assert job["spec"]["backoffLimit"] == 0
+    assert (body["apiVersion"], body["kind"]) == ("v1", "Pod")
+    assert meta["name"] == attempt_name("daily-sales", "1111-2222", "load", 2)
+    assert meta["ownerReferences"][0]["uid"] == "1111-2222"
+    assert meta["ownerReferences"][0]["controller"] is True
+    assert meta["ownerReferences"][0]["blockOwnerDeletion"] is True
+    assert meta["finalizers"] == [TRACKING_FINALIZER]
+    assert meta["labels"][labels.TASK] == "load"
+    assert meta["labels"][labels.ATTEMPT] == "2"
+    assert meta["labels"][labels.RUN_UID] == "1111-2222"
+    # The user's labels pass through (Kueue admits pods by its queue label).
+    assert meta["labels"]["team"] == "data"
+    assert meta["labels"]["kueue.x-k8s.io/queue-name"] == "batch"
+    assert meta["annotations"] == {"a": "b"}
+    assert pod["restartPolicy"] == "Never"
+    assert pod["activeDeadlineSeconds"] == 600
     assert container["args"] == ["--day=2026-03-04", "--task=load"]
     assert {"name": "DAY", "value": "2026-03-04"} in container["env"]
     assert {"name": "LOG", "value": "info"} in container["env"]
@@ -49,8 +63,22 @@ def test_render_job_substitutes_and_applies_defaults() -> None:
     assert pod["serviceAccountName"] == "etl"
     assert pod["nodeSelector"] == {"pool": "batch"}
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
-    assert pod["restartPolicy"] == "Never"
-    template_labels = job["spec"]["template"]["metadata"]["labels"]
-    assert template_labels["team"] == "data"
-    assert template_labels[labels.RUN_UID] == "1111-2222"
-    assert job["spec"]["template"]["metadata"]["annotations"] == {"a": "b"}
+
+
+def test_a_task_without_timeout_has_no_deadline_and_own_labels_win_a_clash() -> None:
+    spec = PipelineSpec.model_validate(
+        {
+            "tasks": [
+                {
+                    "name": "load",
+                    "image": "etl/load:1",
+                    "metadata": {"labels": {labels.TASK: "spoofed", labels.RUN_UID: "x"}},
+                }
+            ]
+        }
+    )
+    body = render_pod(RUN, spec, spec.tasks[0], {})
+    assert "activeDeadlineSeconds" not in body["spec"]
+    assert body["metadata"]["labels"][labels.TASK] == "load"
+    assert body["metadata"]["labels"][labels.RUN_UID] == "1111-2222"
+    assert "annotations" not in body["metadata"]

@@ -9,8 +9,8 @@ import pytest
 
 from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus, PipelineSpec
 from sluice.engine.admission import PeerRun
-from sluice.engine.observe import TaskObservation
-from sluice.engine.run_plan import RunFacts, RunPlan, admission_scope, plan_run
+from sluice.engine.observe import TaskObservation, TrackedPod
+from sluice.engine.run_plan import RunFacts, RunPlan, admission_scope, plan_gone, plan_run
 from sluice.engine.run_source import Fetched
 from tests.builders import T0, snapshot, spec_of
 
@@ -48,7 +48,7 @@ def started(spec: PipelineSpec, **status: Any) -> PipelineRunStatus:
 
 
 def ran(name: str, phase: str, attempt: int = 0, **extra: Any) -> TaskObservation:
-    return TaskObservation(f"job-{name}-{attempt}", phase, attempt=attempt, **extra)
+    return TaskObservation(f"pod-{name}-{attempt}", phase, attempt=attempt, **extra)
 
 
 def task_phases(plan: RunPlan) -> dict[str, str]:
@@ -262,11 +262,11 @@ def test_runs_are_admitted_oldest_first_and_other_pipelines_do_not_count() -> No
 def test_the_first_pass_after_the_snapshot_starts_the_roots() -> None:
     plan = plan_run(facts(started(CHAIN)))
     assert started_tasks(plan) == [("extract", 0)]
-    job = plan.starts[0].job
-    assert job["metadata"]["labels"]["sluice.dev/task"] == "extract"
-    assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    pod = plan.starts[0].pod
+    assert pod["metadata"]["labels"]["sluice.dev/task"] == "extract"
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert task_phases(plan) == {"extract": "Running", "load": "Pending"}
-    assert task_status(plan, "extract").job_name == plan.starts[0].name
+    assert task_status(plan, "extract").pod_name == plan.starts[0].name
     assert plan.status is not None and plan.status.phase == "Running"
 
 
@@ -312,7 +312,7 @@ def test_a_retry_whose_backoff_has_passed_starts_the_next_attempt() -> None:
         facts(started(RETRIED, phase="Running"), tasks={"flaky": failed}, now="2026-11-24T10:00:11Z")
     )
     assert started_tasks(plan) == [("flaky", 1)]
-    assert plan.starts[0].name != failed.job_name
+    assert plan.starts[0].name != failed.pod_name
     assert task_status(plan, "flaky").attempts == 2
     assert plan.status is not None and plan.status.phase == "Running"
 
@@ -335,7 +335,7 @@ def test_retries_spent_fail_the_task_and_final_failures_are_never_retried() -> N
     plan = plan_run(facts(started(RETRIED, phase="Running"), tasks={"flaky": spent}, now=LATER))
     assert plan.starts == () and outcome(plan) == ("Failed", "TaskFailed")
     assert task_status(plan, "flaky").attempts == 3
-    rejected = ran("flaky", "Failed", completion_time=T0, reason="JobRejected", message="invalid")
+    rejected = ran("flaky", "Failed", completion_time=T0, reason="PodRejected", message="invalid")
     plan = plan_run(facts(started(RETRIED, phase="Running"), tasks={"flaky": rejected}, now=LATER))
     assert plan.starts == () and outcome(plan) == ("Failed", "TaskFailed")
 
@@ -377,7 +377,7 @@ def test_a_result_flows_into_its_dependents_arguments() -> None:
     done = ran("count", "Succeeded", completion_time=T0, output="rows=42\n")
     plan = plan_run(facts(started(RESULTS, phase="Running"), tasks={"count": done}))
     assert started_tasks(plan) == [("load", 0)]
-    assert plan.starts[0].job["spec"]["template"]["spec"]["containers"][0]["args"] == ["--rows=42"]
+    assert plan.starts[0].pod["spec"]["containers"][0]["args"] == ["--rows=42"]
     assert task_status(plan, "count").results[0].value == "42"
 
 
@@ -436,26 +436,26 @@ def test_finally_tasks_start_after_everything_else_and_see_the_outcome() -> None
     failed = ran("a", "Failed", completion_time=T0, message="boom")
     plan = plan_run(facts(started(spec, phase="Running"), tasks={"a": failed}))
     assert started_tasks(plan) == [("notify", 0)]
-    assert plan.starts[0].job["spec"]["template"]["spec"]["containers"][0]["args"] == ["Failed"]
+    assert plan.starts[0].pod["spec"]["containers"][0]["args"] == ["Failed"]
     assert plan.status is not None and plan.status.phase == "Running"
 
 
-def test_cancelling_stops_running_jobs_and_cancels_unfinished_tasks() -> None:
+def test_cancelling_stops_running_pods_and_cancels_unfinished_tasks() -> None:
     status = started(CHAIN, phase="Running")
     running = {"extract": ran("extract", "Running")}
     plan = plan_run(facts(status, spec={"pipelineRef": {"name": "sales"}, "cancelled": True}, tasks=running))
-    assert plan.stops == ("job-extract-0",) and plan.starts == ()
+    assert plan.stops == ("pod-extract-0",) and plan.starts == ()
     assert outcome(plan) == ("Cancelled", "Cancelled")
     assert task_phases(plan) == {"extract": "Cancelled", "load": "Cancelled"}
     assert plan.finished == "Cancelled" and reasons(plan) == ["Cancelled"]
     assert "stopped 1 running task(s)" in plan.events[0].message
 
 
-def test_cancelling_leaves_finished_tasks_and_their_jobs_alone() -> None:
+def test_cancelling_leaves_finished_tasks_and_their_pods_alone() -> None:
     done = {"extract": ran("extract", "Succeeded", completion_time=T0), "load": ran("load", "Running")}
     cancelled = {"pipelineRef": {"name": "sales"}, "cancelled": True}
     plan = plan_run(facts(started(CHAIN, phase="Running"), spec=cancelled, tasks=done, now=LATER))
-    assert plan.stops == ("job-load-0",)
+    assert plan.stops == ("pod-load-0",)
     assert task_phases(plan) == {"extract": "Succeeded", "load": "Cancelled"}
 
 
@@ -483,7 +483,7 @@ def test_a_run_past_its_timeout_stops_and_before_it_wakes_on_time() -> None:
     early = plan_run(facts(status, spec=spec, tasks=running, now="2026-11-24T10:00:20Z"))
     assert early.stops == () and early.wake_after == pytest.approx(40 + 0.05)
     late = plan_run(facts(status, spec=spec, tasks=running, now="2026-11-24T10:01:00Z"))
-    assert late.stops == ("job-extract-0",)
+    assert late.stops == ("pod-extract-0",)
     assert outcome(late) == ("Failed", "Timeout") and late.finished == "Failed"
 
 
@@ -499,7 +499,7 @@ def test_the_workspace_claim_is_created_with_the_first_task_and_recorded() -> No
     assert plan.claim is not None
     name = plan.claim["metadata"]["name"]
     assert plan.status is not None and plan.status.workspace_claim_name == name
-    volumes = plan.starts[0].job["spec"]["template"]["spec"]["volumes"]
+    volumes = plan.starts[0].pod["spec"]["volumes"]
     assert volumes[0]["persistentVolumeClaim"]["claimName"] == name
     recorded = plan_run(facts(started(WORKSPACE, workspace_claim_name=name)))
     assert recorded.claim is None and started_tasks(recorded) == [("a", 0)]
@@ -533,7 +533,7 @@ def test_a_run_that_failed_before_starting_needs_no_admission_and_is_left_alone(
 def test_scheduled_runs_see_their_scheduled_time_and_runs_by_hand_their_creation() -> None:
     spec = spec_of([{"name": "a", "args": ["$(context.scheduledDate)", "$(context.scheduledTime)"]}])
     by_hand = plan_run(facts(started(spec)))
-    assert by_hand.starts[0].job["spec"]["template"]["spec"]["containers"][0]["args"] == [
+    assert by_hand.starts[0].pod["spec"]["containers"][0]["args"] == [
         "2026-11-24",
         CREATED,
     ]
@@ -542,5 +542,87 @@ def test_scheduled_runs_see_their_scheduled_time_and_runs_by_hand_their_creation
         "sluice.dev/scheduled-date": "2026-11-23",
     }
     scheduled = plan_run(facts(started(spec), annotations=annotations))
-    args = scheduled.starts[0].job["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = scheduled.starts[0].pod["spec"]["containers"][0]["args"]
     assert args == ["2026-11-23", "2026-11-23T02:00:00Z"]
+
+
+# --- the tracking finalizer and pods that go away -------------------------------------
+
+
+def test_a_pods_finalizer_is_released_by_the_pass_that_records_its_outcome_and_not_before() -> None:
+    status = started(CHAIN, phase="Running")
+    first = plan_run(facts(status))
+    assert first.status is not None
+    name = first.starts[0].name
+    running = TrackedPod(name, "extract", 0, ended=False)
+    still = plan_run(facts(first.status, tasks={"extract": ran("extract", "Running")}, tracked=(running,)))
+    assert still.release == ()
+    done = ran("extract", "Succeeded", completion_time=T0, output="")
+    ended = replace(running, ended=True)
+    recording = plan_run(facts(first.status, tasks={"extract": done}, tracked=(ended,)))
+    assert recording.status is not None and task_status(recording, "extract").phase == "Succeeded"
+    assert recording.release == (name,)
+    # A pass whose status write is not needed (already recorded) still releases.
+    load = TaskObservation(recording.starts[0].name, "Running")
+    again = plan_run(facts(recording.status, tasks={"extract": done, "load": load}, tracked=(ended,)))
+    assert again.status is None and again.release == (name,)
+
+
+def test_a_failed_attempt_keeps_its_pod_until_its_retry_exists_then_releases_it() -> None:
+    failed = ran("flaky", "Failed", completion_time=T0, message="boom")
+    old = TrackedPod(failed.pod_name, "flaky", 0, ended=True)
+    waiting = plan_run(
+        facts(
+            started(RETRIED, phase="Running"),
+            tasks={"flaky": failed},
+            tracked=(old,),
+            now="2026-11-24T10:00:04Z",
+        )
+    )
+    assert waiting.starts == () and waiting.release == ()
+    retried = plan_run(
+        facts(
+            started(RETRIED, phase="Running"),
+            tasks={"flaky": failed},
+            tracked=(old,),
+            now="2026-11-24T10:00:11Z",
+        )
+    )
+    assert started_tasks(retried) == [("flaky", 1)]
+    assert retried.release == (failed.pod_name,)
+
+
+def test_a_finished_run_releases_every_ended_pod_and_a_deleted_run_every_pod() -> None:
+    done = started(CHAIN, phase="Cancelled", completion_time=LATER)
+    ended = TrackedPod("pod-extract-0", "extract", 0, ended=True)
+    running = TrackedPod("pod-load-0", "load", 0, ended=False)
+    plan = plan_run(facts(done, tracked=(ended, running)))
+    assert plan == RunPlan(release=("pod-extract-0",))
+    assert plan_gone((ended, running)) == ("pod-extract-0", "pod-load-0")
+    # Pods of an earlier run of the same name go whatever this run's state.
+    assert plan_run(facts(done, orphans=("old-pod",))).release == ("old-pod",)
+
+
+def test_a_pod_that_vanished_before_its_outcome_was_recorded_is_a_lost_attempt_and_retried() -> None:
+    first = plan_run(facts(started(RETRIED, phase="Running")))
+    assert first.status is not None
+    # No pod in the cache, no create pending: the pod is gone.
+    lost = plan_run(facts(first.status, now=LATER))
+    entry = task_status(lost, "flaky")
+    assert (entry.phase, entry.reason) == ("Running", "Retrying")
+    assert "disappeared" in entry.message
+    assert lost.starts == () and lost.wake_after is not None
+
+
+def test_an_overdue_pod_is_stopped_and_its_attempt_fails_with_timeout() -> None:
+    timed = spec_of([{"name": "slow", "timeoutSeconds": 2}])
+    running = ran("slow", "Running", deadline="2026-11-24T10:00:02Z")
+    waiting = plan_run(facts(started(timed, phase="Running"), tasks={"slow": running}))
+    assert waiting.stops == () and waiting.wake_after == pytest.approx(2 + 0.05)
+    overdue = ran(
+        "slow", "Failed", reason="Timeout", message="the task exceeded its timeout of 2s", stop_pod=True
+    )
+    plan = plan_run(facts(started(timed, phase="Running"), tasks={"slow": overdue}, now=LATER))
+    assert plan.stops == ("pod-slow-0",)
+    assert outcome(plan) == ("Failed", "TaskFailed")
+    assert task_status(plan, "slow").reason == "Timeout"

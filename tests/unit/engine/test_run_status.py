@@ -25,9 +25,7 @@ def test_status_while_running_and_condition_time_is_stable() -> None:
 
 def test_failed_task_skips_dependent_and_run_fails_after_independent_branch() -> None:
     graph = build_graph(SPEC)
-    failed = TaskObservation(
-        "ja", "Failed", "ja-1", T0, "2026-11-24T10:00:10Z", 2, "Error", "exit code 2: boom"
-    )
+    failed = TaskObservation("ja-1", "Failed", T0, "2026-11-24T10:00:10Z", 2, "Error", "exit code 2: boom")
     running = compute_status(snapshot(), graph, {"a": failed, "x": TaskObservation("jx", "Running")}, T0)
     assert running.phase == "Running"
     tasks = {t.name: t for t in running.tasks or ()}
@@ -87,9 +85,8 @@ def test_a_500_task_run_with_every_task_failed_verbosely_fits_in_etcd() -> None:
     graph = build_graph(spec)
     observed = {
         name: TaskObservation(
-            job_name=f"run-{name}"[:63],
+            pod_name=f"run-{name}"[:63],
             phase="Failed",
-            pod_name=f"run-{name}-abcde"[:69],
             start_time=T0,
             completion_time=T0,
             exit_code=1,
@@ -109,9 +106,6 @@ def test_a_500_task_run_with_every_task_failed_verbosely_fits_in_etcd() -> None:
 def test_a_typical_500_task_run_status_is_small() -> None:
     spec = big_spec(500)
     graph = build_graph(spec)
-    observed = {
-        name: TaskObservation(f"run-{name}"[:63], "Succeeded", f"run-{name}-abcde"[:69], T0, T0)
-        for name in graph.order
-    }
+    observed = {name: TaskObservation(f"run-{name}"[:63], "Succeeded", T0, T0) for name in graph.order}
     status = compute_status(PipelineRunStatus(pipeline_spec=spec, start_time=T0), graph, observed, T0)
     assert len(json.dumps(status.to_api())) < 400_000

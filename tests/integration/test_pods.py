@@ -1,0 +1,108 @@
+"""Task pods on a real API server: what owning pods directly must keep.
+
+A Job used to guarantee these; with one pod per attempt the operator does:
+an outcome is never lost to a pod deleted early (the tracking finalizer),
+a disrupted attempt is a failed attempt that is retried, and a restarted
+operator never starts an attempt twice (deterministic pod names).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.builders import pipeline, run, task, tasks_by_name
+from tests.integration.conftest import Kube, OperatorProcess, wait_for
+
+pytestmark = pytest.mark.integration
+FINALIZER = "sluice.dev/task-outcome"
+
+
+def pods_of(kube: Kube, namespace: str, run_name: str, task_name: str) -> list[Any]:
+    return [p for p in kube.pods(namespace, run_name) if p.metadata.labels["sluice.dev/task"] == task_name]
+
+
+def test_an_outcome_and_its_results_survive_the_pod_being_deleted_before_they_were_recorded(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    producer = task(
+        "count", duration="2s", results=[{"name": "rows"}], annotations={"sim.sluice.dev/result": "rows=42"}
+    )
+    kube.apply(namespace, pipeline("survive", [producer]), run("survive-1", "survive"))
+    [pod] = wait_for("the task's pod", lambda: kube.pods(namespace, "survive-1"))
+    assert pod.metadata.finalizers == [FINALIZER]
+    operator.kill()
+    try:
+        # With nobody recording, the pod succeeds and is deleted by hand.
+        wait_for(
+            "the pod to succeed",
+            lambda: kube.core.read_namespaced_pod(pod.metadata.name, namespace).status.phase == "Succeeded",
+        )
+        kube.core.delete_namespaced_pod(pod.metadata.name, namespace)
+        held = kube.core.read_namespaced_pod(pod.metadata.name, namespace)
+        assert held.metadata.deletion_timestamp is not None  # held by the finalizer, not gone
+    finally:
+        operator.start()
+    obj = kube.wait_run(namespace, "survive-1")
+    entry = tasks_by_name(obj)["count"]
+    assert obj["status"]["phase"] == "Succeeded"
+    assert (entry["phase"], entry["podName"]) == ("Succeeded", pod.metadata.name)
+    assert entry["results"] == [{"name": "rows", "value": "42"}]
+    wait_for("the recorded pod to be released and gone", lambda: not kube.pods(namespace, "survive-1"))
+
+
+def test_an_evicted_attempt_fails_with_its_own_reason_and_is_retried(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    long = task("long", duration="10m", retries={"limit": 1, "backoff": {"initialSeconds": 2}})
+    kube.apply(namespace, pipeline("evict", [long]), run("evict-1", "evict"))
+    [first] = wait_for(
+        "the first attempt to run",
+        lambda: [p for p in pods_of(kube, namespace, "evict-1", "long") if p.status.phase == "Running"],
+    )
+    eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=first.metadata.name, namespace=namespace))
+    kube.core.create_namespaced_pod_eviction(first.metadata.name, namespace, eviction)
+    messages: set[str] = set()
+
+    def retried() -> bool:
+        entry = tasks_by_name(kube.run(namespace, "evict-1"))["long"]
+        if entry.get("reason") == "Retrying":
+            messages.add(entry["message"])
+        return entry.get("attempts") == 2 and entry["phase"] == "Running" and entry.get("reason") is None
+
+    wait_for("the second attempt to run", retried, timeout=60, interval=0.05)
+    assert any("attempt 1 failed" in m and "stopped by the cluster" in m for m in messages), messages
+    assert sorted(
+        p.metadata.labels["sluice.dev/attempt"] for p in pods_of(kube, namespace, "evict-1", "long")
+    ) in (
+        ["0", "1"],
+        ["1"],
+    )
+    wait_for(
+        "the evicted attempt's pod to be released and gone",
+        lambda: (
+            [p.metadata.name for p in pods_of(kube, namespace, "evict-1", "long")] != []
+            and first.metadata.name
+            not in [p.metadata.name for p in pods_of(kube, namespace, "evict-1", "long")]
+        ),
+    )
+
+
+def test_a_finished_runs_pods_stay_for_their_logs_without_finalizers(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(namespace, pipeline("kept", [task("a"), task("b", "a")]), run("kept-1", "kept"))
+    assert kube.wait_run(namespace, "kept-1")["status"]["phase"] == "Succeeded"
+    pods = wait_for(
+        "both pods released",
+        lambda: (
+            pods
+            if len(pods := kube.pods(namespace, "kept-1")) == 2
+            and all(not p.metadata.finalizers for p in pods)
+            else None
+        ),
+    )
+    assert {p.status.phase for p in pods} == {"Succeeded"}
+    assert all(p.metadata.owner_references[0].kind == "PipelineRun" for p in pods)
