@@ -1,12 +1,15 @@
-"""kopf wiring: watches feed the cache and the work queue; workers reconcile.
+"""Wiring: informers feed the cache and the work queue; workers reconcile.
 
-kopf provides the watch streams, reconnects and the process lifecycle. The
-reconciliation itself does not run inside kopf's per-object handlers, because
-a task pod finishing must wake its *parent* run: handlers here only record
-what they saw and enqueue the owner's key, and a pool of workers drains the
-queue (coalesced, one worker per key at a time) into the reconciler of the
-key's kind. That keeps the path from "pod succeeded" to "dependent pod
-created" to one watch event plus one reconcile.
+kopf provides the process lifecycle (startup, cleanup, signals, the
+liveness endpoint) and the credentials. The watches are Sluice's own
+informers (see informer.py): filtered by the API server, with none of a
+framework's per-event machinery, because every DAG edge waits on them.
+
+A task pod finishing must wake its *parent* run: watch handlers here only
+record what they saw and enqueue the owner's key, and a pool of workers
+drains the queue (coalesced, one worker per key at a time) into the
+reconciler of the key's kind. That keeps the path from "pod succeeded" to
+"dependent pod created" to one watch event plus one reconcile.
 
 The process's one ``Controller`` travels in kopf's memo (``memo.controller``),
 so handlers share it without a module global.
@@ -27,6 +30,7 @@ from sluice.api import labels
 from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, GROUP, PIPELINE_RUNS, PIPELINES, VERSION
 from sluice.cache import ChildCache
 from sluice.events import EventRecorder
+from sluice.informer import Informer
 from sluice.kube import ApiError, KubeClient, in_cluster_connection
 from sluice.leader import LeaderElector
 from sluice.reconcilers.keys import Key, PipelineKey, RunKey
@@ -37,9 +41,8 @@ from sluice.workqueue import WorkQueue
 
 log = logging.getLogger("sluice")
 
-MANAGED = {labels.MANAGED_BY: labels.MANAGER}
+MANAGED = f"{labels.MANAGED_BY}={labels.MANAGER}"
 MAX_BACKOFF = 30.0
-LIST_PAGE = 500
 CONFLICT_RETRY_SECONDS = 0.05
 
 
@@ -65,30 +68,26 @@ class Controller:
         events = EventRecorder(self.client)
         self.runs = RunReconciler(self.client, self.cache, events, self.settings)
         self.pipelines = PipelineReconciler(self.client, events)
-        await self._prime_cache()
+        await self._start_informers()
         metrics.serve(self.settings.metrics_port, lambda: len(self.queue))
         self.tasks.append(asyncio.create_task(self._lead()))
 
-    async def _prime_cache(self) -> None:
-        """List existing task pods before the first reconcile, so a restarted
-        operator never mistakes "not seen yet" for "not created". Filtered by
-        the server and paged, so a big cluster costs neither a huge response
-        nor other workloads' pods.
+    async def _start_informers(self) -> None:
+        """Watch task pods, runs and pipelines; return once each has listed,
+        so a restarted operator never mistakes "not seen yet" for "not
+        created" (pods are listed first: a run's pass reads them).
         """
         assert self.client is not None
         scope = f"/namespaces/{self.settings.namespace}" if self.settings.namespace else ""
-        params = {"labelSelector": f"{labels.MANAGED_BY}={labels.MANAGER}", "limit": str(LIST_PAGE)}
-        count = 0
-        while True:
-            page = await self.client.request("GET", f"/api/v1{scope}/pods", params=params)
-            for pod in page.get("items") or ():
-                self.cache.upsert_pod(pod)
-                count += 1
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                break
-            params = {**params, "continue": token}
-        log.info("cache primed with %d task pods", count)
+        group = f"/apis/{GROUP}/{VERSION}{scope}"
+        informers = [
+            Informer(self.client, f"/api/v1{scope}/pods", self.saw_pod, MANAGED, name="task pods"),
+            Informer(self.client, f"{group}/{PIPELINE_RUNS}", self.saw_run, name="pipelineruns"),
+            Informer(self.client, f"{group}/{PIPELINES}", self.saw_pipeline, name="pipelines"),
+        ]
+        for informer in informers:
+            await informer.list()
+            self.tasks.append(asyncio.create_task(informer.run()))
 
     async def _lead(self) -> None:
         """Reconcile only while holding the lease; followers keep their caches warm."""
@@ -164,10 +163,10 @@ class Controller:
 
     # --- what the watches saw ---------------------------------------------------------
 
-    def saw_run(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
+    def saw_run(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
         key = RunKey(meta["namespace"], meta["name"])
-        if event.get("type") == "DELETED":
+        if kind == "DELETED":
             # One last pass releases the finalizers of its pods (being
             # garbage-collected); the cache drops them as they go.
             self.cache.forget_run(meta.get("uid", ""))
@@ -175,6 +174,8 @@ class Controller:
                 self.runs.forget(key)
             self.queue.add(key)
             return
+        if self.runs is not None:
+            self.runs.peers.observe(obj)
         if self.runs is None or not self.runs.wrote(key, meta.get("resourceVersion", "")):
             # A status this operator just wrote needs no pass: the pass that
             # wrote it acted on everything it knew.
@@ -192,18 +193,18 @@ class Controller:
             if owner.get("kind") == "Pipeline":
                 self.queue.add(PipelineKey(meta["namespace"], owner["name"]))
 
-    def saw_pod(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
-        if event.get("type") == "DELETED":
+    def saw_pod(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
             self.cache.delete_pod(obj)
             self._enqueue_owner(obj)
         elif self.cache.upsert_pod(obj):
             self._enqueue_owner(obj)
 
-    def saw_pipeline(self, event: kopf.RawEvent, obj: dict[str, Any]) -> None:
+    def saw_pipeline(self, kind: str, obj: dict[str, Any]) -> None:
         """Report a Pipeline's validity and schedule, and wake runs that were
         waiting for it to exist.
         """
-        if event.get("type") == "DELETED":
+        if kind == "DELETED":
             return
         meta = obj["metadata"]
         if self.runs is not None:
@@ -228,27 +229,13 @@ def _controller(memo: kopf.Memo) -> Controller:
     return cast(Controller, memo.controller)
 
 
-def _named(event: kopf.RawEvent) -> dict[str, Any] | None:
-    """The event's object, or None for a bookmark or an object without a name."""
-    obj = cast(dict[str, Any], event["object"])
-    return obj if (obj.get("metadata") or {}).get("name") else None
-
-
 @kopf.on.startup()
 async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     ctl = _controller(memo)
-    # Latency: kopf's default batch window (0.1 s) would delay every Job event.
-    settings.batching.batch_window = 0.01
-    settings.batching.worker_limit = None
-    # Watches have been seen to hang silently; have the server end them.
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.watching.connect_timeout = 10
     settings.posting.level = logging.WARNING
-    # Our resources are known up front: no cluster-wide CRD/namespace scans,
-    # so a namespaced install needs no cluster-scoped permissions.
+    # kopf watches nothing here (the informers do): no cluster-wide CRD or
+    # namespace scans, so a namespaced install needs no cluster-scoped rights.
     settings.scanning.disabled = True
-    settings.persistence.finalizer = "sluice.dev/finalizer"
     info = in_cluster_connection() or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: neither in-cluster nor a kubeconfig")
@@ -261,21 +248,3 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: k
 @kopf.on.cleanup()
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
     await _controller(memo).stop()
-
-
-@kopf.on.event(GROUP, VERSION, PIPELINE_RUNS)
-async def on_run_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if (obj := _named(event)) is not None:
-        _controller(memo).saw_run(event, obj)
-
-
-@kopf.on.event("", "v1", "pods", labels=MANAGED)
-async def on_pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if (obj := _named(event)) is not None:
-        _controller(memo).saw_pod(event, obj)
-
-
-@kopf.on.event(GROUP, VERSION, PIPELINES)
-async def on_pipeline_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    if (obj := _named(event)) is not None:
-        _controller(memo).saw_pipeline(event, obj)

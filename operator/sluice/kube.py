@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+import contextlib
 import os
 import ssl
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import kopf
+import orjson
 
 from sluice.api import v1alpha1 as api
 
@@ -163,21 +165,43 @@ class KubeClient:
         params: dict[str, str] | None = None,
     ) -> Any:
         await self.limiter.acquire()
-        data = json.dumps(body) if body is not None else None
+        data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
-        token = self._current_token()
-        if token:
-            headers["Authorization"] = f"{self.scheme} {token}"
+        self._authorize(headers)
         async with self.session.request(
             method, self.server + path, data=data, headers=headers, params=params
         ) as response:
-            text = await response.text()
-            payload = json.loads(text) if text else None
+            raw = await response.read()
+            try:
+                payload = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                payload = None
             if response.status >= 300:
-                reason = (payload or {}).get("reason", "") if isinstance(payload, dict) else ""
-                message = (payload or {}).get("message", text) if isinstance(payload, dict) else text
+                text = raw.decode(errors="replace")
+                reason = payload.get("reason", "") if isinstance(payload, dict) else ""
+                message = payload.get("message", text) if isinstance(payload, dict) else text
                 raise ApiError(response.status, reason or response.reason or "", message)
             return payload
+
+    def _authorize(self, headers: dict[str, str]) -> None:
+        token = self._current_token()
+        if token:
+            headers["Authorization"] = f"{self.scheme} {token}"
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, params: dict[str, str], read_timeout: float
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A long-lived GET (a watch); the caller reads the body as it comes.
+        ``read_timeout`` bounds the silence between two chunks, not the whole.
+        """
+        timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=read_timeout)
+        headers: dict[str, str] = {}
+        self._authorize(headers)
+        async with self.session.get(
+            self.server + path, params=params, headers=headers, timeout=timeout
+        ) as response:
+            yield response
 
     def _current_token(self) -> str | None:
         if self.token_path and os.path.exists(self.token_path):

@@ -35,6 +35,9 @@ class Settings:
     identity: str | None = None
     lease_seconds: int = 15
     renew_seconds: float = 5.0
+    # Finished runs made by hand are deleted this long after they finished
+    # (unless they set spec.ttlSecondsAfterFinished); 0 keeps them forever.
+    run_ttl_seconds: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +57,7 @@ class Settings:
             identity=os.environ.get("POD_NAME") or None,
             lease_seconds=_int("SLUICE_LEASE_SECONDS", cls.lease_seconds),
             renew_seconds=_float("SLUICE_RENEW_SECONDS", cls.renew_seconds),
+            run_ttl_seconds=_int("SLUICE_RUN_TTL_SECONDS", cls.run_ttl_seconds),
         )
 
 

@@ -364,3 +364,28 @@ def test_api_server_rejects_workspace_with_two_sources(kube: Kube, namespace: st
     result = kube.kubectl("apply", "-n", namespace, "-f", "-", check=False, stdin=_yaml(bad))
     assert result.returncode != 0
     assert "exactly one of volumeClaimTemplate or volume" in result.stderr
+
+
+def test_a_run_is_deleted_with_its_pods_once_its_time_to_live_after_finishing_is_over(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        namespace,
+        pipeline("brief", [task("a")]),
+        run("brief-1", "brief", ttlSecondsAfterFinished=2),
+        run("kept-1", "brief"),  # the operator's default (7 days) keeps it
+    )
+    assert kube.wait_run(namespace, "brief-1")["status"]["phase"] == "Succeeded"
+
+    def gone() -> bool:
+        names = [
+            r["metadata"]["name"]
+            for r in kube.custom.list_namespaced_custom_object(
+                "sluice.dev", "v1alpha1", namespace, "pipelineruns"
+            )["items"]
+        ]
+        return "brief-1" not in names and not kube.pods(namespace, "brief-1")
+
+    wait_for("the run and its pods to be deleted", gone, timeout=30)
+    assert kube.wait_run(namespace, "kept-1")["status"]["phase"] == "Succeeded"
+    assert kube.pods(namespace, "kept-1")

@@ -342,6 +342,14 @@ class PipelineRunSpec(ApiModel):
         default=None,
         description="Re-run a finished run's unsucceeded tasks, reusing its succeeded ones (and results).",
     )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Delete the run (and its pods) this long after it finished. Unset: the operator's "
+            "default for runs made by hand; scheduled runs are kept by their schedule's history limits."
+        ),
+    )
 
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]

@@ -76,6 +76,8 @@ class RunFacts:
     tracked: tuple[TrackedPod, ...] = ()
     # Pods left by an earlier run of the same name (deleted, then re-created).
     orphans: tuple[str, ...] = ()
+    # The operator's ttlSecondsAfterFinished for runs made by hand (0: keep).
+    default_ttl_seconds: int = 0
     # Before the snapshot: the object ``source_to_fetch`` named, as read.
     source: Fetched | None = None
     # Before the snapshot, when the pipeline limits concurrent runs: the
@@ -113,6 +115,8 @@ class RunPlan:
     starts: tuple[PodStart, ...] = ()
     # Pods whose outcome ``status`` (or the stored one) records: drop their finalizer.
     release: tuple[str, ...] = ()
+    # The run's time to live is over: delete it (its pods go with it).
+    delete_run: bool = False
     events: tuple[Announcement, ...] = ()
     wake_after: float | None = None  # seconds until the run needs another pass
     # Wake the run when this Pipeline appears, or when one of its runs frees a slot.
@@ -124,13 +128,47 @@ class RunPlan:
 
 def plan_run(facts: RunFacts) -> RunPlan:
     if facts.status.finished:
-        plan = RunPlan()
+        plan = _plan_finished(facts)
     elif not facts.status.started:
         plan = _plan_start(facts)
     else:
         plan = _plan_progress(facts)
     recorded = plan.status if plan.status is not None else facts.status
     return replace(plan, release=facts.orphans + releasable(recorded, facts.tracked))
+
+
+def _plan_finished(facts: RunFacts) -> RunPlan:
+    """A finished run only waits for its time to live to end."""
+    left = ttl_left(facts.spec, facts.labels, facts.status, facts.default_ttl_seconds, facts.now)
+    if left is None:
+        return RunPlan()
+    if left <= 0:
+        return RunPlan(delete_run=True)
+    return RunPlan(wake_after=left + WAKE_MARGIN_SECONDS)
+
+
+def ttl_left(
+    spec: PipelineRunSpec | None,
+    run_labels: Mapping[str, str],
+    status: PipelineRunStatus,
+    default_ttl_seconds: int,
+    now: str,
+) -> float | None:
+    """Seconds until a finished run is deleted; None when it is kept.
+
+    The run's own ``ttlSecondsAfterFinished`` wins; otherwise a run made by
+    hand gets the operator's default, and a scheduled run none (its
+    schedule's history limits prune it).
+    """
+    if not status.finished or status.completion_time is None:
+        return None
+    ttl = spec.ttl_seconds_after_finished if spec is not None else None
+    if ttl is None:
+        if labels.SCHEDULED_BY in run_labels or default_ttl_seconds <= 0:
+            return None
+        ttl = default_ttl_seconds
+    age = (parse_time(now) - parse_time(status.completion_time)).total_seconds()
+    return ttl - age
 
 
 def releasable(status: PipelineRunStatus, tracked: tuple[TrackedPod, ...]) -> tuple[str, ...]:

@@ -41,3 +41,10 @@ class Waiters:
 
     def release(self, namespace: str, pipeline: str) -> set[RunKey]:
         return self.by_pipeline.pop((namespace, pipeline), set())
+
+    def forget(self, key: RunKey) -> None:
+        """A deleted run waits for nothing."""
+        for scope in [s for s, keys in self.by_pipeline.items() if key in keys]:
+            self.by_pipeline[scope].discard(key)
+            if not self.by_pipeline[scope]:
+                del self.by_pipeline[scope]

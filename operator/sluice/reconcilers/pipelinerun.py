@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from sluice import metrics
 from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus
 from sluice.cache import ChildCache
-from sluice.engine.admission import PeerRun, peer_run
+from sluice.engine.admission import PeerRun
 from sluice.engine.clock import now_rfc3339
 from sluice.engine.naming import label_value
 from sluice.engine.observe import RefusedCreate, TrackedPod, observe_tasks, tracked_pod
@@ -53,6 +53,7 @@ from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, valida
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, claims_path, pipeline_path, pods_path, run_path
 from sluice.reconcilers.keys import RunKey, Waiters
+from sluice.reconcilers.peers import PeerIndex
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,23 @@ class RunReconciler:
         self.admission_locks: dict[tuple[str, str], asyncio.Lock] = {}
         # The resourceVersion of the last status this reconciler wrote, per run.
         self.written: dict[RunKey, str] = {}
+        self.peers = PeerIndex()
+        # The last parsed (status, spec, spec error) per run, with its resourceVersion.
+        self.parsed: dict[
+            RunKey, tuple[str, tuple[PipelineRunStatus, PipelineRunSpec | None, str | None]]
+        ] = {}
 
     def wrote(self, key: RunKey, resource_version: str) -> bool:
         """Whether this version of the run is the one our last status write made."""
         return bool(resource_version) and self.written.get(key) == resource_version
 
     def forget(self, key: RunKey) -> None:
+        """The run was deleted: drop what this reconciler kept about it."""
         self.written.pop(key, None)
+        self.parsed.pop(key, None)
+        self.peers.forget(key.namespace, key.name)
+        self.waiting_for_pipeline.forget(key)
+        self.waiting_for_slot.forget(key)
 
     async def reconcile(self, key: RunKey) -> float | None:
         """One pass over one run; returns seconds until it wants another pass."""
@@ -143,6 +154,10 @@ class RunReconciler:
                 run = await self._write_status(run, plan.status)
             await self._release(key.namespace, plan.release)
             await self._announce(run, plan)
+            if plan.delete_run:
+                log.info("run %s: its time to live after finishing is over; deleting it", key)
+                await self.client.delete(run_path(key.namespace, key.name), missing_ok=True)
+                return None
             last_run_of = plan.record_last_run or last_run_of
             if not plan.replan:
                 wake = plan.wake_after
@@ -171,13 +186,7 @@ class RunReconciler:
         may change meanwhile) or each task's latest attempt from the cache.
         """
         meta = run["metadata"]
-        status = PipelineRunStatus.model_validate(run.get("status") or {})
-        spec: PipelineRunSpec | None = None
-        spec_error = None
-        try:
-            spec = PipelineRunSpec.model_validate(run.get("spec") or {})
-        except ValidationError as error:
-            spec_error = validation_message(error)
+        status, spec, spec_error = self._parse(run)
         facts = RunFacts(
             namespace=meta["namespace"],
             name=meta["name"],
@@ -193,6 +202,7 @@ class RunReconciler:
             annotations=meta.get("annotations") or {},
             held=held,
             tracked=self._tracked(meta["uid"]),
+            default_ttl_seconds=self.settings.run_ttl_seconds,
             orphans=self._orphans(meta["namespace"], meta["name"], meta["uid"]),
         )
         if status.finished:
@@ -215,6 +225,25 @@ class RunReconciler:
             claim_refused=next((r.message for r in refusals if r.task is None), None),
         )
 
+    def _parse(self, run: dict[str, Any]) -> tuple[PipelineRunStatus, PipelineRunSpec | None, str | None]:
+        """The run's status and spec as models, parsed once per version of the
+        run: a 5,000-task snapshot is not validated again on every pass.
+        """
+        meta = run["metadata"]
+        key = RunKey(meta["namespace"], meta["name"])
+        held = self.parsed.get(key)
+        if held is not None and held[0] == meta["resourceVersion"]:
+            return held[1]
+        status = PipelineRunStatus.model_validate(run.get("status") or {})
+        spec: PipelineRunSpec | None = None
+        spec_error = None
+        try:
+            spec = PipelineRunSpec.model_validate(run.get("spec") or {})
+        except ValidationError as error:
+            spec_error = validation_message(error)
+        self.parsed[key] = (meta["resourceVersion"], (status, spec, spec_error))
+        return status, spec, spec_error
+
     def _tracked(self, uid: str) -> tuple[TrackedPod, ...]:
         pods = (tracked_pod(pod, TRACKING_FINALIZER) for pod in self.cache.pods_of(uid))
         return tuple(pod for pod in pods if pod is not None)
@@ -233,8 +262,7 @@ class RunReconciler:
         return Fetched(target.name, await self.client.get_optional(path))
 
     async def _peers(self, namespace: str) -> tuple[PeerRun, ...]:
-        listing = await self.client.request("GET", run_path(namespace))
-        return tuple(peer_run(obj) for obj in listing.get("items") or ())
+        return self.peers.of(namespace)
 
     def _admission_lock(
         self, namespace: str, scope: tuple[str, int] | None
@@ -324,7 +352,16 @@ class RunReconciler:
         meta = run["metadata"]
         body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status.to_api()}
         written = await self.client.merge_patch(run_path(meta["namespace"], meta["name"], "status"), body)
-        self.written[RunKey(meta["namespace"], meta["name"])] = written["metadata"]["resourceVersion"]
+        key = RunKey(meta["namespace"], meta["name"])
+        version = written["metadata"]["resourceVersion"]
+        self.written[key] = version
+        self.peers.observe(written)
+        held = self.parsed.get(key)
+        unchanged = held is not None and held[0] == meta["resourceVersion"]
+        if held is not None and unchanged and written.get("status") == body["status"]:
+            # What is stored is exactly what we wrote: no need to parse it back
+            # (comparing dicts costs far less than validating a 5,000-task status).
+            self.parsed[key] = (version, (status, held[1][1], held[1][2]))
         return written
 
     async def _announce(self, run: dict[str, Any], plan: RunPlan) -> None:

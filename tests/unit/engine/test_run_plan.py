@@ -626,3 +626,34 @@ def test_an_overdue_pod_is_stopped_and_its_attempt_fails_with_timeout() -> None:
     assert plan.stops == ("pod-slow-0",)
     assert outcome(plan) == ("Failed", "TaskFailed")
     assert task_status(plan, "slow").reason == "Timeout"
+
+
+# --- time to live after finishing -----------------------------------------------------
+
+
+def test_a_finished_run_by_hand_lives_for_the_default_ttl_then_is_deleted() -> None:
+    done = started(CHAIN, phase="Succeeded", completion_time=T0)
+    alive = plan_run(facts(done, now=LATER, default_ttl_seconds=60))
+    assert not alive.delete_run and alive.wake_after == pytest.approx(30 + 0.05)
+    assert plan_run(facts(done, now="2026-11-24T10:01:00Z", default_ttl_seconds=60)).delete_run
+    # 0 keeps finished runs forever.
+    assert plan_run(facts(done, now="2030-01-01T00:00:00Z", default_ttl_seconds=0)) == RunPlan()
+
+
+def test_a_runs_own_ttl_wins_and_scheduled_runs_are_left_to_their_history_limits() -> None:
+    done = started(CHAIN, phase="Failed", completion_time=T0)
+    own = {"pipelineRef": {"name": "sales"}, "ttlSecondsAfterFinished": 0}
+    assert plan_run(facts(done, spec=own, default_ttl_seconds=3600)).delete_run
+    scheduled = facts(
+        done, now="2030-01-01T00:00:00Z", default_ttl_seconds=60, labels={"sluice.dev/scheduled-by": "sales"}
+    )
+    assert plan_run(scheduled) == RunPlan()
+    assert plan_run(replace(scheduled, spec=PipelineRunSpec.model_validate(own))).delete_run
+
+
+def test_an_unfinished_run_is_never_deleted_by_its_ttl() -> None:
+    running = started(CHAIN, phase="Running")
+    own = {"pipelineRef": {"name": "sales"}, "ttlSecondsAfterFinished": 0}
+    assert not plan_run(
+        facts(running, spec=own, now="2030-01-01T00:00:00Z", default_ttl_seconds=1)
+    ).delete_run

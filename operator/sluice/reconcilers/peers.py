@@ -1,0 +1,49 @@
+"""The namespace's runs as admission sees them, kept from the run watch.
+
+Why: deciding whether a run of a ``maxConcurrentRuns`` pipeline may start
+used to LIST every run of the namespace, full statuses and all, on every
+such pass. The watch already delivers each run; this keeps the few fields
+admission reads. Admission happens only in this process (the leader), and
+the reconciler feeds its own status writes in at once, so the index never
+lags the decisions made from it; an older event arriving after a write is
+ignored by resourceVersion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sluice.engine.admission import PeerRun, peer_run
+
+
+def _version(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class PeerIndex:
+    """namespace -> run name -> (resourceVersion, PeerRun)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, tuple[int, PeerRun]]] = {}
+
+    def observe(self, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        runs = self.runs.setdefault(meta["namespace"], {})
+        held = runs.get(meta["name"])
+        version = _version(obj)
+        if held is None or held[0] <= version:
+            runs[meta["name"]] = (version, peer_run(obj))
+
+    def forget(self, namespace: str, name: str) -> None:
+        runs = self.runs.get(namespace)
+        if runs is not None:
+            runs.pop(name, None)
+            if not runs:
+                del self.runs[namespace]
+
+    def of(self, namespace: str) -> tuple[PeerRun, ...]:
+        return tuple(peer for _, peer in (self.runs.get(namespace) or {}).values())
