@@ -44,7 +44,8 @@ IMAGE_PATTERN = (
 PARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 TASK_NAME_MAX = 63
-MAX_TASKS = 500
+MAX_TASKS = 5000
+MAX_DEPENDENCIES = 1000
 
 
 def camel(name: str) -> str:
@@ -191,7 +192,7 @@ class TaskSpec(ApiModel):
     )
     resources: ResourceRequirements | None = None
     depends_on: list[str] | None = Field(
-        default=None, max_length=MAX_TASKS, json_schema_extra=list_set(dns_label(TASK_NAME_MAX))
+        default=None, max_length=MAX_DEPENDENCIES, json_schema_extra=list_set(dns_label(TASK_NAME_MAX))
     )
     metadata: PodMetadata | None = None
     retries: RetryPolicy | None = None

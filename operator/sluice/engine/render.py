@@ -11,6 +11,7 @@ deleted early (by hand, by eviction, by the pod GC).
 
 from __future__ import annotations
 
+from collections import ChainMap
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,7 +129,9 @@ def render_pod(
     own labels win on a clash because the operator finds its pods by them.
     """
     defaults = spec.defaults
-    scope = {**variables, "context.task.name": task.name}
+    # A view, not a copy: a 1,000-way fan-out renders 1,000 pods from one
+    # run's variables (every task's status and results).
+    scope = ChainMap({"context.task.name": task.name}, variables)
 
     def sub(values: list[str] | None) -> list[str] | None:
         return [substitute(v, scope) for v in values] if values is not None else None

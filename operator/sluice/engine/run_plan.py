@@ -549,7 +549,7 @@ def startable(
     result = dict(observed)
     ok = []
     for name, attempt in starts:
-        missing = sorted(references(tasks[name]) - set(variables))
+        missing = sorted(ref for ref in references(tasks[name]) if ref not in variables)
         if not missing:
             ok.append((name, attempt))
             continue
