@@ -137,6 +137,30 @@ def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Co
     return condition(SUCCEEDED, "Unknown", reason, f"{done} of {total} tasks completed", now)
 
 
+# All task messages of one run together: 1,024 characters each would make a
+# 5,000-task run whose every task failed 5 MB, past etcd's 1.5 MiB object
+# limit, and a run whose status cannot be written is stuck.
+MESSAGE_BUDGET = 200_000
+MIN_MESSAGE = 32
+
+
+def bound_messages(entries: list[TaskRunStatus]) -> list[TaskRunStatus]:
+    """Shorten every message (keeping its tail, where errors are) when together
+    they pass the run's budget. Shortening is idempotent, so a recorded
+    message read back from the status is stable across passes.
+    """
+    with_message = [e for e in entries if e.message]
+    if sum(len(e.message or "") for e in with_message) <= MESSAGE_BUDGET:
+        return entries
+    limit = max(MIN_MESSAGE, MESSAGE_BUDGET // len(with_message))
+    return [
+        e.model_copy(update={"message": truncate(e.message, limit)})
+        if e.message and len(e.message) > limit
+        else e
+        for e in entries
+    ]
+
+
 def compute_status(
     previous: PipelineRunStatus,
     graph: Graph,
@@ -147,6 +171,7 @@ def compute_status(
     """The run's next status; ``previous`` must already hold the spec snapshot."""
     prev_tasks = {t.name: t for t in previous.tasks or ()}
     _, entries = task_statuses(graph, observed, prev_tasks, skipped_by_when)
+    entries = bound_messages(entries)
     phase = run_phase({e.name: e.phase for e in entries})
     start = previous.start_time or now
     succeeded = sum(1 for e in entries if e.phase == "Succeeded")

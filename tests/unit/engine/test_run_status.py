@@ -109,3 +109,20 @@ def test_a_typical_500_task_run_status_is_small() -> None:
     observed = {name: TaskObservation(f"run-{name}"[:63], "Succeeded", T0, T0) for name in graph.order}
     status = compute_status(PipelineRunStatus(pipeline_spec=spec, start_time=T0), graph, observed, T0)
     assert len(json.dumps(status.to_api())) < 400_000
+
+
+def test_a_5000_task_run_with_every_task_failed_verbosely_still_fits_in_etcd() -> None:
+    spec = PipelineSpec.model_validate({"tasks": [{"name": f"t{i}", "image": "etl:1"} for i in range(5000)]})
+    graph = build_graph(spec)
+    observed = {
+        name: TaskObservation(f"run-{name}", "Failed", T0, T0, 1, "Error", "x" * 900 + "THE CAUSE")
+        for name in graph.order
+    }
+    status = compute_status(PipelineRunStatus(pipeline_spec=spec, start_time=T0), graph, observed, T0)
+    size = len(json.dumps(status.to_api(), separators=(",", ":")))  # as the API server stores it
+    assert size < 1_450_000, f"{size} bytes"
+    messages = [t.message or "" for t in status.tasks or ()]
+    assert all(m.endswith("THE CAUSE") and 9 < len(m) < 1024 for m in messages)
+    # Read back and computed again, the shortened messages do not change.
+    again = compute_status(status, graph, {}, T0)
+    assert [t.message for t in again.tasks or ()] == messages
