@@ -128,6 +128,7 @@ class ChildCache:
         if uid is None or store is None:
             return
         store.pop(pod["metadata"]["name"], None)
+        self.expected.get(uid, {}).pop(pod["metadata"]["name"], None)
         if not store:
             del self.pods[uid]
             key = self._run_key(pod)
@@ -136,7 +137,15 @@ class ChildCache:
                 del self.uids[key]
 
     def expect(self, uid: str, pod_name: str, task: str, attempt: int = 0) -> None:
-        self.expected[uid][pod_name] = (task, attempt, time.monotonic())
+        """Call before the create, so a watch event that beats the create's
+        answer still clears it; a pod already held needs no expectation.
+        """
+        if pod_name not in self.pods.get(uid, {}):
+            self.expected[uid][pod_name] = (task, attempt, time.monotonic())
+
+    def unexpect(self, uid: str, pod_name: str) -> None:
+        """The create failed: the pod will not appear."""
+        self.expected.get(uid, {}).pop(pod_name, None)
 
     def created_pods(self, uid: str) -> list[CreatedPod]:
         """Pods created but not yet seen in a watch event."""

@@ -60,12 +60,14 @@ class Informer:
         handler: Handler,
         label_selector: str | None = None,
         name: str = "",
+        page: int = LIST_PAGE,
     ) -> None:
         self.client = client
         self.path = path
         self.handler = handler
         self.selector = label_selector
         self.name = name or path
+        self.page = page
         self.resource_version = ""
         # key -> tombstone of every object currently known (for relist diffs).
         self.known: dict[tuple[str, str], dict[str, Any]] = {}
@@ -85,7 +87,7 @@ class Informer:
     async def list(self) -> None:
         """One consistent, paged list; objects gone since the last one are deleted."""
         seen: dict[tuple[str, str], dict[str, Any]] = {}
-        params = self._params(limit=str(LIST_PAGE))
+        params = self._params(limit=str(self.page))
         while True:
             page = await self.client.request("GET", self.path, params=params)
             for obj in page.get("items") or ():

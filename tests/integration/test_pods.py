@@ -28,13 +28,15 @@ def test_an_outcome_and_its_results_survive_the_pod_being_deleted_before_they_we
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     producer = task(
-        "count", duration="2s", results=[{"name": "rows"}], annotations={"sim.sluice.dev/result": "rows=42"}
+        "count", duration="5s", results=[{"name": "rows"}], annotations={"sim.sluice.dev/result": "rows=42"}
     )
     kube.apply(namespace, pipeline("survive", [producer]), run("survive-1", "survive"))
     [pod] = wait_for("the task's pod", lambda: kube.pods(namespace, "survive-1"))
-    assert pod.metadata.finalizers == [FINALIZER]
     operator.kill()
     try:
+        # Killed while the pod runs (5 s): nobody has recorded anything yet.
+        running = kube.core.read_namespaced_pod(pod.metadata.name, namespace)
+        assert running.status.phase != "Succeeded" and running.metadata.finalizers == [FINALIZER]
         # With nobody recording, the pod succeeds and is deleted by hand.
         wait_for(
             "the pod to succeed",
@@ -106,3 +108,44 @@ def test_a_finished_runs_pods_stay_for_their_logs_without_finalizers(
     )
     assert {p.status.phase for p in pods} == {"Succeeded"}
     assert all(p.metadata.owner_references[0].kind == "PipelineRun" for p in pods)
+
+
+def test_a_run_deleted_while_the_operator_is_down_has_its_pods_released_when_it_returns(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(namespace, pipeline("away", [task("long", duration="10m")]), run("away-1", "away"))
+    wait_for(
+        "the pod to run", lambda: [p for p in kube.pods(namespace, "away-1") if p.status.phase == "Running"]
+    )
+    operator.kill()
+    try:
+        kube.kubectl("delete", "pipelinerun", "away-1", "-n", namespace, "--wait=false")
+        # The garbage collector deletes the pod, and the finalizer holds it.
+        [held] = wait_for(
+            "the pod to be held by its finalizer",
+            lambda: [p for p in kube.pods(namespace, "away-1") if p.metadata.deletion_timestamp],
+        )
+        assert held.metadata.finalizers == [FINALIZER]
+    finally:
+        operator.start()
+    wait_for("the pod to be released and gone", lambda: not kube.pods(namespace, "away-1"))
+
+
+def test_a_foreground_delete_starts_nothing_more_and_completes(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    # Deleting the pods would read as failures: a retry, and an AnyFailed
+    # handler, must not start while the run itself is being deleted.
+    long = task("long", duration="10m", retries={"limit": 3, "backoff": {"initialSeconds": 0}})
+    handler = task("on-failure", "long", triggerRule="AnyFailed")
+    kube.apply(namespace, pipeline("fg", [long, handler]), run("fg-1", "fg"))
+    [first] = wait_for("the pod to run", lambda: kube.pods(namespace, "fg-1"))
+    kube.kubectl("delete", "pipelinerun", "fg-1", "-n", namespace, "--cascade=foreground", "--wait=false")
+
+    def gone() -> bool:
+        names = {p.metadata.name for p in kube.pods(namespace, "fg-1")}
+        assert names <= {first.metadata.name}, f"started while being deleted: {names}"
+        runs = kube.custom.list_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelineruns")
+        return not names and not runs["items"]
+
+    wait_for("the run and its pod to be gone", gone, timeout=60, interval=0.05)

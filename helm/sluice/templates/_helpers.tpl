@@ -44,11 +44,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["sluice.dev"]
   resources: ["pipelineruns/finalizers"]
   verbs: ["update"]
-# One pod per task attempt: created, stopped (cancel, timeout), and patched
-# to release the tracking finalizer once the outcome is recorded.
+# One pod per task attempt: created, stopped (cancel, timeout), patched to
+# release the tracking finalizer once the outcome is recorded, and read
+# before an attempt whose pod the watch does not show is called lost.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "create", "delete", "patch"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["create"]

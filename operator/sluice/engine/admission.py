@@ -26,6 +26,7 @@ class PeerRun:
     pipeline: str | None
     finished: bool
     started: bool
+    rerun_of: str | None = None
 
 
 def peer_run(obj: Mapping[str, Any]) -> PeerRun:
@@ -40,6 +41,7 @@ def peer_run(obj: Mapping[str, Any]) -> PeerRun:
         pipeline=pipeline,
         finished=status.get("phase") in FINISHED_RUN_PHASES,
         started=status.get("pipelineSpec") is not None,
+        rerun_of=(spec.get("rerunOf") or {}).get("name"),
     )
 
 

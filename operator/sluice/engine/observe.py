@@ -71,8 +71,9 @@ class TaskObservation:
     results: tuple[tuple[str, str], ...] | None = None
     # The pod still runs although the attempt is over (past its deadline): stop it.
     stop_pod: bool = False
-    # When a running attempt's deadline passes (a pass must look then).
-    deadline: str | None = None
+    # When a running attempt must be looked at again though no event may come:
+    # its deadline, or the end of its deletion's grace period.
+    look_again_at: str | None = None
 
 
 def truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
@@ -98,9 +99,12 @@ def _disruption(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def _deadline(pod: Mapping[str, Any]) -> str | None:
-    """When the attempt's activeDeadlineSeconds runs out, once the pod started."""
+    """When the attempt's activeDeadlineSeconds runs out: counted from the
+    pod's start, or from its creation while it has not started (a pod that
+    never schedules must time out too, as a Job's deadline did).
+    """
     seconds = (pod.get("spec") or {}).get("activeDeadlineSeconds")
-    started = (pod.get("status") or {}).get("startTime")
+    started = (pod.get("status") or {}).get("startTime") or pod["metadata"].get("creationTimestamp")
     if not seconds or not started:
         return None
     return rfc3339(parse_time(started) + timedelta(seconds=int(seconds)))
@@ -110,7 +114,10 @@ def _lost(pod: Mapping[str, Any], at: str) -> tuple[str, str]:
     """(reason, message) for an attempt whose pod was deleted before it ended."""
     disruption = _disruption(pod)
     if disruption is not None:
-        reason = DISRUPTION_REASONS.get(disruption.get("reason") or "", "Disrupted")
+        # The kubelet gives one condition reason for node-pressure eviction and
+        # graceful node shutdown; the pod's own reason tells them apart.
+        pod_reason = POD_FAILURE_REASONS.get((pod.get("status") or {}).get("reason") or "")
+        reason = pod_reason or DISRUPTION_REASONS.get(disruption.get("reason") or "", "Disrupted")
         detail = disruption.get("message") or disruption.get("reason") or "disrupted"
         return reason, f"the task's pod was stopped by the cluster: {detail}"
     return "PodDeleted", f"the task's pod was deleted at {at} before it finished"
@@ -138,7 +145,8 @@ def observe_pod(pod: Mapping[str, Any], now: str, attempt: int = 0) -> TaskObser
     timed_out = deadline is not None and parse_time(now) >= parse_time(deadline)
     if phase == "Failed" or timed_out or (deleted and parse_time(now) >= parse_time(deleted)):
         return _failed(pod, now, attempt, deadline, timed_out and phase != "Failed")
-    return TaskObservation(name, "Running", started, attempt=attempt, deadline=deadline)
+    wake = min((t for t in (deadline, deleted) if t), key=parse_time, default=None)
+    return TaskObservation(name, "Running", started, attempt=attempt, look_again_at=wake)
 
 
 def _failed(
@@ -273,6 +281,7 @@ class TrackedPod:
     task: str
     attempt: int
     ended: bool  # terminal, or being deleted: nothing more will happen to it
+    deleting: bool = False  # someone deleted it: only the finalizer keeps it
 
 
 def tracked_pod(pod: Mapping[str, Any], finalizer: str) -> TrackedPod | None:
@@ -282,5 +291,5 @@ def tracked_pod(pod: Mapping[str, Any], finalizer: str) -> TrackedPod | None:
         return None
     task, attempt = pod_attempt(pod)
     phase = (pod.get("status") or {}).get("phase")
-    ended = phase in TERMINAL_POD_PHASES or bool(meta.get("deletionTimestamp"))
-    return TrackedPod(meta["name"], task or "", attempt, ended)
+    deleting = bool(meta.get("deletionTimestamp"))
+    return TrackedPod(meta["name"], task or "", attempt, phase in TERMINAL_POD_PHASES or deleting, deleting)

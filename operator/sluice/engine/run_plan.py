@@ -78,6 +78,10 @@ class RunFacts:
     orphans: tuple[str, ...] = ()
     # The operator's ttlSecondsAfterFinished for runs made by hand (0: keep).
     default_ttl_seconds: int = 0
+    # The run is being deleted (a foreground delete waits for its pods).
+    deleting: bool = False
+    # An unfinished rerun of this run still uses its workspace claim.
+    needed_by_rerun: bool = False
     # Before the snapshot: the object ``source_to_fetch`` named, as read.
     source: Fetched | None = None
     # Before the snapshot, when the pipeline limits concurrent runs: the
@@ -127,6 +131,10 @@ class RunPlan:
 
 
 def plan_run(facts: RunFacts) -> RunPlan:
+    if facts.deleting:
+        # Nothing more may start, and nothing is left to record: the garbage
+        # collector is deleting the pods, which only wait for their finalizer.
+        return RunPlan(release=facts.orphans + plan_gone(facts.tracked))
     if facts.status.finished:
         plan = _plan_finished(facts)
     elif not facts.status.started:
@@ -142,6 +150,9 @@ def _plan_finished(facts: RunFacts) -> RunPlan:
     left = ttl_left(facts.spec, facts.labels, facts.status, facts.default_ttl_seconds, facts.now)
     if left is None:
         return RunPlan()
+    if facts.needed_by_rerun:
+        # Its workspace claim is the rerun's: look again once the rerun may be done.
+        return RunPlan(wake_after=max(left, RECHECK_SECONDS))
     if left <= 0:
         return RunPlan(delete_run=True)
     return RunPlan(wake_after=left + WAKE_MARGIN_SECONDS)
@@ -177,11 +188,15 @@ def releasable(status: PipelineRunStatus, tracked: tuple[TrackedPod, ...]) -> tu
     exit code, message and results). A finished run records all it ever will.
     A failed attempt waiting for its retry keeps its pod: the retry is
     computed from that pod.
+
+    Only pods someone is deleting are released while the run goes on; the
+    others wait for the run to finish. The finalizer only matters to a
+    delete, and releasing on the way costs an API call on every DAG edge.
     """
     entries = {entry.name: entry for entry in status.tasks or ()}
     release = []
     for pod in tracked:
-        if not pod.ended:
+        if not pod.ended or not (pod.deleting or status.finished):
             continue
         entry = entries.get(pod.task)
         recorded = (entry.attempts or 1) - 1 if entry is not None else -1
@@ -325,7 +340,7 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     assert spec is not None
     graph = build_graph(spec)
     tasks = {task.name: task for task in [*spec.tasks, *(spec.finally_ or ())]}
-    observed = lost_attempts(status, dict(facts.tasks), now)
+    observed = lost_attempts(status, keep_recorded(status, facts.tasks), now)
     stop = stop_reason(facts.spec, status, now)
     if stop is not None:
         return _stop(facts, graph, observed, stop)
@@ -333,9 +348,9 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
         return _refuse(facts, Refused("InvalidWorkspace", f"workspace claim rejected: {facts.claim_refused}"))
     overdue = tuple(obs.pod_name for obs in observed.values() if obs.stop_pod)
     deadlines = [
-        (parse_time(obs.deadline) - parse_time(now)).total_seconds()
+        (parse_time(obs.look_again_at) - parse_time(now)).total_seconds()
         for obs in observed.values()
-        if obs.phase == "Running" and obs.deadline
+        if obs.phase == "Running" and obs.look_again_at
     ]
     observed, retries_due, wakes = plan_retries(tasks, observed, now)
     wakes += deadlines
@@ -419,6 +434,36 @@ def timeout_wake(spec: PipelineRunSpec | None, status: PipelineRunStatus, now: s
     return max(0.0, spec.timeout_seconds - elapsed)
 
 
+def keep_recorded(
+    status: PipelineRunStatus, observed: Mapping[str, TaskObservation]
+) -> dict[str, TaskObservation]:
+    """Drop observations that would turn a recorded outcome back into
+    Running: a view of the same or an older attempt that lags the status
+    (a cache not yet caught up after a restart or a failover).
+    """
+    recorded = {
+        e.name: (e.attempts or 1) - 1
+        for e in status.tasks or ()
+        if e.phase in RECORDED_TASK_PHASES and e.reason != "Retrying"
+    }
+    return {
+        name: obs
+        for name, obs in observed.items()
+        if not (obs.phase == "Running" and name in recorded and obs.attempt <= recorded[name])
+    }
+
+
+def unseen_pods(status: PipelineRunStatus, observed: Mapping[str, TaskObservation]) -> tuple[str, ...]:
+    """Pods the status shows running that no observation covers: before
+    calling them lost, the reconciler asks the API server (a watch may lag).
+    """
+    return tuple(
+        entry.pod_name
+        for entry in status.tasks or ()
+        if entry.phase == "Running" and entry.pod_name and entry.name not in observed
+    )
+
+
 def lost_attempts(
     status: PipelineRunStatus, observed: dict[str, TaskObservation], now: str
 ) -> dict[str, TaskObservation]:
@@ -427,14 +472,16 @@ def lost_attempts(
     counts as a failed one (PodLost) rather than silently starting over.
     """
     result = dict(observed)
+    unseen = set(unseen_pods(status, observed))
     for entry in status.tasks or ():
-        if entry.name in observed or entry.phase != "Running" or not entry.pod_name:
+        if entry.pod_name not in unseen:
             continue
         result[entry.name] = TaskObservation(
             entry.pod_name,
             "Failed",
             entry.start_time,
-            now,
+            # Once recorded (Retrying), the loss keeps its time, so the retry stays due when it was.
+            entry.completion_time or now,
             reason="PodLost",
             message=f"the task's pod {entry.pod_name} disappeared before its outcome was recorded",
             attempt=(entry.attempts or 1) - 1,

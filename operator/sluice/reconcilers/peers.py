@@ -45,5 +45,10 @@ class PeerIndex:
             if not runs:
                 del self.runs[namespace]
 
+    def rerun_pending(self, namespace: str, name: str) -> bool:
+        """Whether an unfinished run of the namespace re-runs ``name``."""
+        peers = (peer for _, peer in (self.runs.get(namespace) or {}).values())
+        return any(peer.rerun_of == name and not peer.finished for peer in peers)
+
     def of(self, namespace: str) -> tuple[PeerRun, ...]:
         return tuple(peer for _, peer in (self.runs.get(namespace) or {}).values())

@@ -33,12 +33,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from sluice import metrics
-from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus
+from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, PipelineRunSpec, PipelineRunStatus
 from sluice.cache import ChildCache
 from sluice.engine.admission import PeerRun
 from sluice.engine.clock import now_rfc3339
 from sluice.engine.naming import label_value
-from sluice.engine.observe import RefusedCreate, TrackedPod, observe_tasks, tracked_pod
+from sluice.engine.observe import RefusedCreate, TaskObservation, TrackedPod, observe_tasks, tracked_pod
 from sluice.engine.render import TRACKING_FINALIZER
 from sluice.engine.run_plan import (
     PodStart,
@@ -48,6 +48,7 @@ from sluice.engine.run_plan import (
     create_failed,
     plan_gone,
     plan_run,
+    unseen_pods,
 )
 from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, validation_message
 from sluice.events import EventRecorder
@@ -57,6 +58,14 @@ from sluice.reconcilers.peers import PeerIndex
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _version(obj: dict[str, Any]) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
 
 # Create errors that retrying cannot fix: the object is refused for good.
 PERMANENT_CREATE_ERRORS = (400, 422)
@@ -106,6 +115,8 @@ class RunReconciler:
         # The resourceVersion of the last status this reconciler wrote, per run.
         self.written: dict[RunKey, str] = {}
         self.peers = PeerIndex()
+        # The newest version of every unfinished run (see observe_run).
+        self.live: dict[RunKey, dict[str, Any]] = {}
         # The last parsed (status, spec, spec error) per run, with its resourceVersion.
         self.parsed: dict[
             RunKey, tuple[str, tuple[PipelineRunStatus, PipelineRunSpec | None, str | None]]
@@ -119,13 +130,32 @@ class RunReconciler:
         """The run was deleted: drop what this reconciler kept about it."""
         self.written.pop(key, None)
         self.parsed.pop(key, None)
+        self.live.pop(key, None)
         self.peers.forget(key.namespace, key.name)
         self.waiting_for_pipeline.forget(key)
         self.waiting_for_slot.forget(key)
 
+    def observe_run(self, obj: dict[str, Any]) -> None:
+        """Keep the newest version of each unfinished run (from the watch and
+        from our own writes), so a pass needs no GET; a stale copy only costs
+        a conflict on the status write, which is conditional.
+        """
+        meta = obj["metadata"]
+        key = RunKey(meta["namespace"], meta["name"])
+        status = obj.get("status") or {}
+        finished = status.get("phase") in FINISHED_RUN_PHASES and status.get("completionTime")
+        if finished and not meta.get("deletionTimestamp"):
+            # A finished run is read afresh on its rare passes; its memory goes.
+            self.live.pop(key, None)
+            self.parsed.pop(key, None)
+            return
+        held = self.live.get(key)
+        if held is None or _version(held) <= _version(obj):
+            self.live[key] = obj
+
     async def reconcile(self, key: RunKey) -> float | None:
         """One pass over one run; returns seconds until it wants another pass."""
-        run = await self.client.get_optional(run_path(key.namespace, key.name))
+        run = self.live.get(key) or await self.client.get_optional(run_path(key.namespace, key.name))
         if run is None:
             # Its pods are being garbage-collected: nothing is left to record.
             uids = self.cache.run_uids(key.namespace, label_value(key.name))
@@ -152,8 +182,10 @@ class RunReconciler:
                     create_errors += outcome.errors
                     continue
                 run = await self._write_status(run, plan.status)
-            await self._release(key.namespace, plan.release)
+            # Events first: they only come from a status change, so a failed
+            # release (retried by the next pass) must not lose them.
             await self._announce(run, plan)
+            await self._release(key.namespace, plan.release)
             if plan.delete_run:
                 log.info("run %s: its time to live after finishing is over; deleting it", key)
                 await self.client.delete(run_path(key.namespace, key.name), missing_ok=True)
@@ -203,6 +235,8 @@ class RunReconciler:
             held=held,
             tracked=self._tracked(meta["uid"]),
             default_ttl_seconds=self.settings.run_ttl_seconds,
+            deleting=bool(meta.get("deletionTimestamp")),
+            needed_by_rerun=self.peers.rerun_pending(meta["namespace"], meta["name"]),
             orphans=self._orphans(meta["namespace"], meta["name"], meta["uid"]),
         )
         if status.finished:
@@ -213,15 +247,24 @@ class RunReconciler:
         pipeline = status.pipeline_spec
         names = {task.name for task in [*pipeline.tasks, *(pipeline.finally_ or ())]}
         refusals = self.cache.refusals(facts.uid)
+
+        def observe() -> dict[str, TaskObservation]:
+            pods = self.cache.pods_of(facts.uid)
+            return observe_tasks(names, pods, facts.now, self.cache.created_pods(facts.uid), refusals)
+
+        observed = observe()
+        unseen = unseen_pods(status, observed)
+        if unseen:
+            # Rare: a pod the status names that the watch has not shown. Only
+            # the API server may say it is gone (then the attempt is lost).
+            for name in unseen:
+                pod = await self.client.get_optional(pods_path(facts.namespace, name))
+                if pod is not None:
+                    self.cache.upsert_pod(pod)
+            observed = observe()
         return replace(
             facts,
-            tasks=observe_tasks(
-                names,
-                self.cache.pods_of(facts.uid),
-                facts.now,
-                self.cache.created_pods(facts.uid),
-                refusals,
-            ),
+            tasks=observed,
             claim_refused=next((r.message for r in refusals if r.task is None), None),
         )
 
@@ -319,18 +362,22 @@ class RunReconciler:
 
     async def _create_pod(self, facts: RunFacts, start: PodStart) -> bool:
         """Create one attempt's pod; False if it was refused for good."""
+        self.cache.expect(facts.uid, start.name, start.task, start.attempt)
         try:
             await self.client.create(pods_path(facts.namespace), start.pod)
         except ApiError as error:
+            if error.already_exists:
+                return True
+            self.cache.unexpect(facts.uid, start.name)
             if error.status in PERMANENT_CREATE_ERRORS:
                 refusal = RefusedCreate(start.name, error.message, self.clock(), start.task, start.attempt)
                 self.cache.refuse(facts.uid, refusal)
                 return False
-            if not error.already_exists:
-                raise
-        else:
-            metrics.PODS_CREATED.inc()
-        self.cache.expect(facts.uid, start.name, start.task, start.attempt)
+            raise
+        except BaseException:
+            self.cache.unexpect(facts.uid, start.name)
+            raise
+        metrics.PODS_CREATED.inc()
         return True
 
     async def _release(self, namespace: str, pods: tuple[str, ...]) -> None:
@@ -356,6 +403,7 @@ class RunReconciler:
         version = written["metadata"]["resourceVersion"]
         self.written[key] = version
         self.peers.observe(written)
+        self.observe_run(written)
         held = self.parsed.get(key)
         unchanged = held is not None and held[0] == meta["resourceVersion"]
         if held is not None and unchanged and written.get("status") == body["status"]:

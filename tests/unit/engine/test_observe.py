@@ -49,7 +49,7 @@ def with_deadline(body: dict[str, Any], seconds: int) -> dict[str, Any]:
 def test_a_pod_past_its_deadline_is_a_timeout_even_while_it_still_runs() -> None:
     running = with_deadline(pod("p", phase="Running", startTime=T0), 2)
     before = observe_pod(running, "2026-11-24T10:00:01Z")
-    assert (before.phase, before.deadline) == ("Running", "2026-11-24T10:00:02Z")
+    assert (before.phase, before.look_again_at) == ("Running", "2026-11-24T10:00:02Z")
     after = observe_pod(running, LATER)
     assert (after.phase, after.reason, after.stop_pod) == ("Failed", "Timeout", True)
     assert after.completion_time == "2026-11-24T10:00:02Z"
@@ -158,7 +158,29 @@ def test_only_pods_holding_the_finalizer_are_tracked_and_ended_means_terminal_or
     running["metadata"]["finalizers"] = ["other", "f"]
     assert tracked_pod(running, "f") == TrackedPod("a", "load", 1, ended=False)
     running["metadata"]["deletionTimestamp"] = LATER
-    assert tracked_pod(running, "f") == TrackedPod("a", "load", 1, ended=True)
+    assert tracked_pod(running, "f") == TrackedPod("a", "load", 1, ended=True, deleting=True)
     done = pod("b", phase="Succeeded", task="load")
     done["metadata"]["finalizers"] = ["f"]
     assert tracked_pod(done, "f") == TrackedPod("b", "load", 0, ended=True)
+
+
+def test_a_deleting_pod_is_looked_at_again_when_its_grace_period_ends() -> None:
+    # A node that is gone sends no more events: the pass must wake by itself.
+    deleting = with_deadline(pod("p", phase="Running", startTime=T0), 600)
+    deleting["metadata"]["deletionTimestamp"] = LATER
+    assert observe_pod(deleting, "2026-11-24T10:00:01Z").look_again_at == LATER
+
+
+def test_a_pod_that_never_starts_times_out_from_its_creation() -> None:
+    unscheduled = with_deadline(pod("p", created=T0, phase="Pending"), 2)
+    assert observe_pod(unscheduled, "2026-11-24T10:00:01Z").look_again_at == "2026-11-24T10:00:02Z"
+    obs = observe_pod(unscheduled, LATER)
+    assert (obs.phase, obs.reason, obs.stop_pod) == ("Failed", "Timeout", True)
+
+
+def test_the_kubelets_disruptions_are_told_apart_by_the_pods_reason() -> None:
+    by_kubelet = [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]
+    shutdown = pod("p", T0, None, "Failed", reason="Terminated", conditions=by_kubelet)
+    pressure = pod("p", T0, None, "Failed", reason="Evicted", conditions=by_kubelet)
+    assert observe_pod(shutdown, LATER).reason == "NodeShutdown"
+    assert observe_pod(pressure, LATER).reason == "Evicted"

@@ -558,9 +558,13 @@ def test_a_pods_finalizer_is_released_by_the_pass_that_records_its_outcome_and_n
     still = plan_run(facts(first.status, tasks={"extract": ran("extract", "Running")}, tracked=(running,)))
     assert still.release == ()
     done = ran("extract", "Succeeded", completion_time=T0, output="")
+    # Ended and recorded, but nobody deletes it: it keeps its finalizer until the run ends.
     ended = replace(running, ended=True)
     recording = plan_run(facts(first.status, tasks={"extract": done}, tracked=(ended,)))
     assert recording.status is not None and task_status(recording, "extract").phase == "Succeeded"
+    assert recording.release == ()
+    ended = replace(running, ended=True, deleting=True)
+    recording = plan_run(facts(first.status, tasks={"extract": done}, tracked=(ended,)))
     assert recording.release == (name,)
     # A pass whose status write is not needed (already recorded) still releases.
     load = TaskObservation(recording.starts[0].name, "Running")
@@ -570,7 +574,7 @@ def test_a_pods_finalizer_is_released_by_the_pass_that_records_its_outcome_and_n
 
 def test_a_failed_attempt_keeps_its_pod_until_its_retry_exists_then_releases_it() -> None:
     failed = ran("flaky", "Failed", completion_time=T0, message="boom")
-    old = TrackedPod(failed.pod_name, "flaky", 0, ended=True)
+    old = TrackedPod(failed.pod_name, "flaky", 0, ended=True, deleting=True)
     waiting = plan_run(
         facts(
             started(RETRIED, phase="Running"),
@@ -611,12 +615,18 @@ def test_a_pod_that_vanished_before_its_outcome_was_recorded_is_a_lost_attempt_a
     entry = task_status(lost, "flaky")
     assert (entry.phase, entry.reason) == ("Running", "Retrying")
     assert "disappeared" in entry.message
-    assert lost.starts == () and lost.wake_after is not None
+    assert lost.starts == () and lost.wake_after == pytest.approx(10 + 0.05)
+    # Later passes keep the loss's time, so the retry comes due and starts.
+    assert lost.status is not None
+    waiting = plan_run(facts(lost.status, now="2026-11-24T10:00:35Z"))
+    assert waiting.status is None and waiting.starts == ()
+    retry = plan_run(facts(lost.status, now="2026-11-24T10:00:41Z"))
+    assert started_tasks(retry) == [("flaky", 1)]
 
 
 def test_an_overdue_pod_is_stopped_and_its_attempt_fails_with_timeout() -> None:
     timed = spec_of([{"name": "slow", "timeoutSeconds": 2}])
-    running = ran("slow", "Running", deadline="2026-11-24T10:00:02Z")
+    running = ran("slow", "Running", look_again_at="2026-11-24T10:00:02Z")
     waiting = plan_run(facts(started(timed, phase="Running"), tasks={"slow": running}))
     assert waiting.stops == () and waiting.wake_after == pytest.approx(2 + 0.05)
     overdue = ran(
@@ -657,3 +667,28 @@ def test_an_unfinished_run_is_never_deleted_by_its_ttl() -> None:
     assert not plan_run(
         facts(running, spec=own, now="2030-01-01T00:00:00Z", default_ttl_seconds=1)
     ).delete_run
+
+
+def test_a_run_being_deleted_starts_nothing_and_releases_every_pod() -> None:
+    # A foreground delete keeps the run while its pods go: none of their
+    # deletions may read as failures to retry or to run AnyFailed tasks for.
+    flaky = ran("flaky", "Failed", completion_time=T0, reason="PodDeleted", message="deleted")
+    held = TrackedPod(flaky.pod_name, "flaky", 0, ended=False)
+    plan = plan_run(
+        facts(
+            started(RETRIED, phase="Running"),
+            tasks={"flaky": flaky},
+            tracked=(held,),
+            deleting=True,
+            now=LATER,
+        )
+    )
+    assert plan == RunPlan(release=(flaky.pod_name,))
+
+
+def test_a_finished_run_an_unfinished_rerun_needs_outlives_its_ttl() -> None:
+    done = started(CHAIN, phase="Failed", completion_time=T0)
+    late = "2026-11-30T10:00:00Z"
+    kept = plan_run(facts(done, now=late, default_ttl_seconds=60, needed_by_rerun=True))
+    assert not kept.delete_run and kept.wake_after == pytest.approx(30)
+    assert plan_run(facts(done, now=late, default_ttl_seconds=60)).delete_run
