@@ -56,6 +56,7 @@ class Controller:
         # Followers fill the queue from watch events but only the leader drains it.
         self.queue: WorkQueue[Key] = WorkQueue()
         self.failures: dict[Key, int] = {}
+        self.pipeline_generations: dict[PipelineKey, int | None] = {}
         self.client: KubeClient | None = None
         self.runs: RunReconciler | None = None
         self.pipelines: PipelineReconciler | None = None
@@ -211,22 +212,31 @@ class Controller:
         """Report a Pipeline's validity and schedule, and wake runs that were
         waiting for it to exist.
         """
-        if kind == "DELETED":
-            return
         meta = obj["metadata"]
+        key = PipelineKey(meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self.pipeline_generations.pop(key, None)
+            return
         if self.runs is not None:
-            for key in self.runs.waiting_for_pipeline.release(meta["namespace"], meta["name"]):
-                self.queue.add(key)
-        self.queue.add(PipelineKey(meta["namespace"], meta["name"]))
+            for waiting in self.runs.waiting_for_pipeline.release(meta["namespace"], meta["name"]):
+                self.queue.add(waiting)
+        generation = meta.get("generation")
+        if kind == "MODIFIED" and self.pipeline_generations.get(key) == generation:
+            # Only its status changed (every run started by hand records itself
+            # there): nothing for the pipeline's own pass to do.
+            return
+        self.pipeline_generations[key] = generation
+        self.queue.add(key)
 
     def _enqueue_owner(self, obj: dict[str, Any]) -> None:
+        """A task pod changed: its run has a DAG edge to take, ahead of new runs."""
         meta = obj["metadata"]
         run = (meta.get("labels") or {}).get(labels.RUN)
         for owner in meta.get("ownerReferences") or ():
             if owner.get("kind") == "PipelineRun":
                 run = owner["name"]
         if run:
-            self.queue.add(RunKey(meta["namespace"], run))
+            self.queue.add(RunKey(meta["namespace"], run), urgent=True)
 
 
 # --- kopf handlers: registration only ---------------------------------------------------

@@ -36,3 +36,30 @@ def test_add_after_fires_once_at_the_earliest_deadline() -> None:
         assert await asyncio.wait_for(queue.get(), 1) == "a"
 
     asyncio.run(scenario())
+
+
+def test_urgent_keys_are_handed_out_first_and_an_urgent_add_moves_a_queued_key_up() -> None:
+    async def scenario() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        for key in ["new-1", "new-2", "new-3"]:
+            queue.add(key)
+        queue.add("going", urgent=True)
+        queue.add("new-3", urgent=True)  # its pod changed while it waited
+        return [await queue.get() for _ in range(4)]
+
+    assert asyncio.run(scenario()) == ["going", "new-3", "new-1", "new-2"]
+
+
+def test_waiting_workers_are_woken_one_per_key() -> None:
+    async def scenario() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        workers = [asyncio.create_task(queue.get()) for _ in range(3)]
+        await asyncio.sleep(0)  # let them all wait (not synchronisation of results)
+        queue.add("a")
+        queue.add("b")
+        got = await asyncio.wait_for(asyncio.gather(workers[0], workers[1]), 1)
+        assert not workers[2].done()  # no key for it: still waiting
+        workers[2].cancel()
+        return sorted(got)
+
+    assert asyncio.run(scenario()) == ["a", "b"]
