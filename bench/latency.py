@@ -1,332 +1,522 @@
 #!/usr/bin/env python3
-"""Dependency latency: from a task's Job succeeding to its dependents' Jobs existing.
+"""Step latency as users feel it: from a task's pod succeeding to its dependent's pod existing.
 
-Scenarios on the kwok cluster, with simulated pods that finish at once:
-  chain      one run of a 20-task chain (19 edges)
-  fanout     one run of root -> 100 parallel tasks -> join
-  chain x50  50 runs of a 5-task chain started together (do runs starve each other?)
+For every DAG edge, both ends are timed by this process from one pod watch
+(monotonic clock at event receipt): the upstream pod reaching Succeeded, and
+the downstream task's pod being created. When the operator runs each attempt
+as a batch/v1 Job, a Job watch in the same process splits the edge in two
+hops: pod Succeeded -> Job created (the operator) and Job created -> pod
+created (the Job controller). When it creates pods itself, the operator hop
+is the whole edge and the Job-controller hop is absent.
 
-Both ends of each edge are timed by this process from one watch on Jobs, so
-the figure is what a user sees: watch delivery to the operator, its
-reconcile, the create call, and watch delivery back. It prints p50/p99 and
-Job creations per second and saves JSON in bench/results/.
+Scenarios (kwok cluster; simulated pods finish at once), by name:
+  chain20     one run of a 20-task chain
+  runs50      50 runs of a 5-task chain, submitted together (also runs200, runs1000)
+  fanout100   one run of root -> 100 parallel tasks -> join (also fanout1000)
+Any chainN, runsN or fanoutN works. Default: chain20,runs50,runs200,fanout100;
+the 1000 ones need --big or naming them. Each scenario gets a fresh
+namespace, deleted (and waited for) before the next one starts.
 
-Usage: bench/latency.py [--workers N] [--qps Q] [--out FILE]
-(brings the kwok cluster up if it is not, and runs its own operator process)
+Per scenario: p50/p90/p99/max of pod-to-pod and of each hop, the operator's
+CPU per task and its memory. The API server's ceiling (plain pod creates
+from one client) is measured first, so fan-out creation rates can be given
+as a fraction of it. Figures are printed beside the targets and saved as
+JSON in bench/results/.
+
+The operator runs as this process's child, from the work tree or, with
+--operator-rev REV, from a `git archive` of REV (to measure a commit while the
+work tree is being edited). The cluster is the benchmark's own kwok cluster
+(hack/cluster with its own state dir and ports, brought up if need be), or
+the tests' with --cluster tests, or $KUBECONFIG's.
+
+Usage: bench/latency.py [--scenarios a,b] [--big] [--repeat N] [--profile]
+                        [--workers N] [--qps Q] [--out FILE] [--cluster bench|tests]
+                        [--operator-rev REV] [--ceiling-pods N]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import pathlib
-import platform
-import statistics
-import subprocess
 import sys
-import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
-import yaml
-from kubernetes import client, config, watch
+# Run as a script: bench/ is sys.path[0], so the helpers import as a package.
+from sluicebench import cluster, pyspy, report, scenarios, stats, timeline
+from sluicebench.kube import ApiError, Handler, Kube, first_of, load_endpoint
+from sluicebench.procstat import Sample, cpu_seconds, memory_kib, reset_peak_rss
+from sluicebench.scenarios import Scenario
+from sluicebench.timeline import Timeline
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-IMAGE = "busybox:1.36"
-
-
-class JobClock:
-    """When each Job was first seen, and when its task was first seen done:
-    its pod Succeeded or the Job succeeded, whichever this process saw first."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.batch = client.BatchV1Api(api)
-        self.core = client.CoreV1Api(api)
-        self.namespace = namespace
-        self.created: dict[str, float] = {}
-        self.succeeded: dict[str, float] = {}
-        self.meta: dict[str, tuple[str, str]] = {}  # job -> (run, task)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(
-                target=self._watch, args=(self.batch.list_namespaced_job, self._on_job), daemon=True
-            ),
-            threading.Thread(
-                target=self._watch, args=(self.core.list_namespaced_pod, self._on_pod), daemon=True
-            ),
-        ]
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def _watch(self, lister: Any, handle: Any) -> None:
-        version = None
-        while not self.stop.is_set():
-            stream = watch.Watch()
-            kwargs = {"timeout_seconds": 300, **({"resource_version": version} if version else {})}
-            for event in stream.stream(lister, self.namespace, **kwargs):
-                now = time.monotonic()
-                version = event["object"].metadata.resource_version
-                with self.lock:
-                    handle(event["object"], now)
-                if self.stop.is_set():
-                    break
-
-    def _on_job(self, job: Any, now: float) -> None:
-        name = job.metadata.name
-        self.created.setdefault(name, now)
-        labels = job.metadata.labels or {}
-        self.meta[name] = (labels.get("sluice.dev/run", ""), labels.get("sluice.dev/task", ""))
-        if (job.status.succeeded or 0) > 0:
-            self.succeeded.setdefault(name, now)
-
-    def _on_pod(self, pod: Any, now: float) -> None:
-        job = (pod.metadata.labels or {}).get("batch.kubernetes.io/job-name")
-        if job and pod.status.phase == "Succeeded":
-            self.succeeded.setdefault(job, now)
-
-    def job_of(self, run: str, task: str) -> str | None:
-        with self.lock:
-            return next((j for j, (r, t) in self.meta.items() if r == run and t == task), None)
+RESULTS = cluster.ROOT / "bench" / "results"
+GROUP = "/apis/sluice.dev/v1alpha1/namespaces"
+Result = dict[str, Any]
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in values]
-    return {
-        "count": len(ms),
-        "p50_ms": round(pct(ms, 50), 1),
-        "p90_ms": round(pct(ms, 90), 1),
-        "p99_ms": round(pct(ms, 99), 1),
-        "max_ms": round(max(ms), 1),
-        "mean_ms": round(statistics.fmean(ms), 1),
-    }
-
-
-def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        [str(kubectl_path()), "--kubeconfig", kubeconfig, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-
-def hack_env() -> dict[str, str]:
-    """The benchmark uses the tests' kwok cluster (own state dir and ports)."""
-    from tests.integration.conftest import TEST_CLUSTER_ENV  # noqa: PLC0415
-
-    return {**os.environ, **TEST_CLUSTER_ENV}
-
-
-def hack(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(ROOT / "hack" / "cluster"), *args], capture_output=True, text=True, check=check, env=hack_env()
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--scenarios", default=None, help="comma-separated, e.g. chain20,runs50,fanout100")
+    parser.add_argument("--big", action="store_true", help="add runs1000 and fanout1000 to the default set")
+    parser.add_argument("--repeat", type=int, default=1, help="run each runsN scenario N times (noise)")
+    parser.add_argument("--profile", action="store_true", help="py-spy the operator during runs50")
+    parser.add_argument("--profile-seconds", type=int, default=300, help="py-spy's -d (stopped at the end)")
+    parser.add_argument("--workers", default="16", help="operator's SLUICE_WORKERS")
+    parser.add_argument("--qps", default="0", help="operator's SLUICE_API_QPS (0: no client-side limit)")
+    parser.add_argument("--out", default=None, help="JSON file (default bench/results/latency-<time>.json)")
+    parser.add_argument("--cluster", choices=sorted(cluster.CLUSTERS), default="bench")
+    parser.add_argument(
+        "--operator-rev",
+        default=None,
+        help="run the operator and CRDs of this commit (git archive), not the work tree",
     )
+    parser.add_argument("--ceiling-pods", type=int, default=1000, help="0: skip the ceiling")
+    parser.add_argument(
+        "--ceiling-concurrency",
+        type=int,
+        default=64,
+        help="creates in flight; 64 = the operator's connection pool (it creates a pass's pods at once)",
+    )
+    parser.add_argument("--submit-concurrency", type=int, default=16, help="parallel PipelineRun creates")
+    parser.add_argument("--timeout", type=float, default=900, help="deadline per scenario, seconds")
+    return parser.parse_args(argv)
 
 
-def cluster_env() -> dict[str, str]:
-    out = hack("env").stdout
-    env = {}
-    for line in out.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value
-    return env
+def planned(args: argparse.Namespace) -> list[tuple[Scenario, int | None]]:
+    """Scenarios in order, with a repetition number when --repeat applies."""
+    names = (
+        args.scenarios.split(",")
+        if args.scenarios
+        else scenarios.DEFAULT + (scenarios.BIG if args.big else [])
+    )
+    plan: list[tuple[Scenario, int | None]] = []
+    for name in (n.strip() for n in names if n.strip()):
+        scenario = scenarios.parse(name)
+        if scenario.repeatable and args.repeat > 1:
+            plan += [(scenario, i + 1) for i in range(args.repeat)]
+        else:
+            plan.append((scenario, None))
+    return plan
 
 
-def kubectl_path() -> pathlib.Path:
-    return pathlib.Path(cluster_env()["PATH"].split(":", 1)[0]) / "kubectl"
+# --- namespaces ------------------------------------------------------------------
 
 
-def ensure_cluster() -> str:
-    existing = os.environ.get("KUBECONFIG")
-    if existing:
-        return existing
-    kubeconfig = cluster_env()["KUBECONFIG"]
-    if hack("status", check=False).returncode != 0:
-        subprocess.run([str(ROOT / "hack" / "cluster"), "up", "--nodes", "kwok"], check=True, env=hack_env())
-    return kubeconfig
+async def fresh_namespace(kube: Kube, prefix: str) -> str:
+    """A new namespace whose default service account exists (pods are refused before)."""
+    name = f"bench-{prefix}-{uuid.uuid4().hex[:5]}"
+    await kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    await kube.wait_for_object(f"/api/v1/namespaces/{name}/serviceaccounts", "default", True, 60)
+    return name
 
 
-def pipeline(name: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "Pipeline",
-        "metadata": {"name": name},
-        "spec": {"tasks": tasks},
-    }
+async def delete_namespace(kube: Kube, name: str, seconds: float = 600) -> float:
+    """Delete and wait until it is gone, so that its deletion (thousands of
+    watch events for the operator) does not overlap the next scenario.
+    """
+    started = time.monotonic()
+    await kube.delete(f"/api/v1/namespaces/{name}")
+    await kube.wait_for_object("/api/v1/namespaces", name, False, seconds)
+    return round(time.monotonic() - started, 2)
 
 
-def task(name: str, *deps: str) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": name, "image": IMAGE}
-    if deps:
-        spec["dependsOn"] = list(deps)
-    return spec
+async def operator_idle(pid: int, seconds: float = 30, window: float = 0.5, busy: float = 0.02) -> float:
+    """Wait until the operator uses under ``busy`` of a core over ``window``:
+    it may still be digesting the last namespace's deletion events.
+    """
+    started = time.monotonic()
+    deadline = started + seconds
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(window)  # a measuring window, not a synchronisation
+        if cpu_seconds(pid) - before < busy * window:
+            break
+    return round(time.monotonic() - started, 2)
 
 
-def run(name: str, pipeline_name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "PipelineRun",
-        "metadata": {"name": name},
-        "spec": {"pipelineRef": {"name": pipeline_name}},
-    }
+# --- watches ---------------------------------------------------------------------
 
 
-def wait_runs(custom: client.CustomObjectsApi, namespace: str, names: list[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    while pending and time.monotonic() < deadline:
-        items = custom.list_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelineruns")[
-            "items"
-        ]
-        for item in items:
-            phase = (item.get("status") or {}).get("phase")
-            if item["metadata"]["name"] in pending and phase in ("Succeeded", "Failed"):
-                if phase == "Failed":
-                    raise SystemExit(f"run {item['metadata']['name']} failed: {item['status']}")
-                pending.discard(item["metadata"]["name"])
-        time.sleep(0.2)
-    if pending:
-        raise SystemExit(f"runs did not finish in {timeout}s: {sorted(pending)[:5]}")
+@contextlib.asynccontextmanager
+async def watching(kube: Kube, watches: Sequence[tuple[str, Handler]]) -> AsyncIterator[None]:
+    """Run the watches for the body's duration, entering only once each has
+    listed, so nothing the body creates can be missed.
+    """
+    ready = [asyncio.Event() for _ in watches]
+    tasks = [
+        asyncio.create_task(kube.watch(path, handle, ready=event))
+        for (path, handle), event in zip(watches, ready, strict=True)
+    ]
+    try:
+        async with asyncio.timeout(60):
+            for event, task in zip(ready, tasks, strict=True):
+                await first_of(event.wait(), task)
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def edge_latencies(clock: JobClock, runs: list[str], edges: list[tuple[str, str]]) -> list[float]:
-    result = []
-    for run_name in runs:
-        for parent, child in edges:
-            parent_job, child_job = clock.job_of(run_name, parent), clock.job_of(run_name, child)
-            if parent_job and child_job and parent_job in clock.succeeded:
-                result.append(clock.created[child_job] - clock.succeeded[parent_job])
+async def bounded(concurrency: int, jobs: Sequence[Callable[[], Awaitable[Any]]]) -> list[float]:
+    """Run ``jobs`` with at most ``concurrency`` in flight; each one's latency in s."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(job: Callable[[], Awaitable[Any]]) -> None:
+        async with gate:
+            started = time.monotonic()
+            await job()
+            latencies.append(time.monotonic() - started)
+
+    await asyncio.gather(*(one(job) for job in jobs))
+    return latencies
+
+
+# --- the API server's ceiling ----------------------------------------------------------
+
+
+async def measure_ceiling(kube: Kube, pods: int, concurrency: int, seconds: float) -> Result:
+    """Plain pod creates from this one client, before the operator starts (so
+    it neither competes for CPU nor sees the pods): the most pods per second
+    this API server, scheduler and kwok take on this machine.
+    """
+    namespace = await fresh_namespace(kube, "ceiling")
+    seen: dict[str, float] = {}
+    all_seen = asyncio.Event()
+
+    def on_pod(kind: str, obj: dict[str, Any], now: float) -> None:
+        if kind != "DELETED":
+            seen.setdefault(obj["metadata"]["name"], now)
+        if len(seen) >= pods:
+            all_seen.set()
+
+    path = f"/api/v1/namespaces/{namespace}/pods"
+    result: Result = {"pods": pods, "concurrency": concurrency, "namespace": namespace}
+    try:
+        async with watching(kube, [(path, on_pod)]):
+            started = time.monotonic()
+            jobs = [partial(kube.create, path, scenarios.plain_pod(f"ceiling-{i:05d}")) for i in range(pods)]
+            latencies = await bounded(concurrency, jobs)
+            elapsed = time.monotonic() - started
+            await asyncio.wait_for(all_seen.wait(), seconds)
+        rate = timeline.creation_rate(list(seen.values()))
+        result |= {
+            "pods_per_second": round(rate or 0, 1),
+            "client_pods_per_second": round(pods / elapsed, 1),
+            "create_ms": stats.summary(latencies),
+        }
+    except (TimeoutError, ApiError) as error:
+        result["error"] = str(error) or type(error).__name__
+    finally:
+        result["cleanup_seconds"] = await delete_namespace(kube, namespace)
     return result
 
 
-def scenario(
-    kubeconfig: str,
-    api: client.ApiClient,
-    label: str,
-    tasks: list[dict[str, Any]],
-    runs: int,
-    edges: list[tuple[str, str]],
-) -> dict[str, Any]:
-    namespace = f"bench-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    custom = client.CustomObjectsApi(api)
-    clock = JobClock(api, namespace)
-    clock.start()
+# --- one scenario ------------------------------------------------------------------
+
+
+def finished(tl: Timeline, runs: list[str], tasks: int) -> bool:
+    """Every run ended, and (unless one failed) every task's pod was seen Succeeded."""
+    if any(tl.run_phase.get(run) not in timeline.FINISHED for run in runs):
+        return False
+    return len(tl.pod_succeeded) >= tasks or "Failed" in tl.run_phase.values()
+
+
+async def submit(kube: Kube, namespace: str, scenario: Scenario, runs: list[str], concurrency: int) -> None:
+    """The Pipeline, then all runs at once, ``concurrency`` creates in flight."""
+    await kube.create(f"{GROUP}/{namespace}/pipelines", scenarios.pipeline("p", scenario))
+    path = f"{GROUP}/{namespace}/pipelineruns"
+    await bounded(concurrency, [partial(kube.create, path, scenarios.run(name, "p")) for name in runs])
+
+
+def edge_rows(edges: list[timeline.Edge]) -> list[list[Any]]:
+    """Every edge, for the JSON: run, parent, child, pod-to-pod, operator, Job controller (ms)."""
+
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value * 1000, 2)
+
+    return [
+        [e.run, e.parent, e.child, ms(e.pod_to_pod), ms(e.operator_hop), ms(e.job_controller_hop)]
+        for e in edges
+    ]
+
+
+def fanout_figures(tl: Timeline, scenario: Scenario, run: str, ceiling: Result | None) -> Result | None:
+    """Time from root succeeded to the last of the parallel pods, and the rate
+    those pods were created at (first to last), against the ceiling.
+    """
+    created = [tl.pod_created[(run, w)] for w in scenario.fanout if (run, w) in tl.pod_created]
+    root = tl.pod_succeeded.get((run, "root"))
+    if not scenario.fanout or root is None or not created:
+        return None
+    rate = timeline.creation_rate(created)
+    jobs = [tl.job_created[(run, w)] for w in scenario.fanout if (run, w) in tl.job_created]
+    job_rate = timeline.creation_rate(jobs)
+    ceiling_rate = (ceiling or {}).get("pods_per_second")
+    return {
+        "pods": len(created),
+        "time_to_last_pod_ms": round((max(created) - root) * 1000, 1),
+        "time_to_last_job_ms": round((max(jobs) - root) * 1000, 1) if jobs else None,
+        "pods_per_second": round(rate, 1) if rate else None,
+        "jobs_per_second": round(job_rate, 1) if job_rate else None,
+        "fraction_of_ceiling": round(rate / ceiling_rate, 3) if rate and ceiling_rate else None,
+    }
+
+
+def operator_figures(pid: int, before: Sample, after: Sample, tasks: int, peak_reset: bool) -> Result:
+    cpu = after.operator_cpu - before.operator_cpu
+    memory = memory_kib(pid)
+    return {
+        "cpu_seconds": round(cpu, 2),
+        "cpu_ms_per_task": round(1000 * cpu / tasks, 2),
+        "cpu_cores_while_running": round(cpu / (after.wall - before.wall), 2),
+        "peak_rss_mib": round(memory["VmHWM"] / 1024, 1),
+        "peak_rss_is_this_scenarios": peak_reset,
+        "rss_mib": round(memory["VmRSS"] / 1024, 1),
+    }
+
+
+async def wait_done(tl: Timeline, scenario: Scenario, runs: list[str], seconds: float) -> str | None:
+    """Wait for the scenario to end; None if it ended well, else what went wrong."""
     try:
-        kubectl(kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(pipeline("p", tasks)))
-        names = [f"r{i}" for i in range(runs)]
-        started = time.monotonic()
-        kubectl(
-            kubeconfig,
-            "apply",
-            "-n",
-            namespace,
-            "-f",
-            "-",
-            stdin=yaml.safe_dump_all([run(n, "p") for n in names]),
+        await tl.wait_until(lambda: finished(tl, runs, scenario.tasks), seconds)
+    except TimeoutError:
+        ended = sum(p in timeline.FINISHED for p in tl.run_phase.values())
+        return (
+            f"not done in {seconds:.0f}s: {len(tl.pod_succeeded)}/{scenario.tasks} pods "
+            f"succeeded, {ended}/{scenario.runs} runs finished"
         )
-        wait_runs(custom, namespace, names, timeout=600)
-        elapsed = time.monotonic() - started
-        time.sleep(0.5)  # let the watch deliver the last events before reading the clock
-        latencies = edge_latencies(clock, names, edges)
-        jobs = len(clock.created)
-        result = {
-            "scenario": label,
-            "runs": runs,
-            "tasks_per_run": len(tasks),
-            "jobs_created": jobs,
-            "wall_seconds": round(elapsed, 2),
-            "job_creations_per_second": round(jobs / elapsed, 1),
-            "edge_latency": summary(latencies) if latencies else None,
-        }
-        return result
+    failed = sorted(r for r, phase in tl.run_phase.items() if phase == "Failed")
+    return f"{len(failed)} run(s) failed, e.g. {failed[0]}" if failed else None
+
+
+def edge_figures(tl: Timeline, scenario: Scenario, runs: list[str]) -> Result:
+    """Pod-to-pod and its hops over every edge; Job mode if any Job was seen."""
+    found = timeline.edges(tl, runs, scenario.parents)
+    return {
+        "mode": "jobs" if tl.job_created else "pods",
+        "edges": len(found),
+        "pod_to_pod": stats.summary([e.pod_to_pod for e in found]),
+        "operator_hop": stats.summary([e.operator_hop for e in found]),
+        "job_controller_hop": stats.summary(
+            [e.job_controller_hop for e in found if e.job_controller_hop is not None]
+        ),
+        "pods_seen": tl.pods_seen,
+        "jobs_seen": tl.jobs_seen,
+        "watch_events": tl.events,
+        "edges_ms": edge_rows(found),
+    }
+
+
+def load_figures(pid: int, before: Sample, after: Sample, own: float, tasks: int, peak_reset: bool) -> Result:
+    """What the scenario cost the operator, and how loaded the machine was meanwhile."""
+    wall = after.wall - before.wall
+    return {
+        "wall_seconds": round(wall, 2),
+        "operator": operator_figures(pid, before, after, tasks, peak_reset),
+        "machine_busy_cores": round((after.machine_busy - before.machine_busy) / wall, 2),
+        # This process's own share of that (watch decoding, creates): noise it adds.
+        "bench_cpu_seconds": round(own, 2),
+    }
+
+
+async def run_scenario(
+    kube: Kube,
+    operator: cluster.Operator,
+    scenario: Scenario,
+    repetition: int | None,
+    args: argparse.Namespace,
+    ceiling: Result | None,
+    profile: bool,
+) -> Result:
+    """Submit the scenario's runs into a fresh namespace, wait for them, measure, clean up."""
+    namespace = await fresh_namespace(kube, scenario.name)
+    runs = [f"r{i:04d}" for i in range(scenario.runs)]
+    tl = Timeline()
+    result: Result = {
+        "scenario": scenario.name,
+        "repetition": repetition,
+        "profiled": profile,
+        "namespace": namespace,
+        "runs": scenario.runs,
+        "tasks": scenario.tasks,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    watches: list[tuple[str, Handler]] = [
+        (f"/api/v1/namespaces/{namespace}/pods", tl.on_pod),
+        (f"/apis/batch/v1/namespaces/{namespace}/jobs", tl.on_job),
+        (f"{GROUP}/{namespace}/pipelineruns", tl.on_run),
+    ]
+    spy: pyspy.Recorder | None = None
+    try:
+        async with watching(kube, watches):
+            peak_reset = reset_peak_rss(operator.pid)
+            before = Sample.take(operator.pid)
+            own_before = time.process_time()
+            if profile:
+                out = RESULTS / f"profile-{scenario.name}.txt"
+                spy = pyspy.Recorder(operator.pid, out, args.profile_seconds)
+                result["profile_command"] = " ".join(spy.command)
+            await submit(kube, namespace, scenario, runs, args.submit_concurrency)
+            result["submit_seconds"] = round(time.monotonic() - before.wall, 2)
+            result["error"] = await wait_done(tl, scenario, runs, args.timeout)
+            after = Sample.take(operator.pid)
+            own = time.process_time() - own_before
+        if spy is not None:
+            result["profile_stderr"] = spy.stop().strip()[-500:]
+        result |= edge_figures(tl, scenario, runs)
+        result |= load_figures(operator.pid, before, after, own, scenario.tasks, peak_reset)
+        result["fanout"] = fanout_figures(tl, scenario, runs[0], ceiling)
+    except ApiError as error:
+        # E.g. a Pipeline the API refuses (the CRD caps tasks per pipeline).
+        result |= {"error": str(error), "mode": "-", "edges": 0}
     finally:
-        clock.stop.set()
-        core.delete_namespace(namespace)
+        if spy is not None and spy.process.poll() is None:
+            spy.stop()
+        result["cleanup_seconds"] = await delete_namespace(kube, namespace)
+        result["operator_idle_wait_seconds"] = await operator_idle(operator.pid)
+    return result
+
+
+# --- the whole invocation -------------------------------------------------------------
+
+
+async def wait_leader(kube: Kube, operator: cluster.Operator, seconds: float = 60) -> None:
+    """Until our operator holds the lease, the scenarios would measure nothing
+    (or another replica: say so rather than report its figures as ours).
+    """
+    name = operator.LEASE.rsplit("/", 1)[1]
+    collection = operator.LEASE.rsplit("/", 1)[0]
+    try:
+        await kube.wait_for_object(collection, name, True, seconds, predicate=operator.is_leader)
+    except TimeoutError:
+        lease = await kube.get_optional(operator.LEASE)
+        holder = ((lease or {}).get("spec") or {}).get("holderIdentity")
+        raise SystemExit(
+            f"the bench operator did not become leader in {seconds:.0f}s (holder: {holder})"
+        ) from None
+
+
+def print_profile(results: list[Result]) -> None:
+    for r in results:
+        if r.get("profiled"):
+            path = RESULTS / f"profile-{r['scenario']}.txt"
+            if not path.exists():
+                print(f"\nprofile of {r['scenario']}: no output ({r.get('profile_stderr')})")
+                continue
+            parsed = pyspy.parse(path.read_text())
+            print(f"\nprofile of the operator during {r['scenario']} ({path.relative_to(cluster.ROOT)})")
+            print(pyspy.report(parsed))
+            r["profile_file"] = str(path.relative_to(cluster.ROOT))
+            r["profile_top_own"] = parsed.own.most_common(25)
+            r["profile_categories"] = dict(parsed.categories)
+
+
+@contextlib.contextmanager
+def operator_process(kubeconfig: str, args: argparse.Namespace) -> Iterator[cluster.Operator]:
+    log = cluster.ROOT / "bench" / "operator.log"
+    operator = cluster.Operator(args.tree, kubeconfig, args.workers, args.qps, log)
+    try:
+        yield operator
+    finally:
+        operator.stop()
+
+
+async def measure(kubeconfig: str, args: argparse.Namespace) -> tuple[Result | None, list[Result]]:
+    """The ceiling (before the operator exists), then every planned scenario."""
+    kube = Kube(load_endpoint(kubeconfig))
+    results: list[Result] = []
+    ceiling = None
+    try:
+        if args.ceiling_pods > 0:
+            print(f"ceiling: {args.ceiling_pods} plain pods ...", flush=True)
+            ceiling = await measure_ceiling(kube, args.ceiling_pods, args.ceiling_concurrency, args.timeout)
+            print(report.ceiling_line(ceiling), flush=True)
+        with operator_process(kubeconfig, args) as operator:
+            await wait_leader(kube, operator)
+            profiled = False
+            for scenario, repetition in planned(args):
+                profile = args.profile and scenario.name == "runs50" and not profiled
+                profiled |= profile
+                label = scenario.name + (f"#{repetition}" if repetition else "")
+                print(f"{label}: {scenario.runs} run(s), {scenario.tasks} tasks ...", flush=True)
+                result = await run_scenario(kube, operator, scenario, repetition, args, ceiling, profile)
+                summary = result.get("pod_to_pod") or {}
+                print(
+                    f"  pod->pod p50 {summary.get('p50_ms')} p99 {summary.get('p99_ms')} ms, "
+                    f"wall {result.get('wall_seconds')} s, cleanup {result.get('cleanup_seconds')} s"
+                    + (f"  ERROR {result['error']}" if result.get("error") else ""),
+                    flush=True,
+                )
+                results.append(result)
+    finally:
+        await kube.close()
+    return ceiling, results
+
+
+def save(
+    args: argparse.Namespace,
+    kubeconfig: str,
+    machine: Result,
+    ceiling: Result | None,
+    results: list[Result],
+) -> pathlib.Path:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    found = report.verdicts(results, ceiling)
+    document = {
+        "benchmark": "pod-to-pod step latency (issue 14)",
+        "date": stamp,
+        "command": " ".join(sys.argv),
+        "machine": machine,
+        "cluster": {"kubeconfig": kubeconfig, "which": args.cluster},
+        "settings": {
+            "workers": int(args.workers),
+            "api_qps": float(args.qps),
+            "submit_concurrency": args.submit_concurrency,
+            "ceiling_concurrency": args.ceiling_concurrency,
+            "repeat": args.repeat,
+            "profile": args.profile,
+        },
+        "ceiling": ceiling,
+        "targets": [v.__dict__ for v in found],
+        "results": results,
+    }
+    out = pathlib.Path(args.out) if args.out else RESULTS / f"latency-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1) + "\n")
+    return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", default="16")
-    parser.add_argument("--qps", default="0")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    kubeconfig = ensure_cluster()
-    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/pipelineruns.sluice.dev", "--timeout=60s")
-    api = config.new_client_from_config(config_file=kubeconfig)
-    log = open(ROOT / "bench" / "operator.log", "w")  # noqa: SIM115
-    env = {
-        **os.environ,
-        "KUBECONFIG": kubeconfig,
-        "PYTHONPATH": str(ROOT / "operator"),
-        "SLUICE_WORKERS": args.workers,
-        "SLUICE_API_QPS": args.qps,
-        "POD_NAME": f"bench-{uuid.uuid4().hex[:6]}",
-        "SLUICE_LEADER_NAMESPACE": "default",
-        "SLUICE_LEASE_SECONDS": "4",
-        "SLUICE_RENEW_SECONDS": "1",
-    }
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "sluice", "--health-port", "18099", "--metrics-port", "0"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    args = parse_args()
+    planned(args)  # fail on a bad scenario name before touching the cluster
+    args.tree, args.operator_sha = (
+        cluster.export_tree(args.operator_rev) if args.operator_rev else (cluster.ROOT, None)
     )
-    try:
-        chain = [task("t0")] + [task(f"t{i}", f"t{i - 1}") for i in range(1, 20)]
-        chain_edges = [(f"t{i - 1}", f"t{i}") for i in range(1, 20)]
-        fan = (
-            [task("root")]
-            + [task(f"w{i}", "root") for i in range(100)]
-            + [task("join", *[f"w{i}" for i in range(100)])]
-        )
-        fan_edges = [("root", f"w{i}") for i in range(100)]
-        short = [task("t0")] + [task(f"t{i}", f"t{i - 1}") for i in range(1, 5)]
-        short_edges = [(f"t{i - 1}", f"t{i}") for i in range(1, 5)]
-        results = [
-            scenario(kubeconfig, api, "chain of 20", chain, 1, chain_edges),
-            scenario(kubeconfig, api, "fan-out of 100", fan, 1, fan_edges),
-            scenario(kubeconfig, api, "50 concurrent chains of 5", short, 50, short_edges),
-        ]
-    finally:
-        operator.terminate()
-        operator.wait(timeout=20)
-    report = {
-        "benchmark": "dependency latency",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "operator": {"workers": int(args.workers), "api_qps": float(args.qps)},
-        "results": results,
-    }
-    print(f"{'scenario':<28}{'jobs':>6}{'jobs/s':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-    for r in results:
-        lat = r["edge_latency"] or {}
-        print(
-            f"{r['scenario']:<28}{r['jobs_created']:>6}{r['job_creations_per_second']:>8}"
-            f"{lat.get('p50_ms', '-'):>9}{lat.get('p90_ms', '-'):>9}{lat.get('p99_ms', '-'):>9}"
-            f"{lat.get('max_ms', '-'):>9}"
-        )
-    out = (
-        pathlib.Path(args.out) if args.out else ROOT / "bench" / "results" / f"latency-{report['date']}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"saved {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    machine = cluster.machine_facts(args.operator_sha)  # now, for the load average before we add ours
+    target = cluster.Cluster(args.cluster)
+    kubeconfig = os.environ.get("KUBECONFIG") or target.ensure_up()
+    cluster.apply_crds(target.kubectl(), kubeconfig, args.tree)
+    ceiling, results = asyncio.run(measure(kubeconfig, args))
+    print()
+    print(report.ceiling_line(ceiling))
+    print()
+    print(report.latency_table(results))
+    print()
+    print(report.cost_table(results))
+    print_profile(results)
+    print()
+    print(report.targets_table(report.verdicts(results, ceiling)))
+    out = save(args, kubeconfig, machine, ceiling, results)
+    print(f"\nsaved {out.relative_to(cluster.ROOT) if out.is_relative_to(cluster.ROOT) else out}")
 
 
 if __name__ == "__main__":

@@ -34,11 +34,11 @@ from sluice.events import EventRecorder
 from sluice.informer import Informer
 from sluice.kube import ApiError, KubeClient, in_cluster_connection
 from sluice.leader import LeaderElector
-from sluice.reconcilers.keys import Key, PipelineKey, RunKey
+from sluice.reconcilers.keys import Key, OwnWrites, PipelineKey, RunKey
 from sluice.reconcilers.pipeline import PipelineReconciler
 from sluice.reconcilers.pipelinerun import RunReconciler
 from sluice.settings import Settings
-from sluice.workqueue import WorkQueue
+from sluice.workqueue import IDLE, NORMAL, URGENT, WorkQueue
 
 log = logging.getLogger("sluice")
 
@@ -56,7 +56,7 @@ class Controller:
         # Followers fill the queue from watch events but only the leader drains it.
         self.queue: WorkQueue[Key] = WorkQueue()
         self.failures: dict[Key, int] = {}
-        self.pipeline_generations: dict[PipelineKey, int | None] = {}
+        self.pipeline_writes = OwnWrites()
         self.client: KubeClient | None = None
         self.runs: RunReconciler | None = None
         self.pipelines: PipelineReconciler | None = None
@@ -68,25 +68,26 @@ class Controller:
     async def start(self, info: kopf.ConnectionInfo) -> None:
         self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
         events = EventRecorder(self.client)
-        self.runs = RunReconciler(self.client, self.cache, events, self.settings)
-        self.pipelines = PipelineReconciler(self.client, events)
+        self.runs = RunReconciler(self.client, self.cache, events, self.settings, self.pipeline_writes)
+        self.pipelines = PipelineReconciler(self.client, events, self.pipeline_writes)
         await self._start_informers()
         metrics.serve(self.settings.metrics_port, lambda: len(self.queue))
         self.tasks.append(asyncio.create_task(self._lead()))
 
     async def _start_informers(self) -> None:
-        """Watch task pods, runs and pipelines; return once each has listed,
+        """Watch pipelines, runs and task pods; return once each has listed,
         so a restarted operator never mistakes "not seen yet" for "not
-        created" (pods are listed first: a run's pass reads them).
+        created" (no worker runs before that). Runs are listed before pods,
+        so a pod's event can tell a run in flight from a finished one.
         """
         assert self.client is not None
         scope = f"/namespaces/{self.settings.namespace}" if self.settings.namespace else ""
         group = f"/apis/{GROUP}/{VERSION}{scope}"
         informers = [
-            Informer(self.client, f"/api/v1{scope}/pods", self.saw_pod, MANAGED, name="task pods"),
+            Informer(self.client, f"{group}/{PIPELINES}", self.saw_pipeline, name="pipelines"),
             # Smaller pages: one run of a 5,000-task pipeline is over a megabyte.
             Informer(self.client, f"{group}/{PIPELINE_RUNS}", self.saw_run, name="pipelineruns", page=50),
-            Informer(self.client, f"{group}/{PIPELINES}", self.saw_pipeline, name="pipelines"),
+            Informer(self.client, f"/api/v1{scope}/pods", self.saw_pod, MANAGED, name="task pods"),
         ]
         for informer in informers:
             await informer.list()
@@ -184,12 +185,14 @@ class Controller:
         if self.runs is not None:
             self.runs.peers.observe(obj)
             self.runs.observe_run(obj)
+        status = obj.get("status") or {}
+        finished = status.get("phase") in FINISHED_RUN_PHASES and not meta.get("deletionTimestamp")
         if self.runs is None or not self.runs.wrote(key, meta.get("resourceVersion", "")):
             # A status this operator just wrote needs no pass: the pass that
-            # wrote it acted on everything it knew.
-            self.queue.add(key)
-        status = obj.get("status") or {}
-        if status.get("phase") not in FINISHED_RUN_PHASES:
+            # wrote it acted on everything it knew. A finished run's pass
+            # (its time to live, leftovers) waits behind every live run.
+            self.queue.add(key, IDLE if finished else NORMAL)
+        if not finished:
             return
         # A finished run frees a concurrency slot; a scheduled one may free a
         # Forbid slot or exceed history limits.
@@ -215,28 +218,34 @@ class Controller:
         meta = obj["metadata"]
         key = PipelineKey(meta["namespace"], meta["name"])
         if kind == "DELETED":
-            self.pipeline_generations.pop(key, None)
+            self.pipeline_writes.forget(key)
             return
         if self.runs is not None:
             for waiting in self.runs.waiting_for_pipeline.release(meta["namespace"], meta["name"]):
                 self.queue.add(waiting)
-        generation = meta.get("generation")
-        if kind == "MODIFIED" and self.pipeline_generations.get(key) == generation:
-            # Only its status changed (every run started by hand records itself
-            # there): nothing for the pipeline's own pass to do.
+        if self.pipeline_writes.ours(key, meta.get("resourceVersion", "")):
+            # Our own status write (every run started by hand records itself
+            # there): nothing new for the pipeline's pass.
             return
-        self.pipeline_generations[key] = generation
         self.queue.add(key)
 
     def _enqueue_owner(self, obj: dict[str, Any]) -> None:
-        """A task pod changed: its run has a DAG edge to take, ahead of new runs."""
+        """A task pod changed. A run in flight has a DAG edge to take, ahead
+        of new runs; a finished (or unknown, deleted) run only needs a pass
+        when the pod is being deleted and waits for its finalizer.
+        """
         meta = obj["metadata"]
         run = (meta.get("labels") or {}).get(labels.RUN)
         for owner in meta.get("ownerReferences") or ():
             if owner.get("kind") == "PipelineRun":
                 run = owner["name"]
-        if run:
-            self.queue.add(RunKey(meta["namespace"], run), urgent=True)
+        if not run:
+            return
+        key = RunKey(meta["namespace"], run)
+        if self.runs is not None and key in self.runs.live:
+            self.queue.add(key, URGENT)
+        elif meta.get("deletionTimestamp"):
+            self.queue.add(key, NORMAL)
 
 
 # --- kopf handlers: registration only ---------------------------------------------------

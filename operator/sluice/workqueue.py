@@ -1,15 +1,17 @@
 """A coalescing work queue of run keys.
 
-Why: a run with 50 finishing Jobs receives 50+ events; reconciling it once per
-event wastes API calls and delays other runs. Keys are de-duplicated while
-queued, a key is never processed by two workers at once, and a key added
-while it is being processed is processed once more afterwards (so no event is
-lost). This is the client-go workqueue contract, on asyncio.
+Why: a run with 50 finishing task pods receives 50+ events; reconciling it
+once per event wastes API calls and delays other runs. Keys are de-duplicated
+while queued, a key is never processed by two workers at once, and a key
+added while it is being processed is processed once more afterwards (so no
+event is lost). This is the client-go workqueue contract, on asyncio.
 
-Two lanes: "urgent" keys (a task pod changed: a run in flight has a DAG edge
-to take) are handed out before the others (a run just created, a timer).
-Under a burst of new runs, the runs already going keep their step latency
-instead of queueing behind every admission.
+Three lanes, served in order: URGENT (a task pod of a run in flight changed:
+it has a DAG edge to take), NORMAL (a run created or changed, a timer), IDLE
+(finished runs: time to live, leftovers). Under a burst of new runs, the runs
+already going keep their step latency instead of queueing behind every
+admission; after a restart, thousands of finished runs wait behind the live
+ones.
 """
 
 from __future__ import annotations
@@ -21,33 +23,32 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
+URGENT, NORMAL, IDLE = 0, 1, 2
+
 
 class WorkQueue(Generic[K]):
     def __init__(self) -> None:
-        self._urgent: deque[K] = deque()
-        self._normal: deque[K] = deque()
+        # Lanes may hold stale entries (a key moved up a lane): the key's
+        # current lane is the one in ``_lane``; stale entries are skipped.
+        self._lanes: tuple[deque[K], ...] = (deque(), deque(), deque())
+        self._lane: dict[K, int] = {}  # queued key -> its lane
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._queued: set[K] = set()
         self._processing: set[K] = set()
-        self._dirty: set[K] = set()
-        self._dirty_urgent: set[K] = set()
+        self._dirty: dict[K, int] = {}  # added while processing -> best lane asked
         self._timers: dict[K, asyncio.TimerHandle] = {}
 
-    def add(self, key: K, urgent: bool = False) -> None:
-        """Queue ``key`` once; an urgent add moves a queued key up the line."""
+    def add(self, key: K, lane: int = NORMAL) -> None:
+        """Queue ``key`` once; adding it to a better lane moves it up."""
         if key in self._processing:
-            self._dirty.add(key)
-            if urgent:
-                self._dirty_urgent.add(key)
+            self._dirty[key] = min(lane, self._dirty.get(key, lane))
             return
-        if key in self._queued:
-            if urgent and key in self._normal:
-                self._normal.remove(key)
-                self._urgent.append(key)
+        held = self._lane.get(key)
+        if held is not None and held <= lane:
             return
-        self._queued.add(key)
-        (self._urgent if urgent else self._normal).append(key)
-        self._wake()
+        self._lane[key] = lane
+        self._lanes[lane].append(key)
+        if held is None:
+            self._wake()
 
     def _wake(self) -> None:
         """Hand the new key's turn to one idle worker, if any."""
@@ -75,8 +76,17 @@ class WorkQueue(Generic[K]):
 
         self._timers[key] = loop.call_later(delay, fire)
 
+    def _pop(self) -> K | None:
+        for number, lane in enumerate(self._lanes):
+            while lane:
+                key = lane.popleft()
+                if self._lane.get(key) == number:
+                    del self._lane[key]
+                    return key
+        return None
+
     async def get(self) -> K:
-        while not (self._urgent or self._normal):
+        while (key := self._pop()) is None:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -85,18 +95,14 @@ class WorkQueue(Generic[K]):
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # pass the turn on rather than lose it
                 raise
-        key = self._urgent.popleft() if self._urgent else self._normal.popleft()
-        self._queued.discard(key)
         self._processing.add(key)
         return key
 
     def done(self, key: K) -> None:
         self._processing.discard(key)
-        if key in self._dirty:
-            self._dirty.discard(key)
-            urgent = key in self._dirty_urgent
-            self._dirty_urgent.discard(key)
-            self.add(key, urgent)
+        lane = self._dirty.pop(key, None)
+        if lane is not None:
+            self.add(key, lane)
 
     def forget(self, key: K) -> None:
         timer = self._timers.pop(key, None)
@@ -104,4 +110,4 @@ class WorkQueue(Generic[K]):
             timer.cancel()
 
     def __len__(self) -> int:
-        return len(self._urgent) + len(self._normal)
+        return len(self._lane)

@@ -1,6 +1,6 @@
 import asyncio
 
-from sluice.workqueue import WorkQueue
+from sluice.workqueue import IDLE, URGENT, WorkQueue
 
 
 def test_keys_coalesce_while_queued() -> None:
@@ -43,8 +43,8 @@ def test_urgent_keys_are_handed_out_first_and_an_urgent_add_moves_a_queued_key_u
         queue: WorkQueue[str] = WorkQueue()
         for key in ["new-1", "new-2", "new-3"]:
             queue.add(key)
-        queue.add("going", urgent=True)
-        queue.add("new-3", urgent=True)  # its pod changed while it waited
+        queue.add("going", URGENT)
+        queue.add("new-3", URGENT)  # its pod changed while it waited
         return [await queue.get() for _ in range(4)]
 
     assert asyncio.run(scenario()) == ["going", "new-3", "new-1", "new-2"]
@@ -63,3 +63,17 @@ def test_waiting_workers_are_woken_one_per_key() -> None:
         return sorted(got)
 
     assert asyncio.run(scenario()) == ["a", "b"]
+
+
+def test_idle_keys_wait_for_every_other_lane_and_a_key_is_handed_out_once() -> None:
+    async def scenario() -> list[str]:
+        queue: WorkQueue[str] = WorkQueue()
+        queue.add("finished", IDLE)
+        queue.add("new")
+        queue.add("finished")  # moves up to NORMAL, behind "new"
+        queue.add("going", URGENT)
+        got = [await queue.get() for _ in range(3)]
+        assert len(queue) == 0  # the stale IDLE entry of "finished" is not handed out again
+        return got
+
+    assert asyncio.run(scenario()) == ["going", "new", "finished"]

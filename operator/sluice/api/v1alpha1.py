@@ -64,8 +64,12 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def differs_from(self, other: ApiModel) -> bool:
-        """Whether writing this over ``other`` would change what is stored."""
-        return self.to_api() != other.to_api()
+        """Whether writing this over ``other`` would change what is stored.
+
+        Field-by-field model equality: the same answer as comparing the two
+        serialised forms, without serialising a 5,000-task status twice.
+        """
+        return self != other
 
 
 # --- shared -------------------------------------------------------------------

@@ -28,6 +28,29 @@ class PipelineKey:
 Key = RunKey | PipelineKey
 
 
+class OwnWrites:
+    """The resourceVersion of the last write this operator made to each
+    object: the watch event it causes needs no pass, since the pass that
+    wrote it acted on everything it knew. Anyone else's change (a user's
+    edit, a restored status) has another version and is acted on.
+    """
+
+    def __init__(self) -> None:
+        self.versions: dict[Key, str] = {}
+
+    def note(self, key: Key, written: dict[str, object]) -> None:
+        meta = written.get("metadata")
+        version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+        if isinstance(version, str):
+            self.versions[key] = version
+
+    def ours(self, key: Key, resource_version: str) -> bool:
+        return bool(resource_version) and self.versions.get(key) == resource_version
+
+    def forget(self, key: Key) -> None:
+        self.versions.pop(key, None)
+
+
 class Waiters:
     """Runs waiting on something about a Pipeline (for it to exist, for a
     concurrency slot), woken by the event that ends the wait.

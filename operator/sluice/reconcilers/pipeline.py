@@ -29,17 +29,22 @@ from sluice.engine.pipeline_plan import (
 )
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, pipeline_path, run_path
-from sluice.reconcilers.keys import PipelineKey
+from sluice.reconcilers.keys import OwnWrites, PipelineKey
 
 log = logging.getLogger(__name__)
 
 
 class PipelineReconciler:
     def __init__(
-        self, client: KubeClient, events: EventRecorder, clock: Callable[[], datetime] = now
+        self,
+        client: KubeClient,
+        events: EventRecorder,
+        writes: OwnWrites,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self.client = client
         self.events = events
+        self.writes = writes
         self.clock = clock
 
     async def reconcile(self, key: PipelineKey) -> float | None:
@@ -55,7 +60,7 @@ class PipelineReconciler:
         if plan.status is not None:
             meta = pipeline["metadata"]
             path = pipeline_path(meta["namespace"], meta["name"], "status")
-            await self.client.merge_patch(path, status_patch(pipeline, plan.status))
+            self.writes.note(key, await self.client.merge_patch(path, status_patch(pipeline, plan.status)))
         return plan.wake_after
 
     async def _scheduled_runs(self, key: PipelineKey) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ from sluice.engine.run_plan import (
 from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, validation_message
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, claims_path, pipeline_path, pods_path, run_path
-from sluice.reconcilers.keys import RunKey, Waiters
+from sluice.reconcilers.keys import OwnWrites, PipelineKey, RunKey, Waiters
 from sluice.reconcilers.peers import PeerIndex
 from sluice.settings import Settings
 
@@ -101,6 +101,7 @@ class RunReconciler:
         cache: ChildCache,
         events: EventRecorder,
         settings: Settings,
+        pipeline_writes: OwnWrites | None = None,
         clock: Callable[[], str] = now_rfc3339,
     ) -> None:
         self.client = client
@@ -108,6 +109,7 @@ class RunReconciler:
         self.events = events
         self.settings = settings
         self.clock = clock
+        self.pipeline_writes = pipeline_writes or OwnWrites()
         # Runs waiting for their Pipeline to exist, and for a concurrency slot.
         self.waiting_for_pipeline = Waiters()
         self.waiting_for_slot = Waiters()
@@ -236,7 +238,8 @@ class RunReconciler:
             tracked=self._tracked(meta["uid"]),
             default_ttl_seconds=self.settings.run_ttl_seconds,
             deleting=bool(meta.get("deletionTimestamp")),
-            needed_by_rerun=self.peers.rerun_pending(meta["namespace"], meta["name"]),
+            # Scans the namespace's runs: only asked once a run has finished.
+            needed_by_rerun=status.finished and self.peers.rerun_pending(meta["namespace"], meta["name"]),
             orphans=self._orphans(meta["namespace"], meta["name"], meta["uid"]),
         )
         if status.finished:
@@ -421,8 +424,9 @@ class RunReconciler:
     async def _record_last_run(self, namespace: str, pipeline: str, run: str) -> None:
         """Show the newest run in `kubectl get pipelines`; best effort."""
         try:
-            await self.client.merge_patch(
+            written = await self.client.merge_patch(
                 pipeline_path(namespace, pipeline, "status"), {"status": {"lastRunName": run}}
             )
+            self.pipeline_writes.note(PipelineKey(namespace, pipeline), written)
         except ApiError as error:
             log.info("could not record last run on pipeline %s/%s: %s", namespace, pipeline, error)

@@ -1,0 +1,63 @@
+"""The operator's CPU time and memory, and the machine's, from /proc.
+
+Read from outside the operator so that measuring costs it nothing, and so
+the figures include everything the process does (kopf, aiohttp, GC), not
+only what our code would think to time.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from dataclasses import dataclass
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` (fields 14 and 15 of /proc/<pid>/stat)."""
+    raw = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmHWM (peak RSS) and VmRSS (current RSS) in KiB."""
+    found = {}
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            found[key] = int(value.split()[0])
+    return found
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0, needs ptrace rights over
+    ``pid``), so each scenario's peak is its own; False if not allowed.
+    """
+    try:
+        pathlib.Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (from /proc/stat)."""
+    values = [int(v) for v in pathlib.Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / TICKS
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of the operator and the machine."""
+
+    wall: float
+    operator_cpu: float
+    machine_busy: float
+
+    @classmethod
+    def take(cls, pid: int) -> Sample:
+        return cls(time.monotonic(), cpu_seconds(pid), machine_busy_seconds())

@@ -1,0 +1,120 @@
+"""The benchmark's scenarios, named by shape and size: ``chainN`` (one run of
+an N-task chain), ``runsN`` (N runs of a 5-task chain, submitted together)
+and ``fanoutN`` (one run of root -> N parallel tasks -> join).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+IMAGE = "busybox:1.36"
+GROUP_VERSION = "sluice.dev/v1alpha1"
+RUNS_CHAIN = 5
+
+# Task pods go to the simulated nodes, and the ceiling's plain pods with the
+# same selector and toleration, so both take the same scheduling path.
+NODE_SELECTOR = {"type": "kwok"}
+TOLERATIONS = [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]
+
+DEFAULT = ["chain20", "runs50", "runs200", "fanout100"]
+BIG = ["runs1000", "fanout1000"]
+NAME = re.compile(r"^(chain|runs|fanout)(\d+)$")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A pipeline shape and how many runs of it start together."""
+
+    name: str
+    runs: int
+    parents: dict[str, list[str]]  # task -> its upstreams, in pipeline order
+    fanout: list[str]  # the parallel tasks of a fan-out; empty otherwise
+
+    @property
+    def tasks(self) -> int:
+        return self.runs * len(self.parents)
+
+    @property
+    def repeatable(self) -> bool:
+        """``--repeat`` applies to the many-runs scenarios, where noise matters most."""
+        return self.name.startswith("runs")
+
+
+def chain(length: int) -> dict[str, list[str]]:
+    return {f"t{i}": [f"t{i - 1}"] if i else [] for i in range(length)}
+
+
+def fan(width: int) -> tuple[dict[str, list[str]], list[str]]:
+    middle = [f"w{i}" for i in range(width)]
+    return {"root": [], **{w: ["root"] for w in middle}, "join": middle}, middle
+
+
+def parse(name: str) -> Scenario:
+    """A scenario from its name; ValueError for one that is not ``chainN``,
+    ``runsN`` or ``fanoutN``.
+    """
+    match = NAME.match(name)
+    if match is None:
+        raise ValueError(f"unknown scenario {name!r}: expected chainN, runsN or fanoutN")
+    shape, size = match[1], int(match[2])
+    if shape == "chain":
+        return Scenario(name, 1, chain(size), [])
+    if shape == "runs":
+        return Scenario(name, size, chain(RUNS_CHAIN), [])
+    parents, middle = fan(size)
+    return Scenario(name, 1, parents, middle)
+
+
+# A fan-out's parallel pods run this long on kwok: longer than creating them
+# all takes, so the creation rate is measured as the ceiling is, on pods
+# that are created, bound and started but not yet finishing (finishing adds
+# a status write per pod that the ceiling's plain pods do not pay).
+FANOUT_TASK_DURATION = "10s"
+
+
+def pipeline(name: str, scenario: Scenario) -> dict[str, Any]:
+    tasks = []
+    middle = set(scenario.fanout)
+    for task, ups in scenario.parents.items():
+        spec: dict[str, Any] = {"name": task, "image": IMAGE}
+        if ups:
+            spec["dependsOn"] = ups
+        if task in middle:
+            spec["metadata"] = {"annotations": {"sim.sluice.dev/duration": FANOUT_TASK_DURATION}}
+        tasks.append(spec)
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "Pipeline",
+        "metadata": {"name": name},
+        "spec": {"defaults": {"nodeSelector": NODE_SELECTOR, "tolerations": TOLERATIONS}, "tasks": tasks},
+    }
+
+
+def run(name: str, pipeline_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": GROUP_VERSION,
+        "kind": "PipelineRun",
+        "metadata": {"name": name},
+        "spec": {"pipelineRef": {"name": pipeline_name}},
+    }
+
+
+def plain_pod(name: str) -> dict[str, Any]:
+    """A pod shaped like a task pod (image, container, restart policy,
+    scheduling), owned by nothing, for measuring the API server's ceiling.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"sluice-bench/ceiling": "true"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": NODE_SELECTOR,
+            "tolerations": TOLERATIONS,
+            "containers": [
+                {"name": "task", "image": IMAGE, "terminationMessagePolicy": "FallbackToLogsOnError"}
+            ],
+        },
+    }
