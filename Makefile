@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help deps venv lint unit test demo bench crds cluster-up cluster-down clean
+.PHONY: help deps venv lint unit test demo bench bench-scale crds cluster-up cluster-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ demo: deps venv ## local real-node cluster, operator via Helm, example ETL run e
 
 bench: venv ## latency benchmark on the kwok cluster (prints figures, writes bench/results/)
 	$(PY) bench/latency.py
+
+bench-scale: venv ## scale benchmark: a 5,000-task run, 11,000 runs, a restart (~15 min)
+	$(PY) bench/scale.py
 
 crds: venv ## regenerate crds/ from the API models
 	$(PY) hack/gen-crds

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sluicebench import cluster
+from sluicebench import cluster, pyspy
 from sluicebench.kube import Kube, first_of, load_endpoint
 from sluicebench.procstat import cpu_seconds, memory_kib, reset_peak_rss
 from sluicebench.scenarios import GROUP_VERSION, IMAGE, NODE_SELECTOR, TOLERATIONS
@@ -63,6 +63,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", default="16")
     parser.add_argument("--operator-rev", default=None)
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the restarted operator until its next pod"
+    )
     return parser.parse_args()
 
 
@@ -286,6 +289,7 @@ async def restart(
     ns: str,
     start_operator: Callable[[], cluster.Operator],
     seconds: float,
+    profile: bool = False,
 ) -> tuple[Result, cluster.Operator]:
     await kube.create(PIPELINES.format(ns=ns), pipeline("probe", [task("a", duration="6s"), task("b", "a")]))
     await kube.create(RUNS.format(ns=ns), run("probe-1", "probe"))
@@ -308,12 +312,17 @@ async def restart(
     await until(kube, PODS.format(ns=ns), probe_pod("a", "Succeeded"), seconds)
     started = time.monotonic()
     successor = start_operator()
+    out = RESULTS / "profile-restart.txt"
+    recorder = pyspy.Recorder(successor.pid, out, int(seconds)) if profile else None
     lease = successor.LEASE.rsplit("/", 1)
     leading = asyncio.create_task(
         kube.wait_for_object(lease[0], lease[1], True, seconds, predicate=successor.is_leader)
     )
     await until(kube, PODS.format(ns=ns), probe_pod("b"), seconds)
     to_pod = time.monotonic() - started
+    if recorder is not None:
+        recorder.stop()
+        print(pyspy.report(pyspy.parse(out.read_text()), top=30), flush=True)
     await leading
     _, memory = operator_sample(successor.pid)
     log = successor.log.name
@@ -348,6 +357,11 @@ def _lead_seconds(log: pathlib.Path) -> float | None:
     return lead - first if first is not None and lead is not None else None
 
 
+async def wait_leader(kube: Kube, operator: cluster.Operator) -> None:
+    collection, name = operator.LEASE.rsplit("/", 1)
+    await kube.wait_for_object(collection, name, True, 60, predicate=operator.is_leader)
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -362,20 +376,26 @@ async def measure(kubeconfig: str, args: argparse.Namespace, tree: pathlib.Path)
     results: Result = {}
     wanted = args.scenarios.split(",")
     try:
-        await kube.wait_for_object(
-            operator.LEASE.rsplit("/", 1)[0], "sluice-operator", True, 60, predicate=operator.is_leader
-        )
+        await wait_leader(kube, operator)
         if "big" in wanted:
             print("big: one run of 5,000 tasks ...", flush=True)
             results["big"] = await big(kube, operator, args.timeout)
             print(f"  {results['big']}", flush=True)
         if "many" in wanted or "restart" in wanted:
+            if "big" in wanted:
+                # Its own operator process: RSS is a high-water mark, and the
+                # 5,000-task run's would otherwise be read as this one's.
+                operator.stop()
+                operator = start_operator()
+                await wait_leader(kube, operator)
             print(f"many: {args.finished} finished runs, then {args.live} live ones ...", flush=True)
             results["many"], ns = await many(kube, operator, args)
             print(f"  {results['many']}", flush=True)
             if "restart" in wanted:
                 print("restart: SIGKILL the operator, start another ...", flush=True)
-                results["restart"], operator = await restart(kube, operator, ns, start_operator, args.timeout)
+                results["restart"], operator = await restart(
+                    kube, operator, ns, start_operator, args.timeout, args.profile
+                )
                 print(f"  {results['restart']}", flush=True)
             results["many"]["cleanup_seconds"] = await delete_namespace(kube, ns, args.timeout)
     finally:

@@ -42,6 +42,19 @@ def _resource_version(obj: dict[str, Any]) -> int:
         return 0
 
 
+# The labels and container-state fields a pass reads; the rest is dropped, so
+# 10,000s of finished task pods stay a few hundred bytes each.
+KEPT_LABELS = (labels.RUN, labels.RUN_UID, labels.TASK, labels.ATTEMPT)
+KEPT_TERMINATED = ("exitCode", "reason", "message", "startedAt", "finishedAt")
+
+
+def _state(state: dict[str, Any]) -> dict[str, Any]:
+    terminated = state.get("terminated")
+    if terminated:
+        return {"terminated": {k: terminated[k] for k in KEPT_TERMINATED if k in terminated}}
+    return {"running": {}} if "running" in state else {}
+
+
 def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     """Only what observe_pod and the finalizer bookkeeping read."""
     meta = pod["metadata"]
@@ -50,7 +63,7 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
         "phase": status.get("phase"),
         "startTime": status.get("startTime"),
         "containerStatuses": [
-            {"name": c.get("name"), "state": c.get("state") or {}}
+            {"name": c.get("name"), "state": _state(c.get("state") or {})}
             for c in status.get("containerStatuses") or ()
         ],
     }
@@ -65,7 +78,7 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
         "metadata": {
             "name": meta["name"],
             "namespace": meta.get("namespace"),
-            "labels": meta.get("labels") or {},
+            "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k in KEPT_LABELS},
             "resourceVersion": meta.get("resourceVersion"),
             "creationTimestamp": meta.get("creationTimestamp"),
             "deletionTimestamp": meta.get("deletionTimestamp"),

@@ -47,6 +47,23 @@ MAX_BACKOFF = 30.0
 CONFLICT_RETRY_SECONDS = 0.05
 
 
+def pod_tombstone(pod: dict[str, Any]) -> dict[str, Any]:
+    """What forgetting a task pod needs: its run (labels, owner) and name."""
+    meta = pod["metadata"]
+    pod_labels = meta.get("labels") or {}
+    return {
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "labels": {k: pod_labels[k] for k in (labels.RUN, labels.RUN_UID) if k in pod_labels},
+            "ownerReferences": [
+                {"kind": o.get("kind"), "name": o.get("name")} for o in meta.get("ownerReferences") or ()
+            ],
+            "deletionTimestamp": meta.get("deletionTimestamp") or "deleted",
+        }
+    }
+
+
 class Controller:
     """Everything the handlers share; one per operator process."""
 
@@ -86,8 +103,15 @@ class Controller:
         informers = [
             Informer(self.client, f"{group}/{PIPELINES}", self.saw_pipeline, name="pipelines"),
             # Smaller pages: one run of a 5,000-task pipeline is over a megabyte.
-            Informer(self.client, f"{group}/{PIPELINE_RUNS}", self.saw_run, name="pipelineruns", page=50),
-            Informer(self.client, f"/api/v1{scope}/pods", self.saw_pod, MANAGED, name="task pods"),
+            Informer(self.client, f"{group}/{PIPELINE_RUNS}", self.saw_run, name="pipelineruns", page=250),
+            Informer(
+                self.client,
+                f"/api/v1{scope}/pods",
+                self.saw_pod,
+                MANAGED,
+                name="task pods",
+                tombstone=pod_tombstone,
+            ),
         ]
         for informer in informers:
             await informer.list()

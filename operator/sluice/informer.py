@@ -43,11 +43,16 @@ class Gone(Exception):
     """The resourceVersion to resume from is too old: list again."""
 
 
-def _tombstone(obj: dict[str, Any]) -> dict[str, Any]:
-    """What a handler needs to forget an object: its identity and labels."""
+Tombstone = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def identity(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a handler needs to forget an object it is told was deleted while
+    the watch was down: by default its name, namespace and UID. Kept for
+    every object known, so it is small (10,000s of objects).
+    """
     meta = obj["metadata"]
-    kept = {k: meta[k] for k in ("name", "namespace", "uid", "labels", "ownerReferences") if k in meta}
-    return {"metadata": kept}
+    return {"metadata": {k: meta[k] for k in ("name", "namespace", "uid") if k in meta}}
 
 
 class Informer:
@@ -61,6 +66,7 @@ class Informer:
         label_selector: str | None = None,
         name: str = "",
         page: int = LIST_PAGE,
+        tombstone: Tombstone = identity,
     ) -> None:
         self.client = client
         self.path = path
@@ -68,6 +74,7 @@ class Informer:
         self.selector = label_selector
         self.name = name or path
         self.page = page
+        self.tombstone = tombstone
         self.resource_version = ""
         # key -> tombstone of every object currently known (for relist diffs).
         self.known: dict[tuple[str, str], dict[str, Any]] = {}
@@ -92,7 +99,7 @@ class Informer:
             page = await self.client.request("GET", self.path, params=params)
             for obj in page.get("items") or ():
                 key = self._key(obj)
-                seen[key] = _tombstone(obj)
+                seen[key] = self.tombstone(obj)
                 self._handle("MODIFIED" if key in self.known else "ADDED", obj)
             meta = page.get("metadata") or {}
             token = meta.get("continue")
@@ -164,7 +171,7 @@ class Informer:
         if kind == "DELETED":
             self.known.pop(key, None)
         else:
-            self.known[key] = _tombstone(obj)
+            self.known[key] = self.tombstone(obj)
         self._handle(kind, obj)
 
     def _handle(self, kind: str, obj: dict[str, Any]) -> None:
