@@ -25,6 +25,7 @@ from collections import defaultdict
 from typing import Any
 
 from sluice.api import labels
+from sluice.api.meta import resource_version
 from sluice.engine.observe import CreatedPod, RefusedCreate
 
 # Long enough for a watch to reconnect and catch up; a pod created and never
@@ -33,13 +34,6 @@ EXPECTATION_TTL = 300.0
 
 # The pod conditions a pass reads; the others (Ready, Initialized, ...) are dropped.
 KEPT_CONDITIONS = frozenset({"DisruptionTarget"})
-
-
-def _resource_version(obj: dict[str, Any]) -> int:
-    try:
-        return int(obj["metadata"].get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 # The labels and container-state fields a pass reads; the rest is dropped, so
@@ -128,7 +122,7 @@ class ChildCache:
         name = trimmed["metadata"]["name"]
         store = self.pods[uid]
         held = store.get(name)
-        if held is not None and _resource_version(held) > _resource_version(trimmed):
+        if held is not None and resource_version(held) > resource_version(trimmed):
             return False  # an older version (watch and list can interleave)
         store[name] = trimmed
         self.uids[self._run_key(trimmed)].add(uid)

@@ -139,8 +139,49 @@ def test_operator_runs_a_pipeline_with_only_the_charts_namespaced_rbac(
     )
     scoped.start()
     try:
-        kube.apply(namespace, pipeline("rbac", [task("a"), task("b", "a")]), run("rbac-1", "rbac"))
+        # Every verb the operator uses on a run's way: create pods, release
+        # their finalizers (patch), stop pods (delete), delete a run (TTL).
+        kube.apply(
+            namespace,
+            pipeline("rbac", [task("a"), task("b", "a")]),
+            pipeline("rbac-long", [task("long", duration="10m")]),
+            run("rbac-1", "rbac"),
+            run("rbac-brief", "rbac", ttlSecondsAfterFinished=0),
+            run("rbac-cancel", "rbac-long"),
+        )
         assert kube.wait_run(namespace, "rbac-1")["status"]["phase"] == "Succeeded"
+        wait_for(
+            "finalizers released",
+            lambda: all(not p.metadata.finalizers for p in kube.pods(namespace, "rbac-1")),
+        )
+        wait_for("the long task to run", lambda: kube.pods(namespace, "rbac-cancel"))
+        kube.kubectl(
+            "patch",
+            "pipelinerun",
+            "rbac-cancel",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"cancelled":true}}',
+        )
+        assert (
+            kube.wait_run(namespace, "rbac-cancel", phases=("Cancelled",))["status"]["phase"] == "Cancelled"
+        )
+        wait_for("the stopped pod to be gone", lambda: not kube.pods(namespace, "rbac-cancel"))
+        wait_for(
+            "the brief run to be deleted with its pods",
+            lambda: (
+                not kube.pods(namespace, "rbac-brief")
+                and not [
+                    r
+                    for r in kube.custom.list_namespaced_custom_object(
+                        "sluice.dev", "v1alpha1", namespace, "pipelineruns"
+                    )["items"]
+                    if r["metadata"]["name"] == "rbac-brief"
+                ]
+            ),
+        )
         log = (tmp_path / "scoped-1.log").read_text()
         assert "Forbidden" not in log and "forbidden" not in log, log[-3000:]
     finally:

@@ -14,14 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sluice.api.meta import resource_version
 from sluice.engine.admission import PeerRun, peer_run
-
-
-def _version(obj: Mapping[str, Any]) -> int:
-    try:
-        return int(obj["metadata"].get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 class PeerIndex:
@@ -34,7 +28,7 @@ class PeerIndex:
         meta = obj["metadata"]
         runs = self.runs.setdefault(meta["namespace"], {})
         held = runs.get(meta["name"])
-        version = _version(obj)
+        version = resource_version(obj)
         if held is None or held[0] <= version:
             runs[meta["name"]] = (version, peer_run(obj))
 

@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sluice import metrics
+from sluice.api.meta import resource_version
 from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, PipelineRunSpec, PipelineRunStatus
 from sluice.cache import ChildCache
 from sluice.engine.admission import PeerRun
@@ -58,13 +59,6 @@ from sluice.reconcilers.peers import PeerIndex
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _version(obj: dict[str, Any]) -> int:
-    try:
-        return int(obj["metadata"].get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 # Create errors that retrying cannot fix: the object is refused for good.
@@ -115,7 +109,7 @@ class RunReconciler:
         self.waiting_for_slot = Waiters()
         self.admission_locks: dict[tuple[str, str], asyncio.Lock] = {}
         # The resourceVersion of the last status this reconciler wrote, per run.
-        self.written: dict[RunKey, str] = {}
+        self.run_writes = OwnWrites()
         self.peers = PeerIndex()
         # The newest version of every unfinished run (see observe_run).
         self.live: dict[RunKey, dict[str, Any]] = {}
@@ -124,13 +118,13 @@ class RunReconciler:
             RunKey, tuple[str, tuple[PipelineRunStatus, PipelineRunSpec | None, str | None]]
         ] = {}
 
-    def wrote(self, key: RunKey, resource_version: str) -> bool:
+    def wrote(self, key: RunKey, version: str) -> bool:
         """Whether this version of the run is the one our last status write made."""
-        return bool(resource_version) and self.written.get(key) == resource_version
+        return self.run_writes.ours(key, version)
 
     def forget(self, key: RunKey) -> None:
         """The run was deleted: drop what this reconciler kept about it."""
-        self.written.pop(key, None)
+        self.run_writes.forget(key)
         self.parsed.pop(key, None)
         self.live.pop(key, None)
         self.peers.forget(key.namespace, key.name)
@@ -152,7 +146,7 @@ class RunReconciler:
             self.parsed.pop(key, None)
             return
         held = self.live.get(key)
-        if held is None or _version(held) <= _version(obj):
+        if held is None or resource_version(held) <= resource_version(obj):
             self.live[key] = obj
 
     async def reconcile(self, key: RunKey) -> float | None:
@@ -404,7 +398,7 @@ class RunReconciler:
         written = await self.client.merge_patch(run_path(meta["namespace"], meta["name"], "status"), body)
         key = RunKey(meta["namespace"], meta["name"])
         version = written["metadata"]["resourceVersion"]
-        self.written[key] = version
+        self.run_writes.note(key, written)
         self.peers.observe(written)
         self.observe_run(written)
         held = self.parsed.get(key)
