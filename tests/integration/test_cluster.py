@@ -211,7 +211,7 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
     show = next(t for t in obj["status"]["tasks"] if t["name"] == "show")
     logs = subprocess.run(
-        [*kubectl, "logs", "-n", "default", f"job/{show['jobName']}"],
+        [*kubectl, "logs", "-n", "default", show["podName"]],
         check=True,
         capture_output=True,
         text=True,

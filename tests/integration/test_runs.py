@@ -386,6 +386,7 @@ def test_a_run_is_deleted_with_its_pods_once_its_time_to_live_after_finishing_is
         ]
         return "brief-1" not in names and not kube.pods(namespace, "brief-1")
 
-    wait_for("the run and its pods to be deleted", gone, timeout=30)
+    # The pods go by garbage collection, which a fresh cluster may need some time to start.
+    wait_for("the run and its pods to be deleted", gone, timeout=90)
     assert kube.wait_run(namespace, "kept-1")["status"]["phase"] == "Succeeded"
     assert kube.pods(namespace, "kept-1")

@@ -142,6 +142,11 @@ def plan_run(facts: RunFacts) -> RunPlan:
     else:
         plan = _plan_progress(facts)
     recorded = plan.status if plan.status is not None else facts.status
+    if recorded.finished and not facts.status.finished:
+        # The pass that finishes a run arms its time to live: no later event
+        # may come to do it (the status write's own event wakes nothing).
+        ttl = _plan_finished(replace(facts, status=recorded))
+        plan = replace(plan, wake_after=WAKE_MARGIN_SECONDS if ttl.delete_run else ttl.wake_after)
     return replace(plan, release=facts.orphans + releasable(recorded, facts.tracked))
 
 

@@ -692,3 +692,17 @@ def test_a_finished_run_an_unfinished_rerun_needs_outlives_its_ttl() -> None:
     kept = plan_run(facts(done, now=late, default_ttl_seconds=60, needed_by_rerun=True))
     assert not kept.delete_run and kept.wake_after == pytest.approx(30)
     assert plan_run(facts(done, now=late, default_ttl_seconds=60)).delete_run
+
+
+def test_the_pass_that_finishes_a_run_arms_its_time_to_live() -> None:
+    status = started(CHAIN, phase="Running")
+    done = {
+        "extract": ran("extract", "Succeeded", completion_time=T0),
+        "load": ran("load", "Succeeded", completion_time=T0),
+    }
+    final = plan_run(facts(status, tasks=done, now=T0, default_ttl_seconds=60))
+    assert final.finished == "Succeeded" and final.wake_after == pytest.approx(60 + 0.05)
+    own = {"pipelineRef": {"name": "sales"}, "ttlSecondsAfterFinished": 0}
+    at_once = plan_run(facts(status, spec=own, tasks=done, now=T0))
+    assert at_once.wake_after == pytest.approx(0.05)
+    assert plan_run(facts(status, tasks=done, now=T0)).wake_after is None  # kept forever
