@@ -40,7 +40,8 @@ from typing import Any
 from sluicebench import cluster, pyspy
 from sluicebench.kube import Kube, first_of, load_endpoint
 from sluicebench.procstat import cpu_seconds, memory_kib, reset_peak_rss
-from sluicebench.scenarios import GROUP_VERSION, IMAGE, NODE_SELECTOR, TOLERATIONS
+from sluicebench.scenarios import pipeline_of as pipeline
+from sluicebench.scenarios import run, task
 
 RESULTS = cluster.ROOT / "bench" / "results"
 RUNS = "/apis/sluice.dev/v1alpha1/namespaces/{ns}/pipelineruns"
@@ -70,33 +71,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- objects --------------------------------------------------------------------------------
-
-
-def task(name: str, *deps: str, duration: str | None = None) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": name, "image": IMAGE}
-    if deps:
-        spec["dependsOn"] = list(deps)
-    if duration:
-        spec["metadata"] = {"annotations": {"sim.sluice.dev/duration": duration}}
-    return spec
-
-
-def pipeline(name: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "Pipeline",
-        "metadata": {"name": name},
-        "spec": {"defaults": {"nodeSelector": NODE_SELECTOR, "tolerations": TOLERATIONS}, "tasks": tasks},
-    }
-
-
-def run(name: str, pipeline_name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": GROUP_VERSION,
-        "kind": "PipelineRun",
-        "metadata": {"name": name},
-        "spec": {"pipelineRef": {"name": pipeline_name}},
-    }
 
 
 def big_tasks(chains: int = 20, chain_total: int = 3998, fan: int = 1000) -> list[dict[str, Any]]:

@@ -75,15 +75,26 @@ FANOUT_TASK_DURATION = "10s"
 
 
 def pipeline(name: str, scenario: Scenario) -> dict[str, Any]:
-    tasks = []
     middle = set(scenario.fanout)
-    for task, ups in scenario.parents.items():
-        spec: dict[str, Any] = {"name": task, "image": IMAGE}
-        if ups:
-            spec["dependsOn"] = ups
-        if task in middle:
-            spec["metadata"] = {"annotations": {"sim.sluice.dev/duration": FANOUT_TASK_DURATION}}
-        tasks.append(spec)
+    tasks = [
+        task(task_name, *ups, duration=FANOUT_TASK_DURATION if task_name in middle else None)
+        for task_name, ups in scenario.parents.items()
+    ]
+    return pipeline_of(name, tasks)
+
+
+def task(name: str, *deps: str, duration: str | None = None) -> dict[str, Any]:
+    """A task of the simulated image; ``duration``: how long its kwok pod runs."""
+    spec: dict[str, Any] = {"name": name, "image": IMAGE}
+    if deps:
+        spec["dependsOn"] = list(deps)
+    if duration:
+        spec["metadata"] = {"annotations": {"sim.sluice.dev/duration": duration}}
+    return spec
+
+
+def pipeline_of(name: str, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Pipeline whose pods land on the kwok nodes."""
     return {
         "apiVersion": GROUP_VERSION,
         "kind": "Pipeline",
