@@ -68,11 +68,10 @@ def references(task: TaskSpec) -> set[str]:
     return {match.group(1) for _, text in _task_strings(task) for match in REFERENCE.finditer(text)}
 
 
-def _task_variables(spec: PipelineSpec, graph: Graph, task: TaskSpec) -> set[str]:
+def _task_variables(graph: Graph, task: TaskSpec, declared: Mapping[str, set[str]]) -> set[str]:
     """What ``task`` may reference: its ancestors' results and statuses, or
     (for a finally task) every main task's, plus the aggregate status.
     """
-    declared = {t.name: {r.name for r in t.results or ()} for t in spec.tasks}
     visible = set(graph.main) if task.name in graph.finally_ else graph.ancestors(task.name)
     known = {f"tasks.{name}.status" for name in visible}
     known |= {f"tasks.{name}.results.{key}" for name in visible for key in declared.get(name, ())}
@@ -97,16 +96,23 @@ def _explain(task: TaskSpec, variable: str, spec: PipelineSpec, graph: Graph) ->
 def check_references(spec: PipelineSpec, graph: Graph) -> None:
     """Raise InvalidPipeline for any ``$(...)`` that names nothing known."""
     base = {f"params.{param.name}" for param in spec.params or ()} | set(CONTEXT_VARIABLES)
+    declared = {t.name: {r.name for r in t.results or ()} for t in spec.tasks}
     for task in [*spec.tasks, *(spec.finally_ or ())]:
-        known = base | _task_variables(spec, graph, task)
-        for where, text in _task_strings(task):
-            for match in REFERENCE.finditer(text):
-                if match.group(1) not in known:
-                    raise InvalidPipeline(
-                        "InvalidReference",
-                        f'task "{task.name}" {where} references $({match.group(1)}): '
-                        + _explain(task, match.group(1), spec, graph),
-                    )
+        found = [
+            (where, match.group(1))
+            for where, text in _task_strings(task)
+            for match in REFERENCE.finditer(text)
+        ]
+        upstream = [(where, name) for where, name in found if name not in base]
+        if not upstream:
+            continue  # most tasks: no need to walk their ancestors (5,000-task pipelines)
+        known = _task_variables(graph, task, declared)
+        for where, name in upstream:
+            if name not in known:
+                raise InvalidPipeline(
+                    "InvalidReference",
+                    f'task "{task.name}" {where} references $({name}): ' + _explain(task, name, spec, graph),
+                )
     for env in (spec.defaults.env if spec.defaults else None) or ():
         for match in REFERENCE.finditer(env.value or ""):
             if match.group(1) not in base:

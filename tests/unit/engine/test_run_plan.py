@@ -706,3 +706,16 @@ def test_the_pass_that_finishes_a_run_arms_its_time_to_live() -> None:
     at_once = plan_run(facts(status, spec=own, tasks=done, now=T0))
     assert at_once.wake_after == pytest.approx(0.05)
     assert plan_run(facts(status, tasks=done, now=T0)).wake_after is None  # kept forever
+
+
+def test_a_run_whose_status_would_outgrow_an_object_is_refused_at_once() -> None:
+    # Written later, such a status is refused by etcd on every pass: the run
+    # would hang with no reason shown. Terse 5,000-task pipelines still fit.
+    terse = spec_of([{"name": f"t{i}"} for i in range(5000)])
+    assert plan_run(facts(source=Fetched("sales", pipeline_body(terse)))).replan
+    wordy = spec_of(
+        [{"name": f"extract-the-daily-sales-of-every-region-partition-{i:05d}"} for i in range(5000)]
+    )
+    plan = plan_run(facts(source=Fetched("sales", pipeline_body(wordy))))
+    assert outcome(plan) == ("Failed", "RunTooLarge")
+    assert "split the pipeline" in plan.events[0].message
