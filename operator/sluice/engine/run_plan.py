@@ -45,7 +45,13 @@ from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelis
 from sluice.engine.observe import TaskObservation, TrackedPod, truncate
 from sluice.engine.params import references
 from sluice.engine.render import RunIdentity, render_pod, workspace_claim
-from sluice.engine.results import declared_results
+from sluice.engine.results import (
+    RUN_RESULTS_BUDGET,
+    declared_results,
+    most_results_bytes,
+    over_budget_message,
+    stored_size,
+)
 from sluice.engine.retry import next_retry
 from sluice.engine.run_source import INLINE, Fetched, NotYet, Refused, RunSource, resolve_source
 from sluice.engine.run_status import MESSAGE_BUDGET, compute_status, failed_status, stopped_status
@@ -285,14 +291,16 @@ STATUS_SIZE_LIMIT = 1_450_000
 
 def status_size_estimate(run_name: str, source: RunSource, spec: PipelineRunSpec) -> int:
     """Bytes a run's object may reach: its spec, the snapshot, one finished
-    entry per task (name, pod name, times), and the messages' shared budget.
+    entry per task (name, pod name, times), the messages' shared budget, and
+    the most its declared results may take (within their own budget).
     Calibrated on a 5,000-task run, whose object measured 1.20 MB.
     """
     snapshot = len(json.dumps(source.spec.to_api(), separators=(",", ":")))
-    names = [task.name for task in [*source.spec.tasks, *(source.spec.finally_ or ())]]
-    entries = sum(100 + 2 * len(name) + len(run_name) for name in names)
+    tasks = [*source.spec.tasks, *(source.spec.finally_ or ())]
+    entries = sum(100 + 2 * len(task.name) + len(run_name) for task in tasks)
     own = len(json.dumps(spec.to_api(), separators=(",", ":")))
-    return own + snapshot + entries + min(MESSAGE_BUDGET, 100 * len(names))
+    results = min(RUN_RESULTS_BUDGET, sum(most_results_bytes(task) for task in tasks))
+    return own + snapshot + entries + min(MESSAGE_BUDGET, 100 * len(tasks)) + results
 
 
 def _admit(facts: RunFacts, source: RunSource) -> RunPlan:
@@ -392,7 +400,7 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     ]
     observed, retries_due, wakes = plan_retries(tasks, observed, now)
     wakes += deadlines
-    observed = collect_results(tasks, observed)
+    observed = collect_results(tasks, observed, status)
     identity = RunIdentity(facts.namespace, facts.name, facts.uid, status.pipeline_name or INLINE)
     base = run_variables(identity, status, facts.annotations, facts.created)
     skipped, variables, phases = decide_when(status, graph, tasks, observed, base, now)
@@ -554,19 +562,36 @@ def plan_retries(
 
 
 def collect_results(
-    tasks: Mapping[str, TaskSpec], observed: Mapping[str, TaskObservation]
+    tasks: Mapping[str, TaskSpec], observed: Mapping[str, TaskObservation], status: PipelineRunStatus
 ) -> dict[str, TaskObservation]:
-    """Succeeded tasks with their declared results parsed; a broken size
-    limit fails the task (ResultTooLarge).
+    """Succeeded tasks with their declared results parsed. A broken size
+    limit fails the task (ResultTooLarge), and so does a task whose results
+    would take the run's past its budget (ResultsOverBudget), rather than a
+    status write the API server refuses later with no reason shown.
+
+    Stable from pass to pass: results already recorded are counted first
+    (pods or not), then new ones by task name, and recorded bytes only grow,
+    so a task accepted once stays accepted and one refused stays refused.
     """
     result = dict(observed)
-    for name, obs in observed.items():
-        if obs.phase != "Succeeded" or obs.output is None:
-            continue
+    recorded = {
+        e.name: stored_size((r.name, r.value) for r in e.results or ())
+        for e in status.tasks or ()
+        if e.phase == "Succeeded" and e.results
+    }
+    pending = [name for name, obs in observed.items() if obs.phase == "Succeeded" and obs.output is not None]
+    used = sum(size for name, size in recorded.items() if name not in pending)
+    for name in sorted(pending, key=lambda n: (n not in recorded, n)):
+        obs = observed[name]
         values, error = declared_results(tasks[name], obs.output)
+        size = stored_size(values)
         if error is not None:
             result[name] = replace(obs, phase="Failed", reason="ResultTooLarge", message=error)
+        elif size and used + size > RUN_RESULTS_BUDGET:
+            message = over_budget_message(used, size)
+            result[name] = replace(obs, phase="Failed", reason="ResultsOverBudget", message=message)
         else:
+            used += size
             result[name] = replace(obs, results=tuple(sorted(values.items())))
     return result
 

@@ -719,3 +719,53 @@ def test_a_run_whose_status_would_outgrow_an_object_is_refused_at_once() -> None
     plan = plan_run(facts(source=Fetched("sales", pipeline_body(wordy))))
     assert outcome(plan) == ("Failed", "RunTooLarge")
     assert "split the pipeline" in plan.events[0].message
+
+
+def test_declared_results_count_toward_the_size_a_run_may_reach() -> None:
+    # 3,000 terse tasks fit; the same tasks each declaring a result could
+    # bring up to the whole results budget into the object, and do not.
+    plain = spec_of([{"name": f"t{i:04d}-{'x' * 40}"} for i in range(3000)])
+    assert plan_run(facts(source=Fetched("sales", pipeline_body(plain)))).replan
+    with_results = spec_of(
+        [{"name": f"t{i:04d}-{'x' * 40}", "results": [{"name": "rows"}]} for i in range(3000)]
+    )
+    plan = plan_run(facts(source=Fetched("sales", pipeline_body(with_results))))
+    assert outcome(plan) == ("Failed", "RunTooLarge")
+
+
+def test_results_past_the_runs_budget_fail_the_task_that_crosses_it_and_stay_failed() -> None:
+    # 300 tasks each writing a 1,000-byte result: about 250 fit in the run's
+    # 256 KB budget. The first by name are kept; the one that crosses it
+    # fails with the reason, rather than a later status write failing.
+    names = [f"part-{i:03d}" for i in range(300)]
+    spec = spec_of([{"name": n, "results": [{"name": "path"}]} for n in names])
+    done = {n: ran(n, "Succeeded", completion_time=T0, output="path=" + "p" * 1000) for n in names}
+    plan = plan_run(facts(started(spec, phase="Running"), tasks=done))
+    accepted = [n for n in names if task_status(plan, n).phase == "Succeeded"]
+    refused = [n for n in names if task_status(plan, n).reason == "ResultsOverBudget"]
+    assert accepted == names[: len(accepted)] and refused == names[len(accepted) :]
+    assert 200 < len(accepted) < 300
+    assert "budget" in task_status(plan, refused[0]).message
+    assert outcome(plan) == ("Failed", "TaskFailed")
+    # Read back from the status on the next pass, with the pods still there:
+    # the status it computes is the one recorded (so nothing is written).
+    assert plan.status is not None
+    again = plan_run(facts(plan.status, tasks=done))
+    assert again.status is None and again.starts == ()
+
+
+def test_results_recorded_first_keep_their_place_in_the_budget() -> None:
+    # Late tasks whose names sort first cannot push out results that earlier
+    # passes recorded (and downstream tasks may already have read).
+    early = [f"b-{i:03d}" for i in range(240)]
+    late = [f"a-{i:03d}" for i in range(20)]
+    spec = spec_of([{"name": n, "results": [{"name": "path"}]} for n in early + late])
+    output = "path=" + "p" * 1000
+    first = {n: ran(n, "Succeeded", completion_time=T0, output=output) for n in early}
+    plan = plan_run(facts(started(spec, phase="Running"), tasks=first))
+    assert all(task_status(plan, n).phase == "Succeeded" for n in early)
+    assert plan.status is not None
+    both = first | {n: ran(n, "Succeeded", completion_time=T0, output=output) for n in late}
+    later = plan_run(facts(plan.status, tasks=both))
+    assert all(task_status(later, n).phase == "Succeeded" for n in early)
+    assert any(task_status(later, n).reason == "ResultsOverBudget" for n in late)
