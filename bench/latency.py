@@ -19,9 +19,13 @@ namespace, deleted (and waited for) before the next one starts.
 
 Per scenario: p50/p90/p99/max of pod-to-pod and of each hop, the operator's
 CPU per task and its memory. The API server's ceiling (plain pod creates
-from one client) is measured first, so fan-out creation rates can be given
-as a fraction of it. Figures are printed beside the targets and saved as
-JSON in bench/results/.
+from one client) is measured first, before the operator starts, and again
+right before each fan-out scenario (the operator idle: its pod watch selects
+task pods only, so it never sees the plain ones). Each fan-out's creation
+rate is given as a fraction of the ceiling measured next to it: on this
+shared 2-core machine the ceiling itself drifts by a third from one minute
+to the next, so a ceiling from another minute would measure the drift.
+Figures are printed beside the targets and saved as JSON in bench/results/.
 
 The operator runs as this process's child, from the work tree or, with
 --operator-rev REV, from a `git archive` of REV (to measure a commit while the
@@ -29,7 +33,7 @@ work tree is being edited). The cluster is the benchmark's own kwok cluster
 (hack/cluster with its own state dir and ports, brought up if need be), or
 the tests' with --cluster tests, or $KUBECONFIG's.
 
-Usage: bench/latency.py [--scenarios a,b] [--big] [--repeat N] [--profile]
+Usage: bench/latency.py [--scenarios a,b] [--big] [--repeat N] [--profile [SCENARIO]]
                         [--workers N] [--qps Q] [--out FILE] [--cluster bench|tests]
                         [--operator-rev REV] [--ceiling-pods N]
 """
@@ -52,7 +56,7 @@ from typing import Any
 # Run as a script: bench/ is sys.path[0], so the helpers import as a package.
 from sluicebench import cluster, pyspy, report, scenarios, stats, timeline
 from sluicebench.kube import ApiError, Handler, Kube, first_of, load_endpoint
-from sluicebench.procstat import Sample, cpu_seconds, memory_kib, reset_peak_rss
+from sluicebench.procstat import CpuTrace, Sample, cpu_seconds, memory_kib, reset_peak_rss
 from sluicebench.scenarios import Scenario
 from sluicebench.timeline import Timeline
 
@@ -66,7 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default=None, help="comma-separated, e.g. chain20,runs50,fanout100")
     parser.add_argument("--big", action="store_true", help="add runs1000 and fanout1000 to the default set")
     parser.add_argument("--repeat", type=int, default=1, help="run each runsN scenario N times (noise)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the operator during runs50")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="runs50",
+        default=None,
+        metavar="SCENARIO",
+        help="py-spy the operator during one scenario (default runs50)",
+    )
     parser.add_argument("--profile-seconds", type=int, default=300, help="py-spy's -d (stopped at the end)")
     parser.add_argument("--workers", default="16", help="operator's SLUICE_WORKERS")
     parser.add_argument("--qps", default="0", help="operator's SLUICE_API_QPS (0: no client-side limit)")
@@ -77,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="run the operator and CRDs of this commit (git archive), not the work tree",
     )
-    parser.add_argument("--ceiling-pods", type=int, default=1000, help="0: skip the ceiling")
+    parser.add_argument("--ceiling-pods", type=int, default=1000, help="0: skip the ceilings")
     parser.add_argument(
         "--ceiling-concurrency",
         type=int,
@@ -165,6 +176,38 @@ async def watching(kube: Kube, watches: Sequence[tuple[str, Handler]]) -> AsyncI
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@contextlib.asynccontextmanager
+async def tracing(trace: CpuTrace) -> AsyncIterator[CpuTrace]:
+    """Sample ``trace`` in the background for the body's duration (and once
+    more at the end, so the window's last moment is covered).
+    """
+
+    async def sample() -> None:
+        while True:
+            trace.take()
+            await asyncio.sleep(trace.interval)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield trace
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        trace.take()
+
+
+def window_cores(trace: CpuTrace, times: list[float]) -> Result:
+    """The operator's and the machine's busy cores from the first to the last of ``times``."""
+    cores = trace.cores_between(min(times), max(times)) if len(times) > 1 else None
+    if cores is None:
+        return {"operator_cores_while_creating": None, "machine_busy_cores_while_creating": None}
+    operator, machine = cores
+    return {
+        "operator_cores_while_creating": round(operator, 2) if trace.pid is not None else None,
+        "machine_busy_cores_while_creating": round(machine, 2),
+    }
+
+
 async def bounded(concurrency: int, jobs: Sequence[Callable[[], Awaitable[Any]]]) -> list[float]:
     """Run ``jobs`` with at most ``concurrency`` in flight; each one's latency in s."""
     gate = asyncio.Semaphore(concurrency)
@@ -184,9 +227,10 @@ async def bounded(concurrency: int, jobs: Sequence[Callable[[], Awaitable[Any]]]
 
 
 async def measure_ceiling(kube: Kube, pods: int, concurrency: int, seconds: float) -> Result:
-    """Plain pod creates from this one client, before the operator starts (so
-    it neither competes for CPU nor sees the pods): the most pods per second
-    this API server, scheduler and kwok take on this machine.
+    """Plain pod creates from this one client, while no operator works (it
+    neither competes for CPU nor sees the pods): the most pods per second
+    this API server, scheduler, garbage collector and kwok take on this
+    machine, for pods that live a task pod's life (``scenarios.plain_pod``).
     """
     namespace = await fresh_namespace(kube, "ceiling")
     seen: dict[str, float] = {}
@@ -201,9 +245,13 @@ async def measure_ceiling(kube: Kube, pods: int, concurrency: int, seconds: floa
     path = f"/api/v1/namespaces/{namespace}/pods"
     result: Result = {"pods": pods, "concurrency": concurrency, "namespace": namespace}
     try:
-        async with watching(kube, [(path, on_pod)]):
+        async with watching(kube, [(path, on_pod)]), tracing(CpuTrace(None)) as trace:
+            owner = await kube.create(
+                f"/apis/batch/v1/namespaces/{namespace}/jobs", scenarios.idle_owner("owner")
+            )
+            bodies = [scenarios.plain_pod(f"ceiling-{i:05d}", owner) for i in range(pods)]
             started = time.monotonic()
-            jobs = [partial(kube.create, path, scenarios.plain_pod(f"ceiling-{i:05d}")) for i in range(pods)]
+            jobs = [partial(kube.create, path, body) for body in bodies]
             latencies = await bounded(concurrency, jobs)
             elapsed = time.monotonic() - started
             await asyncio.wait_for(all_seen.wait(), seconds)
@@ -212,7 +260,7 @@ async def measure_ceiling(kube: Kube, pods: int, concurrency: int, seconds: floa
             "pods_per_second": round(rate or 0, 1),
             "client_pods_per_second": round(pods / elapsed, 1),
             "create_ms": stats.summary(latencies),
-        }
+        } | window_cores(trace, list(seen.values()))
     except (TimeoutError, ApiError) as error:
         result["error"] = str(error) or type(error).__name__
     finally:
@@ -249,7 +297,9 @@ def edge_rows(edges: list[timeline.Edge]) -> list[list[Any]]:
     ]
 
 
-def fanout_figures(tl: Timeline, scenario: Scenario, run: str, ceiling: Result | None) -> Result | None:
+def fanout_figures(
+    tl: Timeline, scenario: Scenario, run: str, ceiling: Result | None, trace: CpuTrace
+) -> Result | None:
     """Time from root succeeded to the last of the parallel pods, and the rate
     those pods were created at (first to last), against the ceiling.
     """
@@ -268,7 +318,7 @@ def fanout_figures(tl: Timeline, scenario: Scenario, run: str, ceiling: Result |
         "pods_per_second": round(rate, 1) if rate else None,
         "jobs_per_second": round(job_rate, 1) if job_rate else None,
         "fraction_of_ceiling": round(rate / ceiling_rate, 3) if rate and ceiling_rate else None,
-    }
+    } | window_cores(trace, created)
 
 
 def operator_figures(pid: int, before: Sample, after: Sample, tasks: int, peak_reset: bool) -> Result:
@@ -337,7 +387,9 @@ async def run_scenario(
     ceiling: Result | None,
     profile: bool,
 ) -> Result:
-    """Submit the scenario's runs into a fresh namespace, wait for them, measure, clean up."""
+    """Submit the scenario's runs into a fresh namespace, wait for them, measure, clean up.
+    ``ceiling`` is the one measured next to this scenario (fan-outs) or the first one.
+    """
     namespace = await fresh_namespace(kube, scenario.name)
     runs = [f"r{i:04d}" for i in range(scenario.runs)]
     tl = Timeline()
@@ -349,6 +401,7 @@ async def run_scenario(
         "runs": scenario.runs,
         "tasks": scenario.tasks,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "ceiling": ceiling if scenario.fanout else None,
     }
     watches: list[tuple[str, Handler]] = [
         (f"/api/v1/namespaces/{namespace}/pods", tl.on_pod),
@@ -357,7 +410,7 @@ async def run_scenario(
     ]
     spy: pyspy.Recorder | None = None
     try:
-        async with watching(kube, watches):
+        async with watching(kube, watches), tracing(CpuTrace(operator.pid)) as trace:
             peak_reset = reset_peak_rss(operator.pid)
             before = Sample.take(operator.pid)
             own_before = time.process_time()
@@ -374,7 +427,7 @@ async def run_scenario(
             result["profile_stderr"] = spy.stop().strip()[-500:]
         result |= edge_figures(tl, scenario, runs)
         result |= load_figures(operator.pid, before, after, own, scenario.tasks, peak_reset)
-        result["fanout"] = fanout_figures(tl, scenario, runs[0], ceiling)
+        result["fanout"] = fanout_figures(tl, scenario, runs[0], ceiling, trace)
     except ApiError as error:
         # E.g. a Pipeline the API refuses (the CRD caps tasks per pipeline).
         result |= {"error": str(error), "mode": "-", "edges": 0}
@@ -444,11 +497,18 @@ async def measure(kubeconfig: str, args: argparse.Namespace) -> tuple[Result | N
             await wait_leader(kube, operator)
             profiled = False
             for scenario, repetition in planned(args):
-                profile = args.profile and scenario.name == "runs50" and not profiled
+                profile = args.profile == scenario.name and not profiled
                 profiled |= profile
                 label = scenario.name + (f"#{repetition}" if repetition else "")
+                beside = ceiling
+                if scenario.fanout and args.ceiling_pods > 0:
+                    print(f"{label}: the ceiling next to it ...", flush=True)
+                    beside = await measure_ceiling(
+                        kube, args.ceiling_pods, args.ceiling_concurrency, args.timeout
+                    )
+                    print("  " + report.ceiling_line(beside), flush=True)
                 print(f"{label}: {scenario.runs} run(s), {scenario.tasks} tasks ...", flush=True)
-                result = await run_scenario(kube, operator, scenario, repetition, args, ceiling, profile)
+                result = await run_scenario(kube, operator, scenario, repetition, args, beside, profile)
                 summary = result.get("pod_to_pod") or {}
                 print(
                     f"  pod->pod p50 {summary.get('p50_ms')} p99 {summary.get('p99_ms')} ms, "
@@ -470,7 +530,7 @@ def save(
     results: list[Result],
 ) -> pathlib.Path:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    found = report.verdicts(results, ceiling)
+    found = report.verdicts(results)
     document = {
         "benchmark": "pod-to-pod step latency (issue 14)",
         "date": stamp,
@@ -514,7 +574,7 @@ def main() -> None:
     print(report.cost_table(results))
     print_profile(results)
     print()
-    print(report.targets_table(report.verdicts(results, ceiling)))
+    print(report.targets_table(report.verdicts(results)))
     out = save(args, kubeconfig, machine, ceiling, results)
     print(f"\nsaved {out.relative_to(cluster.ROOT) if out.is_relative_to(cluster.ROOT) else out}")
 

@@ -78,10 +78,16 @@ class Cluster:
         subprocess.run([str(HACK), "down"], check=False, env=self.env)
 
 
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message carries its stderr."""
+
+
 def kubectl(binary: str, kubeconfig: str, *args: str) -> str:
-    return subprocess.run(
-        [binary, "--kubeconfig", kubeconfig, *args], capture_output=True, text=True, check=True
-    ).stdout
+    command = [binary, "--kubeconfig", kubeconfig, *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise KubectlError(f"kubectl {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
 
 
 def export_tree(rev: str) -> tuple[pathlib.Path, str]:
@@ -108,17 +114,24 @@ def export_tree(rev: str) -> tuple[pathlib.Path, str]:
 
 
 def apply_crds(binary: str, kubeconfig: str, tree: pathlib.Path) -> None:
-    """The CRDs of the operator under test (work tree or --operator-rev)."""
-    kubectl(binary, kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(tree / "crds"))
-    kubectl(
-        binary,
-        kubeconfig,
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/pipelines.sluice.dev",
-        "crd/pipelineruns.sluice.dev",
-    )
+    """The CRDs of the operator under test (work tree or --operator-rev).
+
+    A cluster that has just come up may still refuse or forget the first
+    apply (its aggregated discovery settling), so apply and wait are retried
+    together a few times before giving up with kubectl's own words.
+    """
+    names = ["crd/pipelines.sluice.dev", "crd/pipelineruns.sluice.dev"]
+    for attempt in range(3):
+        try:
+            kubectl(
+                binary, kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(tree / "crds")
+            )
+            kubectl(binary, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *names)
+            return
+        except KubectlError as error:
+            if attempt == 2:
+                raise
+            print(f"retrying the CRDs: {error}", flush=True)
 
 
 def free_port() -> int:

@@ -61,3 +61,34 @@ class Sample:
     @classmethod
     def take(cls, pid: int) -> Sample:
         return cls(time.monotonic(), cpu_seconds(pid), machine_busy_seconds())
+
+
+class CpuTrace:
+    """Readings every ``interval`` seconds while it runs, so the CPU spent in
+    a window known only afterwards (first to last pod of a fan-out) can be
+    read off: the operator's cores and the machine's busy cores in it.
+    """
+
+    def __init__(self, pid: int | None, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, float, float]] = []
+
+    def take(self) -> None:
+        operator = cpu_seconds(self.pid) if self.pid is not None else 0.0
+        self.samples.append((time.monotonic(), operator, machine_busy_seconds()))
+
+    def cores_between(self, start: float, end: float) -> tuple[float, float] | None:
+        """(operator cores, machine busy cores) from the last reading at or
+        before ``start`` to the first at or after ``end``; None when the
+        trace does not cover the window.
+        """
+        before = [s for s in self.samples if s[0] <= start]
+        after = [s for s in self.samples if s[0] >= end]
+        if not before or not after:
+            return None
+        first, last = before[-1], after[0]
+        wall = last[0] - first[0]
+        if wall <= 0:
+            return None
+        return (last[1] - first[1]) / wall, (last[2] - first[2]) / wall

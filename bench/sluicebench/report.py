@@ -55,15 +55,20 @@ def latency_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _blank(value: object) -> str:
+    return "" if value is None else str(value)
+
+
 def cost_table(results: list[Result]) -> str:
     """Wall time, the operator's CPU and memory, the machine's load, fan-out rates."""
     head = (
         f"{'scenario':<22}{'tasks':>6}{'wall s':>8}{'op cpu s':>9}{'ms/task':>8}{'peak MiB':>9}"
         f"{'rss MiB':>8}{'busy cores':>11}{'bench cpu s':>12}"
-        f" | {'fan-out: last pod ms':>20}{'pods/s':>8}{'% ceiling':>10}"
+        f" | {'fan-out: last pod ms':>20}{'pods/s':>8}{'% ceiling':>10}{'op cores':>9}{'busy':>6}"
     )
     lines = [
-        "cost (busy cores: whole machine, all processes, during the scenario; bench cpu: this process's own)",
+        "cost (busy cores: whole machine, all processes, during the scenario; bench cpu: this process's own;"
+        " fan-out op cores / busy: the operator's and the machine's, first to last pod created)",
         head,
     ]
     for r in results:
@@ -76,6 +81,8 @@ def cost_table(results: list[Result]) -> str:
             f"{r.get('machine_busy_cores', '-'):>11}{r.get('bench_cpu_seconds', '-'):>12}"
             f" | {fan.get('time_to_last_pod_ms', ''):>20}"
             f"{fan.get('pods_per_second', ''):>8}{'' if pct is None else f'{100 * pct:.0f}%':>10}"
+            f"{_blank(fan.get('operator_cores_while_creating')):>9}"
+            f"{_blank(fan.get('machine_busy_cores_while_creating')):>6}"
         )
     return "\n".join(lines)
 
@@ -111,28 +118,34 @@ def _cpu_verdict(results: list[Result]) -> Verdict:
     return Verdict(target, f"{value:.1f} ms/task in {_label(worst)}", "PASS" if value < 5 else "MISS")
 
 
-def _fanout_verdict(results: list[Result], ceiling: Result | None) -> Verdict:
+def _fanout_verdict(results: list[Result]) -> Verdict:
+    """Every repetition must reach 80 % of the ceiling measured next to it:
+    a target met once in three is not met.
+    """
     target = "fanout1000 creation rate >= 80% of ceiling"
     runs = [r for r in results if r["scenario"] == "fanout1000"]
     if not runs:
         return Verdict(target, "not run (needs --big)", "-")
-    fan = runs[-1].get("fanout") or {}
-    if fan.get("fraction_of_ceiling") is None:
-        why = runs[-1].get("error") or ("no ceiling measured" if ceiling is None else "no rate")
+    measured = [r for r in runs if (r.get("fanout") or {}).get("fraction_of_ceiling") is not None]
+    if not measured:
+        why = runs[-1].get("error") or ("no ceiling measured" if not runs[-1].get("ceiling") else "no rate")
         return Verdict(target, f"not measured: {brief(why)}", "-")
-    fraction = float(fan["fraction_of_ceiling"])
-    figure = (
-        f"{100 * fraction:.0f}% ({fan['pods_per_second']} of {ceiling and ceiling['pods_per_second']} pods/s)"
-    )
-    return Verdict(target, figure, "PASS" if fraction >= 0.8 else "MISS")
+    each = [
+        f"{100 * r['fanout']['fraction_of_ceiling']:.0f}% "
+        f"({r['fanout']['pods_per_second']} of {r['ceiling']['pods_per_second']} pods/s)"
+        for r in measured
+    ]
+    worst = min(float(r["fanout"]["fraction_of_ceiling"]) for r in measured)
+    label = "worst of " + str(len(measured)) + ": " if len(measured) > 1 else ""
+    return Verdict(target, label + "; ".join(each), "PASS" if worst >= 0.8 else "MISS")
 
 
-def verdicts(results: list[Result], ceiling: Result | None) -> list[Verdict]:
+def verdicts(results: list[Result]) -> list[Verdict]:
     checks: list[Callable[[], Verdict]] = [
         lambda: _latency_verdict(results, "p50", 90),
         lambda: _latency_verdict(results, "p99", 300),
         lambda: _cpu_verdict(results),
-        lambda: _fanout_verdict(results, ceiling),
+        lambda: _fanout_verdict(results),
     ]
     return [check() for check in checks]
 
@@ -152,5 +165,6 @@ def ceiling_line(ceiling: Result | None) -> str:
         f"API server ceiling: {ceiling['pods']} plain pods, {ceiling['concurrency']} in flight: "
         f"{ceiling['pods_per_second']} pods/s as seen by the watch "
         f"({ceiling['client_pods_per_second']} pods/s by the client's clock), "
-        f"create latency p50 {ceiling['create_ms']['p50_ms']} ms p99 {ceiling['create_ms']['p99_ms']} ms"
+        f"create latency p50 {ceiling['create_ms']['p50_ms']} ms p99 {ceiling['create_ms']['p99_ms']} ms, "
+        f"machine busy {ceiling.get('machine_busy_cores_while_creating')} cores"
     )

@@ -38,8 +38,8 @@ class Scenario:
 
     @property
     def repeatable(self) -> bool:
-        """``--repeat`` applies to the many-runs scenarios, where noise matters most."""
-        return self.name.startswith("runs")
+        """``--repeat`` applies to the many-runs and fan-out scenarios, where noise matters most."""
+        return self.name.startswith(("runs", "fanout"))
 
 
 def chain(length: int) -> dict[str, list[str]]:
@@ -112,14 +112,50 @@ def run(name: str, pipeline_name: str) -> dict[str, Any]:
     }
 
 
-def plain_pod(name: str) -> dict[str, Any]:
+def idle_owner(name: str) -> dict[str, Any]:
+    """A suspended Job: it starts nothing, but it is a real owner for the
+    ceiling's pods (see ``plain_pod``).
+    """
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "suspend": True,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "idle", "image": IMAGE}],
+                }
+            },
+        },
+    }
+
+
+def plain_pod(name: str, owner: dict[str, Any]) -> dict[str, Any]:
     """A pod shaped like a task pod (image, container, restart policy,
-    scheduling), owned by nothing, for measuring the API server's ceiling.
+    scheduling), for measuring the API server's ceiling, created by no
+    operator. It lives the life a task pod lives on this cluster: owned (so
+    the garbage collector tracks it), and run to Succeeded by kwok (its
+    stages end pods owned by a Job). Without that the ceiling would measure a
+    cluster doing less work per pod than during a fan-out. It is not the
+    owner's controlled pod, so the Job controller leaves it alone.
     """
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"sluice-bench/ceiling": "true"}},
+        "metadata": {
+            "name": name,
+            "labels": {"sluice-bench/ceiling": "true"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                }
+            ],
+        },
         "spec": {
             "restartPolicy": "Never",
             "nodeSelector": NODE_SELECTOR,
