@@ -56,6 +56,7 @@ from typing import Any
 # Run as a script: bench/ is sys.path[0], so the helpers import as a package.
 from sluicebench import cluster, pyspy, report, scenarios, stats, timeline
 from sluicebench.kube import ApiError, Handler, Kube, first_of, load_endpoint
+from sluicebench.passes import pass_figures, scrape
 from sluicebench.procstat import CpuTrace, Sample, cpu_seconds, memory_kib, reset_peak_rss
 from sluicebench.scenarios import Scenario
 from sluicebench.timeline import Timeline
@@ -413,6 +414,7 @@ async def run_scenario(
         async with watching(kube, watches), tracing(CpuTrace(operator.pid)) as trace:
             peak_reset = reset_peak_rss(operator.pid)
             before = Sample.take(operator.pid)
+            passes_before = scrape(operator.metrics_port)
             own_before = time.process_time()
             if profile:
                 out = RESULTS / f"profile-{scenario.name}.txt"
@@ -422,12 +424,14 @@ async def run_scenario(
             result["submit_seconds"] = round(time.monotonic() - before.wall, 2)
             result["error"] = await wait_done(tl, scenario, runs, args.timeout)
             after = Sample.take(operator.pid)
+            passes = pass_figures(passes_before, scrape(operator.metrics_port))
             own = time.process_time() - own_before
         if spy is not None:
             result["profile_stderr"] = spy.stop().strip()[-500:]
         result |= edge_figures(tl, scenario, runs)
         result |= load_figures(operator.pid, before, after, own, scenario.tasks, peak_reset)
         result["fanout"] = fanout_figures(tl, scenario, runs[0], ceiling, trace)
+        result["reconcile"] = passes | {"passes_per_task": round(passes["passes"] / scenario.tasks, 2)}
     except ApiError as error:
         # E.g. a Pipeline the API refuses (the CRD caps tasks per pipeline).
         result |= {"error": str(error), "mode": "-", "edges": 0}
@@ -476,7 +480,8 @@ def print_profile(results: list[Result]) -> None:
 @contextlib.contextmanager
 def operator_process(kubeconfig: str, args: argparse.Namespace) -> Iterator[cluster.Operator]:
     log = cluster.ROOT / "bench" / "operator.log"
-    operator = cluster.Operator(args.tree, kubeconfig, args.workers, args.qps, log)
+    port = cluster.free_port()
+    operator = cluster.Operator(args.tree, kubeconfig, args.workers, args.qps, log, metrics_port=port)
     try:
         yield operator
     finally:

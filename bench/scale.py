@@ -32,13 +32,13 @@ import re
 import signal
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from sluicebench import cluster, pyspy
 from sluicebench.kube import Kube, first_of, load_endpoint
+from sluicebench.passes import pass_figures, scrape
 from sluicebench.procstat import cpu_seconds, memory_kib, reset_peak_rss
 from sluicebench.scenarios import pipeline_of as pipeline
 from sluicebench.scenarios import run, task
@@ -138,42 +138,6 @@ async def submit(kube: Kube, ns: str, bodies: list[dict[str, Any]], concurrency:
             await kube.create(RUNS.format(ns=ns), body)
 
     await asyncio.gather(*(one(body) for body in bodies))
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The operator's run-reconcile histogram, as {series: value}."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    found = {}
-    for line in text.splitlines():
-        if line.startswith("sluice_reconcile_duration_seconds") and 'kind="run"' in line:
-            key, value = line.rsplit(" ", 1)
-            found[key] = float(value)
-    return found
-
-
-def pass_figures(before: dict[str, float], after: dict[str, float]) -> Result:
-    """Passes between two scrapes: count, mean, and p50/p99 as bucket bounds."""
-    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    count = sum(v for k, v in delta.items() if k.startswith("sluice_reconcile_duration_seconds_count"))
-    total = sum(v for k, v in delta.items() if k.startswith("sluice_reconcile_duration_seconds_sum"))
-    buckets = sorted(
-        (float("inf") if m[1] == "+Inf" else float(m[1]), v)
-        for k, v in delta.items()
-        if (m := re.search(r'le="([^"]+)"', k)) and k.startswith("sluice_reconcile_duration_seconds_bucket")
-    )
-
-    def quantile(q: float) -> float | None:
-        for bound, cumulative in buckets:
-            if count and cumulative >= q * count:
-                return bound
-        return None
-
-    return {
-        "passes": int(count),
-        "mean_ms": round(1000 * total / count, 1) if count else None,
-        "p50_at_most_s": quantile(0.5),
-        "p99_at_most_s": quantile(0.99),
-    }
 
 
 def operator_sample(pid: int) -> tuple[float, dict[str, int]]:

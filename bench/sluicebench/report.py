@@ -63,22 +63,25 @@ def cost_table(results: list[Result]) -> str:
     """Wall time, the operator's CPU and memory, the machine's load, fan-out rates."""
     head = (
         f"{'scenario':<22}{'tasks':>6}{'wall s':>8}{'op cpu s':>9}{'ms/task':>8}{'peak MiB':>9}"
-        f"{'rss MiB':>8}{'busy cores':>11}{'bench cpu s':>12}"
+        f"{'rss MiB':>8}{'busy cores':>11}{'bench cpu s':>12}{'passes/task':>12}{'pass ms':>8}"
         f" | {'fan-out: last pod ms':>20}{'pods/s':>8}{'% ceiling':>10}{'op cores':>9}{'busy':>6}"
     )
     lines = [
         "cost (busy cores: whole machine, all processes, during the scenario; bench cpu: this process's own;"
+        " passes/task and pass ms: run passes, from the operator's metrics;"
         " fan-out op cores / busy: the operator's and the machine's, first to last pod created)",
         head,
     ]
     for r in results:
         op = r.get("operator") or {}
         fan = r.get("fanout") or {}
+        rec = r.get("reconcile") or {}
         pct = fan.get("fraction_of_ceiling")
         lines.append(
             f"{_label(r):<22}{r['tasks']:>6}{r.get('wall_seconds', '-'):>8}{op.get('cpu_seconds', '-'):>9}"
             f"{op.get('cpu_ms_per_task', '-'):>8}{op.get('peak_rss_mib', '-'):>9}{op.get('rss_mib', '-'):>8}"
             f"{r.get('machine_busy_cores', '-'):>11}{r.get('bench_cpu_seconds', '-'):>12}"
+            f"{_blank(rec.get('passes_per_task')):>12}{_blank(rec.get('mean_ms')):>8}"
             f" | {fan.get('time_to_last_pod_ms', ''):>20}"
             f"{fan.get('pods_per_second', ''):>8}{'' if pct is None else f'{100 * pct:.0f}%':>10}"
             f"{_blank(fan.get('operator_cores_while_creating')):>9}"

@@ -90,6 +90,19 @@ def _significant(pod: dict[str, Any]) -> tuple[Any, ...]:
     return (pod["status"], pod["metadata"]["deletionTimestamp"])
 
 
+def _unstarted(pod: dict[str, Any]) -> bool:
+    """Nothing has happened to the pod yet: not started, not ended, not deleted."""
+    status = pod["status"]
+    return (
+        status["phase"] in (None, "Pending")
+        and not status["startTime"]
+        and not status.get("reason")
+        and not status.get("conditions")
+        and not any(c["state"] for c in status["containerStatuses"])
+        and not pod["metadata"]["deletionTimestamp"]
+    )
+
+
 class ChildCache:
     """Task pods grouped by the UID of the run that owns them."""
 
@@ -126,8 +139,12 @@ class ChildCache:
             return False  # an older version (watch and list can interleave)
         store[name] = trimmed
         self.uids[self._run_key(trimmed)].add(uid)
-        self.expected.get(uid, {}).pop(name, None)
-        return held is None or _significant(held) != _significant(trimmed)
+        expected = self.expected.get(uid, {}).pop(name, None)
+        if held is None:
+            # Our own create, seen before anything happened to the pod: the
+            # pass that created it planned exactly this (and its deadline).
+            return expected is None or not _unstarted(trimmed)
+        return _significant(held) != _significant(trimmed)
 
     def delete_pod(self, pod: dict[str, Any]) -> None:
         uid = self.run_uid(pod)

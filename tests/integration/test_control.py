@@ -84,6 +84,24 @@ def test_task_timeout_fails_the_attempt_and_stops_its_pod(
     wait_for("the overdue pod to be stopped and released", lambda: not kube.pods(namespace, "slowtask-1"))
 
 
+def test_task_timeout_counts_while_its_pod_cannot_be_scheduled(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    # No node matches, so the pod stays Pending and sends no further event:
+    # only the pass that created it knows when its deadline is due.
+    nowhere = {"nodeSelector": {"sluice.dev/test-no-such-node": "true"}}
+    kube.apply(
+        namespace,
+        pipeline("stuck", [task("load", timeoutSeconds=2)], defaults=nowhere),
+        run("stuck-1", "stuck"),
+    )
+    obj = kube.wait_run(namespace, "stuck-1", timeout=60)
+    entry = tasks_by_name(obj)["load"]
+    assert (obj["status"]["phase"], entry["reason"]) == ("Failed", "Timeout")
+    assert "timeout of 2s" in entry["message"]
+    wait_for("the unscheduled pod to be stopped and released", lambda: not kube.pods(namespace, "stuck-1"))
+
+
 def test_run_timeout_stops_running_pods_and_fails_with_reason_timeout(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:

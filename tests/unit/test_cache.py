@@ -70,3 +70,16 @@ def test_created_pods_count_until_the_watch_shows_them_and_refusals_are_forgotte
     assert cache.created_pods("u1") == []
     assert cache.refusals("u1") == []
     assert names(cache, "u1") == ["pod-a"]
+
+
+def test_our_own_create_seen_before_anything_happened_needs_no_pass() -> None:
+    # The pass that created the pod planned it; its first event is news only
+    # when something already happened to it, or when nobody expected it (a
+    # restarted operator meeting pods it did not create in this life).
+    cache = ChildCache()
+    cache.expect("u1", "a-1", "a")
+    assert not cache.upsert_pod(pod("a-1", "5", phase="Pending") | {"status": {"phase": "Pending"}})
+    assert cache.upsert_pod(pod("a-1", "6", phase="Running"))
+    cache.expect("u1", "b-1", "b")
+    assert cache.upsert_pod(pod("b-1", "5", phase="Succeeded"))
+    assert cache.upsert_pod(pod("c-1", "5", phase="Pending") | {"status": {"phase": "Pending"}})

@@ -419,6 +419,10 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     )
     for pod in pods:
         observed[pod.task] = TaskObservation(pod.name, "Running", attempt=pod.attempt)
+        # Its deadline counts from its creation (about now) until it starts:
+        # a pod that never schedules sends no event to wake the run.
+        if seconds := pod.pod["spec"].get("activeDeadlineSeconds"):
+            wakes.append(float(seconds))
 
     base_status = status.model_copy(update={"workspace_claim_name": claim_name})
     new_status = compute_status(base_status, graph, observed, now, skipped)

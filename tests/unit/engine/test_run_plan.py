@@ -769,3 +769,12 @@ def test_results_recorded_first_keep_their_place_in_the_budget() -> None:
     later = plan_run(facts(plan.status, tasks=both))
     assert all(task_status(later, n).phase == "Succeeded" for n in early)
     assert any(task_status(later, n).reason == "ResultsOverBudget" for n in late)
+
+
+def test_the_pass_that_starts_a_task_with_a_timeout_wakes_at_its_deadline() -> None:
+    # A pod that never schedules sends no event: the creating pass itself
+    # must come back when the attempt's deadline is due.
+    spec = spec_of([{"name": "extract", "timeoutSeconds": 120}, {"name": "quick"}])
+    plan = plan_run(facts(started(spec, phase="Running")))
+    assert sorted(started_tasks(plan)) == [("extract", 0), ("quick", 0)]
+    assert plan.wake_after == pytest.approx(120, abs=1)
