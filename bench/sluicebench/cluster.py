@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import uuid
 from typing import Any, TextIO
 
@@ -113,25 +114,20 @@ def export_tree(rev: str) -> tuple[pathlib.Path, str]:
     return dest, sha
 
 
-def apply_crds(binary: str, kubeconfig: str, tree: pathlib.Path) -> None:
-    """The CRDs of the operator under test (work tree or --operator-rev).
-
-    A cluster that has just come up may still refuse or forget the first
-    apply (its aggregated discovery settling), so apply and wait are retried
-    together a few times before giving up with kubectl's own words.
+def apply_crds(binary: str, kubeconfig: str, tree: pathlib.Path, seconds: float = 60) -> None:
+    """The CRDs of the operator under test (work tree or --operator-rev),
+    then wait until both serve. A CRD just created has no conditions for a
+    moment, and `kubectl wait --for=condition` fails on that instead of
+    waiting, so the condition is polled here.
     """
-    names = ["crd/pipelines.sluice.dev", "crd/pipelineruns.sluice.dev"]
-    for attempt in range(3):
-        try:
-            kubectl(
-                binary, kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(tree / "crds")
-            )
-            kubectl(binary, kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", *names)
-            return
-        except KubectlError as error:
-            if attempt == 2:
-                raise
-            print(f"retrying the CRDs: {error}", flush=True)
+    kubectl(binary, kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(tree / "crds"))
+    query = '{.status.conditions[?(@.type=="Established")].status}'
+    deadline = time.monotonic() + seconds
+    for name in ("pipelines.sluice.dev", "pipelineruns.sluice.dev"):
+        while kubectl(binary, kubeconfig, "get", "crd", name, "-o", f"jsonpath={query}").strip() != "True":
+            if time.monotonic() > deadline:
+                raise KubectlError(f"CRD {name} not established after {seconds:.0f}s")
+            time.sleep(0.2)
 
 
 def free_port() -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -20,12 +21,15 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, TypeVar
 
 import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+
+from tests.integration.installed import Installation, helm_binary, install_rbac
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 HACK = ROOT / "hack" / "cluster"
@@ -185,14 +189,19 @@ def pipeline_condition(kube: Kube, namespace: str, name: str, kind: str) -> dict
 def kube(kubeconfig: str, kubectl_bin: str) -> Kube:
     k = Kube(kubeconfig, kubectl_bin)
     k.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    k.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/pipelines.sluice.dev",
-        "crd/pipelineruns.sluice.dev",
-    )
+    for name in ("pipelines.sluice.dev", "pipelineruns.sluice.dev"):
+        wait_for(f"CRD {name} to be established", partial(crd_established, k, name))
     return k
+
+
+def crd_established(kube: Kube, name: str) -> bool:
+    """Whether the CRD serves its resource. A CRD just created has no
+    conditions at all for a moment (`kubectl wait --for=condition` errors out
+    on that instead of waiting), so a missing status reads as "not yet".
+    """
+    crd = client.ApiextensionsV1Api(kube.api).read_custom_resource_definition(name)
+    conditions = (crd.status.conditions if crd.status else None) or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
 SESSION_ID = uuid.uuid4().hex[:6]
@@ -218,6 +227,8 @@ class OperatorProcess:
         self.metrics_port = 0
 
     def start(self) -> None:
+        # Two live processes under one identity would both hold the lease.
+        assert self.process is None or self.process.poll() is not None, f"{self.name} is already running"
         self.starts += 1
         self.metrics_port = free_port()
         env = {
@@ -265,15 +276,68 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(
-    kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+def helm(kubectl_bin: str) -> str:
+    return helm_binary(kubectl_bin)
+
+
+@pytest.fixture(scope="session")
+def installation(kube: Kube, helm: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
+    """The chart's cluster-wide RBAC, in a release namespace of this session."""
+    namespace = f"sluice-system-{SESSION_ID}"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    directory = tmp_path_factory.mktemp("installation")
+    installed = install_rbac(kube, helm, f"sluice-t{SESSION_ID}", namespace, directory)
+    yield installed
+    installed.uninstall(kube)
+    kube.core.delete_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def operator_logs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     log_dir = pathlib.Path(os.environ.get("SLUICE_TEST_LOGS") or tmp_path_factory.mktemp("operator-logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    process = OperatorProcess(kubeconfig, log_dir)
+    return log_dir
+
+
+@pytest.fixture(scope="session")
+def operator(installation: Installation, operator_logs: pathlib.Path) -> Iterator[OperatorProcess]:
+    """The operator as installed: the chart's ServiceAccount and RBAC, never
+    the admin credentials the tests use to play the user.
+    """
+    process = OperatorProcess(str(installation.kubeconfig), operator_logs, **installation.operator_env())
     process.start()
     yield process
     process.stop()
+
+
+# How the API server words an authorization denial ("... cannot delete resource
+# "pods" in API group ..."); other 403s (a namespace being deleted under a
+# test's last Events, a quota) say something else.
+FORBIDDEN = re.compile(r"cannot [a-z]+ resource")
+
+
+@pytest.fixture(autouse=True)
+def no_forbidden_calls(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any scenario during which an operator was refused an API call:
+    the chart's RBAC must cover every verb the code uses. A test that
+    provokes a refusal on purpose is marked ``allows_forbidden``.
+    """
+    if "operator_logs" not in request.fixturenames or request.node.get_closest_marker("allows_forbidden"):
+        yield
+        return
+    log_dir: pathlib.Path = request.getfixturevalue("operator_logs")
+    sizes = {path: path.stat().st_size for path in log_dir.glob("*.log")}
+    yield
+    refused = []
+    for path in sorted(log_dir.glob("*.log")):
+        with path.open("rb") as handle:
+            handle.seek(sizes.get(path, 0))
+            refused += [
+                f"{path.name}: {line}"
+                for line in handle.read().decode(errors="replace").splitlines()
+                if FORBIDDEN.search(line)
+            ]
+    assert not refused, "the operator was refused API calls:\n" + "\n".join(refused[:10])
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ and RBAC that is exactly enough for the operator to do its job."""
 
 from __future__ import annotations
 
-import base64
 import pathlib
 import subprocess
 import uuid
@@ -14,25 +13,16 @@ import yaml
 from kubernetes import client
 
 from tests.builders import pipeline, run, task
-from tests.integration.conftest import ROOT, Kube, OperatorProcess, wait_for
+from tests.integration.conftest import FORBIDDEN, ROOT, Kube, OperatorProcess, wait_for
+from tests.integration.installed import install_rbac
+from tests.integration.installed import render as render_chart
 
 pytestmark = pytest.mark.integration
 CHART = ROOT / "helm" / "sluice"
 
 
-@pytest.fixture(scope="module")
-def helm(kubectl_bin: str) -> str:
-    path = pathlib.Path(kubectl_bin).parent.parent.parent
-    candidates = sorted(path.glob("helm-*/bin/helm"))
-    assert candidates, "helm is not built: run hack/cluster build"
-    return str(candidates[-1])
-
-
 def render(helm: str, namespace: str, *sets: str) -> str:
-    args = [helm, "template", "sluice", str(CHART), "--namespace", namespace]
-    for value in sets:
-        args += ["--set", value]
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return render_chart(helm, "sluice", namespace, *sets)
 
 
 @pytest.mark.parametrize(
@@ -88,54 +78,15 @@ def test_operator_runs_a_pipeline_with_only_the_charts_namespaced_rbac(
 ) -> None:
     """Run a second operator as the chart's service account, scoped to one
     namespace; the session operator must not interfere, so it stops first."""
-    manifests = [
-        doc
-        for doc in yaml.safe_load_all(render(helm, release_namespace, f"watchNamespace={namespace}"))
-        if doc and doc["kind"] in ("ServiceAccount", "Role", "RoleBinding")
-    ]
-    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
-    token = kube.kubectl("create", "token", "sluice", "-n", release_namespace).stdout.strip()
-    config = yaml.safe_load(pathlib.Path(kube.kubeconfig).read_text())
-    cluster = config["clusters"][0]["cluster"]
-    ca = (
-        pathlib.Path(cluster["certificate-authority"]).read_bytes()
-        if "certificate-authority" in cluster
-        else None
-    )
-    kubeconfig = tmp_path / "sa.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "sa",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": cluster["server"],
-                            **(
-                                {"certificate-authority-data": base64.b64encode(ca).decode()}
-                                if ca
-                                else {"certificate-authority-data": cluster.get("certificate-authority-data")}
-                            ),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [
-                    {"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": namespace}}
-                ],
-            }
-        )
-    )
+    installed = install_rbac(kube, helm, "sluice", release_namespace, tmp_path, f"watchNamespace={namespace}")
+    assert {d["kind"] for d in installed.documents} == {"ServiceAccount", "Role", "RoleBinding"}
     operator.stop()
     scoped = OperatorProcess(
-        str(kubeconfig),
+        str(installed.kubeconfig),
         tmp_path,
         name="scoped",
         SLUICE_NAMESPACE=namespace,
-        SLUICE_LEADER_NAMESPACE=release_namespace,
+        **installed.operator_env(),
     )
     scoped.start()
     try:
@@ -183,7 +134,7 @@ def test_operator_runs_a_pipeline_with_only_the_charts_namespaced_rbac(
             ),
         )
         log = (tmp_path / "scoped-1.log").read_text()
-        assert "Forbidden" not in log and "forbidden" not in log, log[-3000:]
+        assert not FORBIDDEN.search(log), log[-3000:]
     finally:
         scoped.stop()
         operator.start()

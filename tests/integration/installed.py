@@ -1,0 +1,102 @@
+"""The operator's identity as the Helm chart installs it: its ServiceAccount,
+its (Cluster)Role and bindings, and a kubeconfig holding that account's
+token. Tests run the operator with it, so a verb missing from the chart's
+RBAC fails the scenario that needs it, as it would on a real install.
+"""
+
+from __future__ import annotations
+
+import base64
+import pathlib
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Kube
+
+CHART = pathlib.Path(__file__).resolve().parents[2] / "helm" / "sluice"
+RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+
+
+def helm_binary(kubectl_bin: str) -> str:
+    """The helm that `hack/cluster build` built beside kubectl."""
+    path = pathlib.Path(kubectl_bin).parent.parent.parent
+    candidates = sorted(path.glob("helm-*/bin/helm"))
+    assert candidates, "helm is not built: run hack/cluster build"
+    return str(candidates[-1])
+
+
+def render(helm: str, release: str, namespace: str, *sets: str) -> str:
+    args = [helm, "template", release, str(CHART), "--namespace", namespace]
+    for value in sets:
+        args += ["--set", value]
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+@dataclass(frozen=True)
+class Installation:
+    """One release's RBAC in the cluster, and how to act as its operator."""
+
+    release: str
+    namespace: str
+    kubeconfig: pathlib.Path
+    documents: tuple[dict[str, Any], ...]
+
+    @property
+    def service_account(self) -> str:
+        return next(d["metadata"]["name"] for d in self.documents if d["kind"] == "ServiceAccount")
+
+    def operator_env(self) -> dict[str, str]:
+        """Settings the chart's Deployment gives the operator that the tests keep."""
+        return {"SLUICE_LEADER_NAMESPACE": self.namespace}
+
+    def uninstall(self, kube: Kube) -> None:
+        cluster_scoped = [d for d in self.documents if d["kind"].startswith("Cluster")]
+        for doc in cluster_scoped:
+            kube.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found")
+
+
+def install_rbac(
+    kube: Kube, helm: str, release: str, namespace: str, directory: pathlib.Path, *sets: str
+) -> Installation:
+    """Apply the chart's RBAC for ``release`` into ``namespace`` (which must
+    exist) and write a kubeconfig with its ServiceAccount's token.
+    """
+    documents = tuple(
+        doc
+        for doc in yaml.safe_load_all(render(helm, release, namespace, *sets))
+        if doc and doc["kind"] in RBAC_KINDS
+    )
+    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    installation = Installation(release, namespace, directory / f"{release}.kubeconfig", documents)
+    token = kube.kubectl(
+        "create", "token", installation.service_account, "-n", namespace, "--duration", "12h"
+    ).stdout.strip()
+    installation.kubeconfig.write_text(yaml.safe_dump(token_kubeconfig(kube.kubeconfig, token, namespace)))
+    return installation
+
+
+def token_kubeconfig(admin_kubeconfig: str, token: str, namespace: str) -> dict[str, Any]:
+    """The admin kubeconfig's cluster, with a bearer token as the only user."""
+    config = yaml.safe_load(pathlib.Path(admin_kubeconfig).read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = (
+        base64.b64encode(pathlib.Path(cluster["certificate-authority"]).read_bytes()).decode()
+        if "certificate-authority" in cluster
+        else cluster.get("certificate-authority-data")
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "operator",
+        "clusters": [
+            {"name": "c", "cluster": {"server": cluster["server"], "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": "c", "user": "operator", "namespace": namespace}}
+        ],
+    }
