@@ -53,10 +53,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["create"]
+# Events on runs and Pipelines; a repeated one is counted on the same Event
+# (read back once after a restart, then patched).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "get", "patch"]
 {{- end -}}
