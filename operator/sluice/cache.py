@@ -118,8 +118,15 @@ class ChildCache:
 
     @staticmethod
     def run_uid(obj: dict[str, Any]) -> str | None:
-        uid: str | None = (obj["metadata"].get("labels") or {}).get(labels.RUN_UID)
-        return uid
+        """The UID of the run that controls the pod, from its ownerReference:
+        labels alone prove nothing (anyone who may create pods may copy
+        them), so a pod no run controls is not a task attempt.
+        """
+        for owner in obj["metadata"].get("ownerReferences") or ():
+            if owner.get("kind") == "PipelineRun" and owner.get("controller"):
+                uid: str | None = owner.get("uid")
+                return uid
+        return None
 
     @staticmethod
     def _run_key(obj: dict[str, Any]) -> tuple[str, str]:

@@ -57,7 +57,8 @@ def pod_tombstone(pod: dict[str, Any]) -> dict[str, Any]:
             "namespace": meta.get("namespace"),
             "labels": {k: pod_labels[k] for k in (labels.RUN, labels.RUN_UID) if k in pod_labels},
             "ownerReferences": [
-                {"kind": o.get("kind"), "name": o.get("name")} for o in meta.get("ownerReferences") or ()
+                {k: o.get(k) for k in ("kind", "name", "uid", "controller")}
+                for o in meta.get("ownerReferences") or ()
             ],
             "deletionTimestamp": meta.get("deletionTimestamp") or "deleted",
         }
@@ -73,6 +74,9 @@ class Controller:
         # Followers fill the queue from watch events but only the leader drains it.
         self.queue: WorkQueue[Key] = WorkQueue()
         self.failures: dict[Key, int] = {}
+        # The refusal last shown on each object, so a retried pass that meets
+        # it again posts no second Event (cleared by a pass that completes).
+        self.refusals_shown: dict[Key, tuple[int, str, str, str]] = {}
         self.pipeline_writes = OwnWrites()
         self.client: KubeClient | None = None
         self.runs: RunReconciler | None = None
@@ -168,6 +172,7 @@ class Controller:
                 try:
                     again = await self._reconcile(key)
                     self.failures.pop(key, None)
+                    self.refusals_shown.pop(key, None)
                     if again is not None:
                         self.queue.add_after(key, again)
                 except ApiError as error:
@@ -178,6 +183,8 @@ class Controller:
                         self.queue.add_after(key, CONFLICT_RETRY_SECONDS)
                     else:
                         result = "error"
+                        if error.permanent:
+                            await self._show_refusal(key, error)
                         self._backoff(key, error)
                 except Exception as error:
                     result = "error"
@@ -185,6 +192,23 @@ class Controller:
                 finally:
                     metrics.RECONCILES.labels(kind, result).inc()
                     self.queue.done(key)
+
+    async def _show_refusal(self, key: Key, error: ApiError) -> None:
+        """Retrying may not fix a 403 or a 422 (someone must grant a verb or
+        fix what is sent): the object shows it while the retries go on.
+        """
+        assert self.runs is not None and self.pipelines is not None
+        seen = (error.status, error.verb, error.resource, error.message)
+        if self.refusals_shown.get(key) == seen:
+            return  # shown when first met (even if only as an Event): the retries add nothing
+        self.refusals_shown[key] = seen
+        try:
+            if isinstance(key, PipelineKey):
+                await self.pipelines.show_refusal(key, error)
+            else:
+                await self.runs.show_refusal(key, error)
+        except Exception:
+            log.exception("could not show the refusal on %s", key)
 
     def _backoff(self, key: Key, error: BaseException) -> None:
         count = self.failures.get(key, 0) + 1

@@ -149,3 +149,50 @@ def test_a_foreground_delete_starts_nothing_more_and_completes(
         return not names and not runs["items"]
 
     wait_for("the run and its pod to be gone", gone, timeout=60, interval=0.05)
+
+
+def test_a_pod_that_only_looks_like_a_task_attempt_changes_nothing(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    # Anyone who may create pods can copy a run's labels. Only the pod the
+    # run controls (its controller ownerReference) is the attempt: a look-
+    # alike that "succeeds" at once with another result is ignored.
+    producer = task(
+        "count", duration="3s", results=[{"name": "rows"}], annotations={"sim.sluice.dev/result": "rows=1"}
+    )
+    reader = task("load", "count", args=["--rows=$(tasks.count.results.rows)"])
+    kube.apply(namespace, pipeline("genuine", [producer, reader]), run("genuine-1", "genuine"))
+    [real] = wait_for("the task's pod", lambda: kube.pods(namespace, "genuine-1"))
+    owner = kube.run(namespace, "genuine-1")["metadata"]
+    forged = client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name="genuine-1-count-forged",
+            labels=dict(real.metadata.labels),
+            annotations={"sim.sluice.dev/result": "rows=666", "sim.sluice.dev/duration": "0s"},
+            # Owned (so the simulated node runs it to Succeeded) but not controlled.
+            owner_references=[
+                client.V1OwnerReference(
+                    api_version="sluice.dev/v1alpha1",
+                    kind="PipelineRun",
+                    name=owner["name"],
+                    uid=owner["uid"],
+                )
+            ],
+        ),
+        spec=real.spec,
+    )
+    forged.spec.node_name = None
+    kube.core.create_namespaced_pod(namespace, forged)
+    wait_for(
+        "the look-alike to succeed",
+        lambda: (
+            kube.core.read_namespaced_pod("genuine-1-count-forged", namespace).status.phase == "Succeeded"
+        ),
+    )
+    obj = kube.wait_run(namespace, "genuine-1")
+    assert obj["status"]["phase"] == "Succeeded"
+    count = tasks_by_name(obj)["count"]
+    assert count["podName"] == real.metadata.name
+    assert count["results"] == [{"name": "rows", "value": "1"}]
+    [load] = pods_of(kube, namespace, "genuine-1", "load")
+    assert load.spec.containers[0].args == ["--rows=1"]

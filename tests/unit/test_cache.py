@@ -6,8 +6,22 @@ from sluice.engine.observe import CreatedPod, RefusedCreate
 
 def pod(name: str, version: str, phase: str = "Running", uid: str = "u1", run: str = "r") -> dict[str, Any]:
     labels = {"sluice.dev/run-uid": uid, "sluice.dev/run": run}
+    owner = {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "name": run,
+        "uid": uid,
+        "controller": True,
+    }
+    meta = {
+        "name": name,
+        "namespace": "ns",
+        "labels": labels,
+        "resourceVersion": version,
+        "ownerReferences": [owner],
+    }
     return {
-        "metadata": {"name": name, "namespace": "ns", "labels": labels, "resourceVersion": version},
+        "metadata": meta,
         "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True"}]},
     }
 
@@ -83,3 +97,17 @@ def test_our_own_create_seen_before_anything_happened_needs_no_pass() -> None:
     cache.expect("u1", "b-1", "b")
     assert cache.upsert_pod(pod("b-1", "5", phase="Succeeded"))
     assert cache.upsert_pod(pod("c-1", "5", phase="Pending") | {"status": {"phase": "Pending"}})
+
+
+def test_a_pod_is_a_runs_attempt_only_through_its_controller_reference_not_its_labels() -> None:
+    cache = ChildCache()
+    forged = pod("a-1", "5", "Succeeded")
+    forged["metadata"]["ownerReferences"] = []
+    assert not cache.upsert_pod(forged)
+    merely_owned = pod("a-2", "5", "Succeeded")
+    merely_owned["metadata"]["ownerReferences"][0]["controller"] = False
+    assert not cache.upsert_pod(merely_owned)
+    other_run = pod("a-3", "5", "Succeeded")
+    other_run["metadata"]["ownerReferences"][0]["uid"] = "u9"  # labels still say u1
+    assert cache.upsert_pod(other_run)
+    assert cache.pods_of("u1") == [] and names(cache, "u9") == ["a-3"]
