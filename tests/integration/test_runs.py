@@ -334,10 +334,12 @@ def test_workspace_claim_is_created_per_run_owned_by_it_and_mounted_in_every_tas
             pipeline(
                 "ws",
                 [task("write"), task("read", "write")],
-                workspace={"mountPath": "/data", "volumeClaimTemplate": template},
+                workspace={"mountPath": "/data", "volumeClaimTemplate": template, "runOverride": "Any"},
             ),
+            pipeline("ws-fixed", [task("a")], workspace={"volumeClaimTemplate": template}),
             run("ws-1", "ws"),
             run("ws-shared", "ws", workspace={"volume": {"emptyDir": {}}}),
+            run("ws-hostpath", "ws-fixed", workspace={"volume": {"hostPath": {"path": "/etc"}}}),
         )
         obj = kube.wait_run(namespace, "ws-1")
         assert obj["status"]["phase"] == "Succeeded"
@@ -355,6 +357,14 @@ def test_workspace_claim_is_created_per_run_owned_by_it_and_mounted_in_every_tas
         assert "workspaceClaimName" not in shared["status"]
         for task_pod in kube.pods(namespace, "ws-shared"):
             assert task_pod.spec.volumes[0].empty_dir is not None
+
+        # A Pipeline that does not allow it keeps its workspace: whoever may
+        # create runs cannot mount a hostPath into its pods.
+        refused = kube.wait_run(namespace, "ws-hostpath")
+        condition = succeeded_condition(refused)
+        assert (refused["status"]["phase"], condition["reason"]) == ("Failed", "WorkspaceOverrideNotAllowed")
+        assert "runOverride" in condition["message"]
+        assert not kube.pods(namespace, "ws-hostpath")
     finally:
         kube.kubectl("delete", "pv", f"pv-{namespace}", "--wait=false", check=False)
 

@@ -246,6 +246,15 @@ class WorkspaceSpec(ApiModel):
             "A core/v1 volume source, e.g. {persistentVolumeClaim: {claimName: data}}."
         ),
     )
+    run_override: Literal["None", "ClaimTemplate", "Any"] = Field(
+        default="None",
+        description=(
+            "On a Pipeline: what a PipelineRun's spec.workspace may replace this with. None: "
+            "nothing; ClaimTemplate: its own volumeClaimTemplate (a new claim, e.g. bigger); "
+            "Any: also an existing volume source (a hostPath or another team's claim: grant "
+            "it only where everyone who may create runs may mount that)."
+        ),
+    )
 
 
 class ParamValue(ApiModel):

@@ -122,6 +122,20 @@ def check_references(spec: PipelineSpec, graph: Graph) -> None:
                 )
 
 
-def substitute(text: str, variables: Mapping[str, str]) -> str:
-    """Replace each known ``$(name)``; unknown ones were rejected earlier."""
-    return REFERENCE.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+def substitute(text: str, variables: Mapping[str, str], for_kubelet: bool = False) -> str:
+    """Replace each known ``$(name)``; unknown ones were rejected earlier.
+
+    ``for_kubelet``: the text goes where the kubelet expands ``$(VAR)`` from
+    the container's environment (command, args, env values). A value Sluice
+    puts there is data, never a reference: every ``$`` in it is doubled,
+    which the kubelet turns back into one, so a param ``$(DB_PASSWORD)``
+    reaches the task as those 14 characters, not as a secret's value.
+    """
+
+    def value(match: re.Match[str]) -> str:
+        found = variables.get(match.group(1))
+        if found is None:
+            return match.group(0)
+        return found.replace("$", "$$") if for_kubelet else found
+
+    return REFERENCE.sub(value, text)

@@ -134,12 +134,12 @@ def render_pod(
     scope = ChainMap({"context.task.name": task.name}, variables)
 
     def sub(values: list[str] | None) -> list[str] | None:
-        return [substitute(v, scope) for v in values] if values is not None else None
+        return [substitute(v, scope, for_kubelet=True) for v in values] if values is not None else None
 
     env = [
         {"name": e.name, "valueFrom": e.value_from}
         if e.value is None and e.value_from is not None
-        else {"name": e.name, "value": substitute(e.value or "", scope)}
+        else {"name": e.name, "value": substitute(e.value or "", scope, for_kubelet=True)}
         for e in _merge_env(defaults.env if defaults else None, task.env)
     ]
     container: dict[str, Any] = {

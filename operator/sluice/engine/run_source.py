@@ -22,6 +22,7 @@ from sluice.api.v1alpha1 import (
     PipelineRunStatus,
     PipelineSpec,
     TaskRunStatus,
+    WorkspaceSpec,
 )
 from sluice.engine.clock import WAKE_MARGIN_SECONDS
 from sluice.engine.dag import Graph, build_graph
@@ -120,6 +121,10 @@ def resolve_source(
     else:
         return Refused("InvalidSpec", "one of spec.pipelineRef or spec.pipelineSpec is required")
     if spec.workspace is not None:
+        if pipeline_name != INLINE:
+            refusal = override_refusal(pipeline_name, pipeline_spec.workspace, spec.workspace)
+            if refusal is not None:
+                return refusal
         pipeline_spec = pipeline_spec.model_copy(update={"workspace": spec.workspace})
     try:
         graph = build_graph(pipeline_spec)
@@ -128,6 +133,30 @@ def resolve_source(
     except InvalidPipeline as error:
         return Refused(error.reason, error.message, pipeline_name)
     return RunSource(pipeline_spec, pipeline_name, params, graph)
+
+
+def override_refusal(
+    pipeline_name: str, declared: WorkspaceSpec | None, wanted: WorkspaceSpec
+) -> Refused | None:
+    """Whether a run may replace its Pipeline's workspace as it asks. The
+    Pipeline's author decides: whoever may create runs would otherwise
+    mount any volume (a hostPath, another team's claim) into pods that run
+    with the Pipeline's service account.
+    """
+    allowed = declared.run_override if declared is not None else "None"
+    if allowed == "Any" or (allowed == "ClaimTemplate" and wanted.volume is None):
+        return None
+    if allowed == "ClaimTemplate":
+        message = (
+            f'pipeline "{pipeline_name}" lets a run bring only its own volumeClaimTemplate '
+            "(workspace.runOverride: ClaimTemplate), not an existing volume"
+        )
+    else:
+        message = (
+            f'pipeline "{pipeline_name}" does not let runs replace its workspace: set its '
+            "workspace.runOverride to ClaimTemplate or Any to allow it"
+        )
+    return Refused("WorkspaceOverrideNotAllowed", message, pipeline_name)
 
 
 def _referenced_pipeline(

@@ -82,3 +82,63 @@ def test_a_task_without_timeout_has_no_deadline_and_own_labels_win_a_clash() -> 
     assert body["metadata"]["labels"][labels.TASK] == "load"
     assert body["metadata"]["labels"][labels.RUN_UID] == "1111-2222"
     assert "annotations" not in body["metadata"]
+
+
+HOSTILE = [
+    "$(DB_PASSWORD)",
+    "$$(DB_PASSWORD)",
+    "x; rm -rf / #",
+    "`id`",
+    "line one\nline two",
+    "naïve \u2013 数据 🚀",
+    "$HOME and $$ and a trailing $",
+]
+
+
+def kubelet_expand(text: str, env: dict[str, str]) -> str:
+    """What the kubelet does to command, args and env values: ``$$`` is one
+    ``$``, ``$(NAME)`` is NAME's value when the container defines it."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text) and text[i + 1] == "$":
+            out.append("$")
+            i += 2
+        elif text[i] == "$" and i + 1 < len(text) and text[i + 1] == "(" and ")" in text[i:]:
+            end = text.index(")", i)
+            name = text[i + 2 : end]
+            out.append(env.get(name, text[i : end + 1]))
+            i = end + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def test_substituted_values_reach_the_task_verbatim_and_never_expand_the_containers_env() -> None:
+    # A param or result is data: `$(DB_PASSWORD)` in it must not pull in a
+    # secret-backed variable, while the task's own `$(DB_PASSWORD)` still may.
+    spec = PipelineSpec.model_validate(
+        {
+            "params": [{"name": "where"}],
+            "tasks": [
+                {
+                    "name": "load",
+                    "image": "etl/load:1",
+                    "command": ["load", "$(params.where)"],
+                    "args": ["--where=$(params.where)", "--password=$(DB_PASSWORD)"],
+                    "env": [
+                        {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}},
+                        {"name": "WHERE", "value": "$(params.where)"},
+                    ],
+                }
+            ],
+        }
+    )
+    secrets = {"DB_PASSWORD": "hunter2"}
+    for value in HOSTILE:
+        container = render_pod(RUN, spec, spec.tasks[0], {"params.where": value})["spec"]["containers"][0]
+        assert kubelet_expand(container["command"][1], secrets) == value
+        assert kubelet_expand(container["args"][0], secrets) == f"--where={value}"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert kubelet_expand(env["WHERE"], secrets) == value
+        assert kubelet_expand(container["args"][1], secrets) == "--password=hunter2"
