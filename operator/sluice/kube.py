@@ -25,15 +25,55 @@ import orjson
 
 from sluice.api import v1alpha1 as api
 
+VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+# Answers no retry can change: the operator lacks a permission, or the API
+# server (or an admission webhook) refuses what it was sent. Someone must
+# act, so they are shown on the object, not only logged.
+PERMANENT_STATUSES = frozenset({400, 403, 413, 422})
+
 
 class ApiError(Exception):
-    """A non-2xx answer from the API server."""
+    """A non-2xx answer from the API server, with the call that got it."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, method: str = "", path: str = "") -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.method = method
+        self.path = path.split("?", 1)[0]
+
+    @property
+    def too_large(self) -> bool:
+        """The body passes the API server's or etcd's size limit (etcd's own
+        refusal comes back as a 500 that says so).
+        """
+        return self.status == 413 or (self.status == 500 and "too large" in self.message)
+
+    @property
+    def permanent(self) -> bool:
+        return self.status in PERMANENT_STATUSES or self.too_large
+
+    @property
+    def resource(self) -> str:
+        """The resource called, as RBAC names it: "pods", "pipelineruns/status"."""
+        parts = [p for p in self.path.split("/") if p]
+        if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+            parts = parts[parts.index("namespaces") + 2 :]
+        else:
+            parts = parts[2:] if parts[:1] == ["api"] else parts[3:]
+        if len(parts) >= 3:
+            return f"{parts[0]}/{parts[2]}"
+        return parts[0] if parts else ""
+
+    @property
+    def verb(self) -> str:
+        """The RBAC verb of the call."""
+        if self.method == "GET":
+            parts = [p for p in self.path.split("/") if p]
+            named = len(parts) >= 2 and parts[-2] == self.resource.split("/")[0]
+            return "get" if named or "/" in self.resource else "list"
+        return VERBS.get(self.method, self.method.lower())
 
     @property
     def not_found(self) -> bool:
@@ -180,7 +220,7 @@ class KubeClient:
                 text = raw.decode(errors="replace")
                 reason = payload.get("reason", "") if isinstance(payload, dict) else ""
                 message = payload.get("message", text) if isinstance(payload, dict) else text
-                raise ApiError(response.status, reason or response.reason or "", message)
+                raise ApiError(response.status, reason or response.reason or "", message, method, path)
             return payload
 
     def _authorize(self, headers: dict[str, str]) -> None:

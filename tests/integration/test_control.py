@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from tests.builders import pipeline, rerun, run, succeeded_condition, task, tasks_by_name
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
@@ -341,3 +342,36 @@ def test_a_workspace_claim_the_api_server_refuses_fails_the_run_before_any_pod(
     assert "NoSuchMode" in condition["message"]
     assert kube.pods(namespace, "badclaim-1") == []
     kube.wait_events(namespace, "badclaim-1", {"InvalidWorkspace"})
+
+
+def test_a_quota_refusal_is_shown_retried_counted_on_one_event_and_passes_when_lifted(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-pods"), spec=client.V1ResourceQuotaSpec(hard={"pods": "0"})
+    )
+    kube.core.create_namespaced_resource_quota(namespace, quota)
+    wait_for(
+        "the quota to be enforced",
+        lambda: kube.core.read_namespaced_resource_quota("no-pods", namespace).status.hard,
+    )
+    kube.apply(namespace, pipeline("quota", [task("a")]), run("quota-1", "quota"))
+
+    def counted() -> Any:
+        events = [e for e in kube.events(namespace, "quota-1") if e.reason == "PodCreateFailed"]
+        return events if events and events[0].count >= 3 else None
+
+    # Retried with backoff: the same news is one Event whose count grows.
+    events = wait_for("the refusal to be retried and counted", counted)
+    assert len(events) == 1 and "exceeded quota" in events[0].message
+    blocked = next(
+        c for c in kube.run(namespace, "quota-1")["status"]["conditions"] if c["type"] == "Blocked"
+    )
+    assert (blocked["status"], blocked["reason"]) == ("True", "Forbidden")
+    assert "exceeded quota" in blocked["message"] and "RBAC" not in blocked["message"]
+
+    kube.core.delete_namespaced_resource_quota("no-pods", namespace)
+    obj = kube.wait_run(namespace, "quota-1")
+    assert obj["status"]["phase"] == "Succeeded"
+    cleared = next(c for c in obj["status"]["conditions"] if c["type"] == "Blocked")
+    assert cleared["status"] == "False"

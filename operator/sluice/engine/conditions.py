@@ -19,15 +19,21 @@ def condition(kind: str, status: str, reason: str, message: str, now: str) -> Co
 
 
 def set_condition(conditions: list[Condition] | None, new: Condition) -> list[Condition]:
-    """Replace the condition of the same type, keeping lastTransitionTime if
-    the status did not change (the metav1.Condition contract).
+    """Replace the condition of the same type in place (so the list's order,
+    which a status comparison sees, is stable), keeping lastTransitionTime
+    if the status did not change (the metav1.Condition contract).
     """
     result = []
+    placed = False
     for existing in conditions or ():
         if existing.type == new.type:
             if existing.status == new.status:
                 new = new.model_copy(update={"last_transition_time": existing.last_transition_time})
+            if not placed:
+                result.append(new)
+                placed = True
             continue
         result.append(existing)
-    result.append(new)
+    if not placed:
+        result.append(new)
     return result

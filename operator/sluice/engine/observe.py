@@ -77,10 +77,17 @@ class TaskObservation:
 
 
 def truncate(text: str | None, limit: int = MESSAGE_LIMIT) -> str | None:
+    """At most ``limit`` bytes of UTF-8 (what etcd counts, not characters),
+    keeping the tail, where errors are. Idempotent.
+    """
     if not text:
         return None
     text = text.strip()
-    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    # Cutting bytes may split a character: its leftover bytes are dropped.
+    return "..." + raw[-(limit - 3) :].decode(errors="ignore")
 
 
 def _terminated_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:

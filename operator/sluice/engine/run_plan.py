@@ -39,6 +39,7 @@ from sluice.api.v1alpha1 import (
 )
 from sluice.engine.admission import RECHECK_SECONDS, PeerRun, admission_wait
 from sluice.engine.announce import Announcement, normal, warning
+from sluice.engine.blocked import unblocked_conditions
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelism
@@ -138,6 +139,19 @@ class RunPlan:
 
 
 def plan_run(facts: RunFacts) -> RunPlan:
+    plan = _plan_run(facts)
+    if facts.deleting or facts.held:
+        # Held: a create of this very pass failed, so it is not one that
+        # did all it needed to (its error is shown once the pass ends).
+        return plan
+    recorded = plan.status if plan.status is not None else facts.status
+    cleared = unblocked_conditions(recorded.conditions, facts.now)
+    if cleared is None:
+        return plan
+    return replace(plan, status=recorded.model_copy(update={"conditions": cleared}))
+
+
+def _plan_run(facts: RunFacts) -> RunPlan:
     if facts.deleting:
         # Nothing more may start, and nothing is left to record: the garbage
         # collector is deleting the pods, which only wait for their finalizer.
@@ -158,16 +172,20 @@ def plan_run(facts: RunFacts) -> RunPlan:
 
 
 def _plan_finished(facts: RunFacts) -> RunPlan:
-    """A finished run only waits for its time to live to end."""
+    """A finished run waits for its time to live to end. A pod of it still
+    running (a run ended without the pass that stops its pods: its status
+    write was refused) is stopped: nothing will ever record its outcome.
+    """
+    stops = tuple(pod.name for pod in facts.tracked if not pod.ended)
     left = ttl_left(facts.spec, facts.labels, facts.status, facts.default_ttl_seconds, facts.now)
     if left is None:
-        return RunPlan()
+        return RunPlan(stops=stops)
     if facts.needed_by_rerun:
         # Its workspace claim is the rerun's: look again once the rerun may be done.
-        return RunPlan(wake_after=max(left, RECHECK_SECONDS))
+        return RunPlan(stops=stops, wake_after=max(left, RECHECK_SECONDS))
     if left <= 0:
-        return RunPlan(delete_run=True)
-    return RunPlan(wake_after=left + WAKE_MARGIN_SECONDS)
+        return RunPlan(stops=stops, delete_run=True)
+    return RunPlan(stops=stops, wake_after=left + WAKE_MARGIN_SECONDS)
 
 
 def ttl_left(
@@ -265,6 +283,15 @@ def _resolve(facts: RunFacts) -> RunSource | Refused | NotYet:
 def _plan_start(facts: RunFacts) -> RunPlan:
     if facts.spec is None:
         return _refuse(facts, Refused("InvalidSpec", f"spec is invalid: {facts.spec_error}"))
+    if facts.spec.cancelled:
+        # Waiting (for its Pipeline, for a slot) is no reason to stay: it ends
+        # now, and leaves the queue it was in.
+        why = "the run was cancelled (spec.cancelled) before it started"
+        return RunPlan(
+            status=failed_status(facts.status, "Cancelled", why, facts.now, phase="Cancelled"),
+            events=(warning("Cancelled", why),),
+            finished="Cancelled",
+        )
     source = _resolve(facts)
     if isinstance(source, Refused):
         return _refuse(facts, source)

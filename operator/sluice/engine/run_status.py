@@ -9,7 +9,7 @@ except for the first time a transition is seen.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 
 from sluice.api.v1alpha1 import (
     FINISHED_TASK_PHASES,
@@ -44,13 +44,24 @@ def format_duration(start: str, end: str) -> str:
     return f"{days}d{hours}h"
 
 
+SKIP_MESSAGE_NAMES = 5
+
+
+def _named(tasks: list[str], phases: Mapping[str, str]) -> str:
+    """A few upstream tasks and their phases, then how many more: a task
+    under a 1,000-way fan-in must not get a message the API refuses.
+    """
+    shown = ", ".join(f'"{t}" {phases[t].lower()}' for t in tasks[:SKIP_MESSAGE_NAMES])
+    more = len(tasks) - SKIP_MESSAGE_NAMES
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
 def _skip_message(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
     rule = graph.rules.get(name, "AllSucceeded")
     if rule == "AllSucceeded":
         blockers = [dep for dep in graph.deps[name] if phases[dep] in UNSUCCESSFUL_TASK_PHASES]
-        return "skipped because upstream " + ", ".join(f'"{b}" {phases[b].lower()}' for b in blockers)
-    upstream = ", ".join(f'"{dep}" {phases[dep].lower()}' for dep in graph.deps[name])
-    return f"skipped: trigger rule {rule} not met (upstream {upstream})"
+        return "skipped because upstream " + _named(blockers, phases)
+    return f"skipped: trigger rule {rule} not met (upstream {_named(list(graph.deps[name]), phases)})"
 
 
 def task_statuses(
@@ -155,14 +166,12 @@ def bound_messages(entries: list[TaskRunStatus]) -> list[TaskRunStatus]:
     they pass the run's budget. Shortening is idempotent, so a recorded
     message read back from the status is stable across passes.
     """
-    with_message = [e for e in entries if e.message]
-    if sum(len(e.message or "") for e in with_message) <= MESSAGE_BUDGET:
+    sizes = {id(e): len(e.message.encode()) for e in entries if e.message}
+    if sum(sizes.values()) <= MESSAGE_BUDGET:
         return entries
-    limit = max(MIN_MESSAGE, MESSAGE_BUDGET // len(with_message))
+    limit = max(MIN_MESSAGE, MESSAGE_BUDGET // len(sizes))
     return [
-        e.model_copy(update={"message": truncate(e.message, limit)})
-        if e.message and len(e.message) > limit
-        else e
+        e.model_copy(update={"message": truncate(e.message, limit)}) if sizes.get(id(e), 0) > limit else e
         for e in entries
     ]
 
@@ -198,13 +207,17 @@ def compute_status(
     return status
 
 
-def failed_status(previous: PipelineRunStatus, reason: str, message: str, now: str) -> PipelineRunStatus:
-    """A run that cannot start (invalid spec, missing pipeline): Failed at once."""
+def failed_status(
+    previous: PipelineRunStatus, reason: str, message: str, now: str, phase: str = "Failed"
+) -> PipelineRunStatus:
+    """A run that ends before it starts: Failed at once (invalid spec,
+    missing pipeline), or Cancelled while it waited.
+    """
     ended = condition(SUCCEEDED, "False", reason, message, now)
     start = previous.start_time or now
     return previous.model_copy(
         update={
-            "phase": "Failed",
+            "phase": phase,
             "start_time": start,
             "completion_time": previous.completion_time or now,
             "duration": format_duration(start, previous.completion_time or now),
@@ -245,3 +258,21 @@ def stopped_status(
             "conditions": set_condition(previous.conditions, ended),
         }
     )
+
+
+def status_rejected_patch(conditions: list[Condition] | None, message: str, now: str) -> dict[str, Any]:
+    """End a run whose own status the API server refuses (invalid, or too
+    large): it could never record progress again, and retrying forever
+    would hide that. The patch touches only the phase, the completion time
+    and the conditions, so it is small and valid; the next pass, seeing the
+    run finished, stops its pods.
+    """
+    why = truncate(f"the API server refused this run's status: {message}", 1024) or ""
+    ended = condition(SUCCEEDED, "False", "StatusRejected", why, now)
+    return {
+        "status": {
+            "phase": "Failed",
+            "completionTime": now,
+            "conditions": [c.to_api() for c in set_condition(conditions, ended)],
+        }
+    }

@@ -16,7 +16,7 @@ from typing import Any
 from sluice import metrics
 from sluice.api import labels
 from sluice.engine.announce import Announcement
-from sluice.engine.clock import now
+from sluice.engine.clock import now, rfc3339
 from sluice.engine.naming import label_value
 from sluice.engine.pipeline_plan import (
     DeleteRun,
@@ -30,6 +30,7 @@ from sluice.engine.pipeline_plan import (
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, pipeline_path, run_path
 from sluice.reconcilers.keys import OwnWrites, PipelineKey
+from sluice.reconcilers.refusals import refusal_of, show_refusal
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,19 @@ class PipelineReconciler:
             path = pipeline_path(meta["namespace"], meta["name"], "status")
             self.writes.note(key, await self.client.merge_patch(path, status_patch(pipeline, plan.status)))
         return plan.wake_after
+
+    async def show_refusal(self, key: PipelineKey, error: ApiError) -> None:
+        """A call of this Pipeline's pass (a scheduled run's create, a prune)
+        was refused for good: say so on the Pipeline.
+        """
+        pipeline = await self.client.get_optional(pipeline_path(key.namespace, key.name))
+        if pipeline is None:
+            return
+        path = pipeline_path(key.namespace, key.name, "status")
+        refusal = refusal_of(error, key.namespace)
+        written = await show_refusal(self.client, self.events, pipeline, path, refusal, rfc3339(self.clock()))
+        if written is not None:
+            self.writes.note(key, written)
 
     async def _scheduled_runs(self, key: PipelineKey) -> list[dict[str, Any]]:
         selector = f"{labels.SCHEDULED_BY}={label_value(key.name)}"

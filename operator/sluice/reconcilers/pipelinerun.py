@@ -34,9 +34,10 @@ from pydantic import ValidationError
 
 from sluice import metrics
 from sluice.api.meta import resource_version
-from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, PipelineRunSpec, PipelineRunStatus
+from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, Condition, PipelineRunSpec, PipelineRunStatus
 from sluice.cache import ChildCache
 from sluice.engine.admission import PeerRun
+from sluice.engine.announce import warning
 from sluice.engine.clock import now_rfc3339
 from sluice.engine.naming import label_value
 from sluice.engine.observe import RefusedCreate, TaskObservation, TrackedPod, observe_tasks, tracked_pod
@@ -52,10 +53,12 @@ from sluice.engine.run_plan import (
     unseen_pods,
 )
 from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, validation_message
+from sluice.engine.run_status import status_rejected_patch
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, claims_path, pipeline_path, pods_path, run_path
 from sluice.reconcilers.keys import OwnWrites, PipelineKey, RunKey, Waiters
 from sluice.reconcilers.peers import PeerIndex
+from sluice.reconcilers.refusals import refusal_of, show_refusal
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -408,6 +411,31 @@ class RunReconciler:
             # (comparing dicts costs far less than validating a 5,000-task status).
             self.parsed[key] = (version, (status, held[1][1], held[1][2]))
         return written
+
+    async def show_refusal(self, key: RunKey, error: ApiError) -> None:
+        """A call of this run's pass was refused for good: say so on the run.
+        A refused status write of its own ends the run (StatusRejected):
+        without a status it can record nothing, and retrying would not help.
+        """
+        run = self.live.get(key) or await self.client.get_optional(run_path(key.namespace, key.name))
+        if run is None:
+            return
+        path = run_path(key.namespace, key.name, "status")
+        if error.resource == "pipelineruns/status" and error.status != 403:
+            conditions = [
+                Condition.model_validate(c) for c in (run.get("status") or {}).get("conditions") or ()
+            ]
+            patch = status_rejected_patch(conditions, error.message, self.clock())
+            written: dict[str, Any] | None = await self.client.merge_patch(path, patch)
+            log.warning("run %s: its status was refused, so it ends: %s", key, error)
+            ended = next(c for c in patch["status"]["conditions"] if c["type"] == "Succeeded")
+            await self.events.announce(run, warning("StatusRejected", ended["message"]))
+        else:
+            refusal = refusal_of(error, key.namespace)
+            written = await show_refusal(self.client, self.events, run, path, refusal, self.clock())
+        if written is not None:
+            self.run_writes.note(key, written)
+            self.observe_run(written)
 
     async def _announce(self, run: dict[str, Any], plan: RunPlan) -> None:
         if plan.finished is not None:

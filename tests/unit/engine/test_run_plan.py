@@ -601,7 +601,9 @@ def test_a_finished_run_releases_every_ended_pod_and_a_deleted_run_every_pod() -
     ended = TrackedPod("pod-extract-0", "extract", 0, ended=True)
     running = TrackedPod("pod-load-0", "load", 0, ended=False)
     plan = plan_run(facts(done, tracked=(ended, running)))
-    assert plan == RunPlan(release=("pod-extract-0",))
+    # A pod still running under a finished run is stopped: nothing would
+    # ever record it (the pass that ended the run did not stop it).
+    assert plan == RunPlan(stops=("pod-load-0",), release=("pod-extract-0",))
     assert plan_gone((ended, running)) == ("pod-extract-0", "pod-load-0")
     # Pods of an earlier run of the same name go whatever this run's state.
     assert plan_run(facts(done, orphans=("old-pod",))).release == ("old-pod",)
@@ -778,3 +780,78 @@ def test_the_pass_that_starts_a_task_with_a_timeout_wakes_at_its_deadline() -> N
     plan = plan_run(facts(started(spec, phase="Running")))
     assert sorted(started_tasks(plan)) == [("extract", 0), ("quick", 0)]
     assert plan.wake_after == pytest.approx(120, abs=1)
+
+
+def test_a_pass_that_completes_clears_the_blocked_condition() -> None:
+    from sluice.engine.blocked import Refusal, blocked_conditions, is_blocked
+
+    spec = spec_of([{"name": "a"}])
+    refusal = Refusal(403, "create", "pods", "etl", 'cannot create resource "pods"')
+    status = started(spec, phase="Running")
+    status = status.model_copy(update={"conditions": blocked_conditions(status.conditions, refusal, T0)})
+    plan = plan_run(facts(status, tasks={"a": ran("a", "Running")}))
+    assert plan.status is not None and not is_blocked(plan.status.conditions)
+    # With nothing blocked, an idle pass writes nothing.
+    assert plan_run(facts(plan.status, tasks={"a": ran("a", "Running")})).status is None
+
+
+@pytest.mark.parametrize("waiting_for", ["pipeline", "concurrency"])
+def test_a_run_cancelled_while_it_waits_ends_at_once(waiting_for: str) -> None:
+    cancelled = {"pipelineRef": {"name": "sales"}, "cancelled": True}
+    if waiting_for == "pipeline":
+        waiting = facts(spec=cancelled, source=Fetched("sales", None))
+    else:
+        busy = (peer("run-0", "2026-11-24T09:00:00Z", started=True),)
+        waiting = facts(spec=cancelled, source=Fetched("sales", pipeline_body(LIMITED)), peers=busy)
+    plan = plan_run(waiting)
+    assert outcome(plan) == ("Cancelled", "Cancelled")
+    assert plan.finished == "Cancelled" and plan.wait_for is None and plan.starts == ()
+    assert plan.status is not None and plan.status.completion_time == T0
+
+
+TEMPLATE = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}}
+HOSTPATH = {"hostPath": {"path": "/var/lib"}}
+
+
+@pytest.mark.parametrize(
+    ("allowed", "wanted", "admitted"),
+    [
+        ("None", {"volumeClaimTemplate": TEMPLATE}, False),
+        ("ClaimTemplate", {"volumeClaimTemplate": TEMPLATE}, True),
+        ("ClaimTemplate", {"volume": HOSTPATH}, False),
+        ("Any", {"volume": HOSTPATH}, True),
+    ],
+)
+def test_a_run_replaces_its_pipelines_workspace_only_as_far_as_the_pipeline_allows(
+    allowed: str, wanted: dict[str, Any], admitted: bool
+) -> None:
+    declared = spec_of([{"name": "a"}], workspace={"volumeClaimTemplate": TEMPLATE, "runOverride": allowed})
+    own = {"pipelineRef": {"name": "sales"}, "workspace": wanted}
+    plan = plan_run(facts(spec=own, source=Fetched("sales", pipeline_body(declared))))
+    if admitted:
+        assert plan.replan and plan.status is not None
+        assert plan.status.pipeline_spec is not None and plan.status.pipeline_spec.workspace is not None
+        assert plan.status.pipeline_spec.workspace.to_api()["mountPath"] == "/workspace"
+    else:
+        assert outcome(plan) == ("Failed", "WorkspaceOverrideNotAllowed")
+        assert "runOverride" in plan.events[0].message
+
+
+def test_a_pipeline_without_a_workspace_lets_no_run_bring_one_but_an_inline_run_has_its_own() -> None:
+    own = {"pipelineRef": {"name": "sales"}, "workspace": {"volume": HOSTPATH}}
+    plan = plan_run(facts(spec=own, source=Fetched("sales", pipeline_body(CHAIN))))
+    assert outcome(plan) == ("Failed", "WorkspaceOverrideNotAllowed")
+    inline = {"pipelineSpec": CHAIN.to_api(), "workspace": {"volume": HOSTPATH}}
+    assert plan_run(facts(spec=inline)).replan
+
+
+def test_a_pass_whose_own_create_failed_keeps_the_blocked_condition() -> None:
+    from sluice.engine.blocked import Refusal, blocked_conditions, is_blocked
+
+    spec = spec_of([{"name": "a"}])
+    refusal = Refusal(403, "create", "pods", "etl", "exceeded quota")
+    status = started(spec, phase="Running")
+    status = status.model_copy(update={"conditions": blocked_conditions(status.conditions, refusal, T0)})
+    plan = plan_run(facts(status, held=frozenset({"a"})))
+    assert plan.starts == ()
+    assert plan.status is None or is_blocked(plan.status.conditions)

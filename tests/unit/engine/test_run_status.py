@@ -126,3 +126,54 @@ def test_a_5000_task_run_with_every_task_failed_verbosely_still_fits_in_etcd() -
     # Read back and computed again, the shortened messages do not change.
     again = compute_status(status, graph, {}, T0)
     assert [t.message for t in again.tasks or ()] == messages
+
+
+def test_non_ascii_log_tails_are_bounded_in_bytes_not_characters() -> None:
+    # etcd counts bytes: 5,000 failed tasks whose logs end in 3- and 4-byte
+    # characters must fit as well as ASCII ones do, and no character is cut.
+    spec = PipelineSpec.model_validate({"tasks": [{"name": f"t{i}", "image": "etl:1"} for i in range(5000)]})
+    graph = build_graph(spec)
+    tail = "数据加载失败🚫" * 150 + "原因"
+    observed = {
+        name: TaskObservation(f"run-{name}", "Failed", T0, T0, 1, "Error", tail) for name in graph.order
+    }
+    status = compute_status(PipelineRunStatus(pipeline_spec=spec, start_time=T0), graph, observed, T0)
+    stored = json.dumps(status.to_api(), separators=(",", ":"), ensure_ascii=False).encode()
+    assert len(stored) < 1_450_000, f"{len(stored)} bytes"
+    messages = [t.message or "" for t in status.tasks or ()]
+    assert all(m.endswith("原因") and len(m.encode()) <= 1024 for m in messages)
+    assert all("\ufffd" not in m for m in messages)
+
+
+def test_the_runs_message_budget_counts_bytes() -> None:
+    # 190 messages of 1,000 four-byte characters: 190,000 characters (under
+    # the budget if it counted characters) but 760 KB of what etcd stores.
+    from sluice.engine.run_status import MESSAGE_BUDGET
+
+    spec = PipelineSpec.model_validate({"tasks": [{"name": f"t{i}", "image": "etl:1"} for i in range(190)]})
+    graph = build_graph(spec)
+    observed = {
+        name: TaskObservation(f"run-{name}", "Failed", T0, T0, 1, "Error", "🚫" * 1000)
+        for name in graph.order
+    }
+    status = compute_status(PipelineRunStatus(pipeline_spec=spec, start_time=T0), graph, observed, T0)
+    assert sum(len((t.message or "").encode()) for t in status.tasks or ()) <= MESSAGE_BUDGET
+
+
+def test_a_task_under_a_wide_fan_in_gets_a_short_skip_message() -> None:
+    # A root failing under a 1,000-way fan-out skips them all and then the
+    # join: its message names a few, not all 1,000 (the API caps 4,096).
+    tasks = [{"name": "root", "image": "etl:1"}]
+    tasks += [
+        {"name": f"part-{i:04d}-of-the-daily-load", "image": "etl:1", "dependsOn": ["root"]}
+        for i in range(1000)
+    ]
+    tasks += [{"name": "join", "image": "etl:1", "dependsOn": [t["name"] for t in tasks[1:]]}]
+    spec = PipelineSpec.model_validate({"tasks": tasks})
+    graph = build_graph(spec)
+    observed = {"root": TaskObservation("run-root", "Failed", T0, T0, 1, "Error", "boom")}
+    status = compute_status(PipelineRunStatus(pipeline_spec=spec, start_time=T0), graph, observed, T0)
+    join = next(t for t in status.tasks or () if t.name == "join")
+    assert join.phase == "Skipped" and join.message is not None
+    assert join.message.endswith("and 995 more") and len(join.message.encode()) < 1024
+    PipelineRunStatus.model_validate(status.to_api())  # what the API server would check

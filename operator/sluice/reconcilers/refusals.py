@@ -1,0 +1,55 @@
+"""Show an API refusal that retrying cannot fix on the object whose pass hit it.
+
+The decision (which condition, which Event) is ``engine.blocked``'s; this
+module only reads the object's conditions, writes them back and posts the
+Event. Best effort by design: the refusal may well cover the status write or
+the Event itself, and then the operator log is all that is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sluice.api.v1alpha1 import Condition
+from sluice.engine.blocked import Refusal, blocked_conditions, blocked_event
+from sluice.events import EventRecorder
+from sluice.kube import ApiError, KubeClient
+
+log = logging.getLogger(__name__)
+
+
+def refusal_of(error: ApiError, namespace: str) -> Refusal:
+    return Refusal(error.status, error.verb, error.resource, namespace, error.message)
+
+
+def _by_type(conditions: list[Condition]) -> dict[str, dict[str, Any]]:
+    return {c.type: c.model_dump(exclude={"last_transition_time"}) for c in conditions}
+
+
+async def show_refusal(
+    client: KubeClient,
+    events: EventRecorder,
+    obj: dict[str, Any],
+    status_path: str,
+    refusal: Refusal,
+    now: str,
+) -> dict[str, Any] | None:
+    """Write the Blocked condition and post the Event, once per distinct
+    refusal (a pass retried with backoff that meets the same one again
+    changes nothing and posts nothing). Returns the object as written, if
+    a write happened.
+    """
+    raw = (obj.get("status") or {}).get("conditions") or []
+    current = [Condition.model_validate(c) for c in raw]
+    wanted = blocked_conditions(current, refusal, now)
+    if _by_type(wanted) == _by_type(current):
+        return None
+    written: dict[str, Any] | None = None
+    try:
+        body = {"status": {"conditions": [c.to_api() for c in wanted]}}
+        written = await client.merge_patch(status_path, body)
+    except ApiError as error:
+        log.warning("could not show %s on %s: %s", refusal.reason, obj["metadata"]["name"], error)
+    await events.announce(obj, blocked_event(refusal))
+    return written
