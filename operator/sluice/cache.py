@@ -84,23 +84,25 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def _significant(pod: dict[str, Any]) -> tuple[Any, ...]:
-    """What a pass reads off a pod; a change elsewhere (our own finalizer
-    removal, a resourceVersion bump) needs no pass.
+    """What a pass acts on: an end (terminal phase, exit state, a reason), a
+    disruption, a deletion. A pod merely starting needs no pass: its task is
+    already Running since its creation (startTime is when Sluice created the
+    attempt), and its deadline is already awaited; nor do changes elsewhere
+    (our own finalizer removal, a resourceVersion bump).
     """
-    return (pod["status"], pod["metadata"]["deletionTimestamp"])
-
-
-def _unstarted(pod: dict[str, Any]) -> bool:
-    """Nothing has happened to the pod yet: not started, not ended, not deleted."""
     status = pod["status"]
+    phase = status["phase"]
     return (
-        status["phase"] in (None, "Pending")
-        and not status["startTime"]
-        and not status.get("reason")
-        and not status.get("conditions")
-        and not any(c["state"] for c in status["containerStatuses"])
-        and not pod["metadata"]["deletionTimestamp"]
+        phase if phase in ("Succeeded", "Failed") else None,
+        status.get("reason"),
+        status.get("conditions"),
+        tuple(c["state"]["terminated"] for c in status["containerStatuses"] if c["state"].get("terminated")),
+        pod["metadata"]["deletionTimestamp"],
     )
+
+
+# A pod nothing has ended, disrupted or deleted: what its creator planned.
+UNEVENTFUL = (None, None, None, (), None)
 
 
 class ChildCache:
@@ -150,7 +152,7 @@ class ChildCache:
         if held is None:
             # Our own create, seen before anything happened to the pod: the
             # pass that created it planned exactly this (and its deadline).
-            return expected is None or not _unstarted(trimmed)
+            return expected is None or _significant(trimmed) != UNEVENTFUL
         return _significant(held) != _significant(trimmed)
 
     def delete_pod(self, pod: dict[str, Any]) -> None:

@@ -93,7 +93,8 @@ def test_our_own_create_seen_before_anything_happened_needs_no_pass() -> None:
     cache = ChildCache()
     cache.expect("u1", "a-1", "a")
     assert not cache.upsert_pod(pod("a-1", "5", phase="Pending") | {"status": {"phase": "Pending"}})
-    assert cache.upsert_pod(pod("a-1", "6", phase="Running"))
+    assert not cache.upsert_pod(pod("a-1", "6", phase="Running"))  # started: nothing to act on
+    assert cache.upsert_pod(pod("a-1", "7", phase="Succeeded"))
     cache.expect("u1", "b-1", "b")
     assert cache.upsert_pod(pod("b-1", "5", phase="Succeeded"))
     assert cache.upsert_pod(pod("c-1", "5", phase="Pending") | {"status": {"phase": "Pending"}})

@@ -445,7 +445,10 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
         for name, attempt in starts
     )
     for pod in pods:
-        observed[pod.task] = TaskObservation(pod.name, "Running", attempt=pod.attempt)
+        # A task's startTime is when Sluice started its attempt (as Tekton
+        # records a TaskRun's): known now, so the pod's own start needs no
+        # second status write.
+        observed[pod.task] = TaskObservation(pod.name, "Running", now, attempt=pod.attempt)
         # Its deadline counts from its creation (about now) until it starts:
         # a pod that never schedules sends no event to wake the run.
         if seconds := pod.pod["spec"].get("activeDeadlineSeconds"):

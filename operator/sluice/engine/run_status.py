@@ -90,12 +90,18 @@ def task_statuses(
         phase = phases[name]
         obs = observed.get(name)
         if obs is not None:
+            recorded = previous.get(name)
+            # The start recorded for this attempt stands (when its pod was
+            # created); the pod's own startTime only fills in for a pod the
+            # status has not recorded (met after a restart).
+            same_attempt = recorded is not None and recorded.pod_name == obs.pod_name
+            started = recorded.start_time if recorded is not None and same_attempt else None
             entries.append(
                 TaskRunStatus.model_construct(
                     name=name,
                     phase=cast(TaskPhase, obs.phase),
                     pod_name=obs.pod_name or None,
-                    start_time=obs.start_time,
+                    start_time=started or obs.start_time,
                     completion_time=obs.completion_time,
                     exit_code=obs.exit_code if obs.phase == "Failed" else None,
                     reason=obs.reason,

@@ -855,3 +855,15 @@ def test_a_pass_whose_own_create_failed_keeps_the_blocked_condition() -> None:
     plan = plan_run(facts(status, held=frozenset({"a"})))
     assert plan.starts == ()
     assert plan.status is None or is_blocked(plan.status.conditions)
+
+
+def test_a_tasks_start_is_when_its_attempt_was_created_and_its_pod_starting_writes_nothing() -> None:
+    spec = spec_of([{"name": "a"}])
+    first = plan_run(facts(started(spec, phase="Running")))
+    assert started_tasks(first) == [("a", 0)]
+    assert task_status(first, "a").start_time == T0
+    assert first.status is not None
+    # Its pod starts later; the status already says all there is to say.
+    pod_name = task_status(first, "a").pod_name
+    running = TaskObservation(pod_name, "Running", LATER, attempt=0)
+    assert plan_run(facts(first.status, tasks={"a": running}, now=LATER)).status is None
