@@ -55,7 +55,13 @@ from sluice.engine.results import (
 )
 from sluice.engine.retry import next_retry
 from sluice.engine.run_source import INLINE, Fetched, NotYet, Refused, RunSource, resolve_source
-from sluice.engine.run_status import MESSAGE_BUDGET, compute_status, failed_status, stopped_status
+from sluice.engine.run_status import (
+    MESSAGE_BUDGET,
+    compute_status,
+    failed_status,
+    stopped_status,
+    task_statuses,
+)
 from sluice.engine.when import evaluate_when
 
 WaitFor = tuple[Literal["pipeline", "concurrency"], str]
@@ -430,7 +436,7 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     observed = collect_results(tasks, observed, status)
     identity = RunIdentity(facts.namespace, facts.name, facts.uid, status.pipeline_name or INLINE)
     base = run_variables(identity, status, facts.annotations, facts.created)
-    skipped, variables, phases = decide_when(status, graph, tasks, observed, base, now)
+    skipped, variables, phases = decide_when(status, graph, tasks, observed, base)
     ready = within_parallelism(ready_tasks(graph, phases), phases, spec.parallelism)
     wanted = [(name, 0) for name in ready] + retries_due
     wanted = [(name, attempt) for name, attempt in wanted if name not in facts.held]
@@ -654,17 +660,19 @@ def decide_when(
     tasks: Mapping[str, TaskSpec],
     observed: Mapping[str, TaskObservation],
     base: Mapping[str, str],
-    now: str,
 ) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """(tasks skipped by `when` -> why, variables, phases), to a fixpoint:
     a skip can make further tasks ready, whose `when` is then evaluated.
     """
     skipped: dict[str, str] = {}
+    recorded = {t.name: t for t in status.tasks or ()}
     while True:
-        preview = compute_status(status, graph, observed, now, skipped)
-        phases: dict[str, str] = {t.name: t.phase for t in preview.tasks or ()}
+        # The task entries alone (not the whole status, with its outcome
+        # condition): this runs once per skip round, on every pass.
+        _, entries = task_statuses(graph, observed, recorded, skipped)
+        phases: dict[str, str] = {t.name: t.phase for t in entries}
         variables = dict(base)
-        for entry in preview.tasks or ():
+        for entry in entries:
             variables[f"tasks.{entry.name}.status"] = entry.phase
             for result in entry.results or ():
                 variables[f"tasks.{entry.name}.results.{result.name}"] = result.value
