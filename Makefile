@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help deps venv lint unit test demo bench bench-scale crds cluster-up cluster-down clean
+.PHONY: help deps venv lint unit test demo bench bench-scale chaos crds cluster-up cluster-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ bench: venv ## latency benchmark on the kwok cluster (prints figures, writes ben
 
 bench-scale: venv ## scale benchmark: a 5,000-task run, 11,000 runs, a restart (~15 min)
 	$(PY) bench/scale.py
+
+chaos: venv ## chaos benchmark: 50 runs while the operator, API server and etcd are killed (~3 min)
+	$(PY) bench/chaos.py
 
 crds: venv ## regenerate crds/ from the API models
 	$(PY) hack/gen-crds

@@ -152,8 +152,13 @@ class Operator:
         qps: str,
         log: pathlib.Path,
         metrics_port: int = 0,
+        identity: str | None = None,
+        lease_seconds: str = "4",
+        leader_namespace: str = "default",
     ) -> None:
-        self.identity = f"bench-{uuid.uuid4().hex[:6]}"
+        # A fixed identity plays one pod whose container restarts (it takes
+        # its own lease back at once); a new one plays a new pod.
+        self.identity = identity or f"bench-{uuid.uuid4().hex[:6]}"
         self.health_port = free_port()
         env = {
             **os.environ,
@@ -163,8 +168,8 @@ class Operator:
             "SLUICE_WORKERS": workers,
             "SLUICE_API_QPS": qps,
             "POD_NAME": self.identity,
-            "SLUICE_LEADER_NAMESPACE": "default",
-            "SLUICE_LEASE_SECONDS": "4",
+            "SLUICE_LEADER_NAMESPACE": leader_namespace,
+            "SLUICE_LEASE_SECONDS": lease_seconds,
             "SLUICE_RENEW_SECONDS": "1",
         }
         self.log: TextIO = log.open("w")

@@ -85,8 +85,18 @@ class Controller:
         self.tasks: list[asyncio.Task[None]] = []
         self.leading = False
         self.elector: LeaderElector | None = None
+        self.info: kopf.ConnectionInfo | None = None
+
+    def lease_client(self) -> KubeClient:
+        assert self.info is not None
+        return KubeClient(self.info)
+
+    def healthy(self) -> bool:
+        """For /healthz: able to lead or to follow (see LeaderElector.healthy)."""
+        return self.elector is None or self.elector.healthy()
 
     async def start(self, info: kopf.ConnectionInfo) -> None:
+        self.info = info
         self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
         events = EventRecorder(self.client)
         self.runs = RunReconciler(self.client, self.cache, events, self.settings, self.pipeline_writes)
@@ -130,12 +140,20 @@ class Controller:
         assert self.client is not None
         elector = None
         if self.settings.leader_election:
+            # Its own connection: the fence below stops the workers' writes,
+            # never the renewals, and a pool full of reconcile calls cannot
+            # delay a renewal.
             elector = LeaderElector(
-                self.client, self.settings.leader_namespace, identity=self.settings.identity
+                self.lease_client(),
+                self.settings.leader_namespace,
+                identity=self.settings.identity,
+                lease_seconds=self.settings.lease_seconds,
+                renew_seconds=self.settings.renew_seconds,
             )
-            await elector.acquire()
-            self.tasks.append(asyncio.create_task(elector.keep()))
             self.elector = elector
+            await elector.acquire()
+            self.client.may_write = lambda: elector.leading and elector.monotonic() < elector.fence_at
+            self.tasks.append(asyncio.create_task(elector.keep()))
         self.leading = True
         metrics.LEADER.set(1)
         self.workers = [asyncio.create_task(self._work()) for _ in range(self.settings.workers)]
@@ -152,8 +170,10 @@ class Controller:
         for task in [*self.workers, *self.tasks]:
             task.cancel()
         await asyncio.gather(*self.workers, *self.tasks, return_exceptions=True)
-        if self.elector is not None and self.leading:
-            await self.elector.release()
+        if self.elector is not None:
+            if self.leading:
+                await self.elector.release()
+            await self.elector.client.close()
         if self.client is not None:
             await self.client.close()
 
@@ -322,3 +342,14 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: k
 @kopf.on.cleanup()
 async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
     await _controller(memo).stop()
+
+
+@kopf.on.probe(id="lease")
+def lease_probe(memo: kopf.Memo, **_: Any) -> str:
+    """Fail /healthz (so the kubelet restarts the pod) when this replica can
+    neither lead nor follow: cut off from the API server for a lease time.
+    """
+    if not _controller(memo).healthy():
+        # Permanent: kopf would otherwise retry a failed probe with backoff.
+        raise kopf.PermanentError("cannot lead or follow: the lease has been out of reach")
+    return "ok"

@@ -16,7 +16,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -86,6 +86,10 @@ class ApiError(Exception):
     @property
     def conflict(self) -> bool:
         return self.status == 409
+
+
+class Fenced(Exception):
+    """A write refused locally: the replica's leadership has ended."""
 
 
 class TokenBucket:
@@ -183,6 +187,9 @@ class KubeClient:
         self.ssl = ssl_context(info)
         self.limiter = TokenBucket(qps, burst)
         self._session: aiohttp.ClientSession | None = None
+        # Leader election's fence: while it says no, no write leaves this
+        # client (reads still do), even if a worker has not been cancelled yet.
+        self.may_write: Callable[[], bool] | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -205,6 +212,8 @@ class KubeClient:
         params: dict[str, str] | None = None,
     ) -> Any:
         await self.limiter.acquire()
+        if method != "GET" and self.may_write is not None and not self.may_write():
+            raise Fenced(f"{method} {path}: this replica no longer holds the leader lease")
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
         self._authorize(headers)

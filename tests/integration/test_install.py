@@ -26,12 +26,28 @@ def render(helm: str, namespace: str, *sets: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "mode", [[], ["watchNamespace=etl"], ["replicaCount=2", "leaderElection.enabled=false"]]
+    "mode",
+    [[], ["watchNamespace=etl"], ["replicaCount=1", "leaderElection.enabled=false"], ["replicaCount=3"]],
 )
 def test_chart_lints(helm: str, mode: list[str]) -> None:
     sets = [arg for value in mode for arg in ("--set", value)]
     result = subprocess.run([helm, "lint", str(CHART), *sets], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [
+        (["replicaCount=2", "leaderElection.enabled=false"], "needs leaderElection.enabled=true"),
+        (["leaderElection.leaseSeconds=5", "leaderElection.renewSeconds=5"], "must be less than"),
+    ],
+)
+def test_chart_refuses_settings_that_would_split_the_brain(helm: str, mode: list[str], why: str) -> None:
+    sets = [arg for value in mode for arg in ("--set", value)]
+    result = subprocess.run(
+        [helm, "template", str(CHART), *sets], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0 and why in result.stderr
 
 
 def test_rendered_manifests_match_the_chart() -> None:
