@@ -33,7 +33,9 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -156,17 +158,31 @@ class Operators:
 
 
 async def chaos(
-    target: cluster.Cluster, operators: Operators, seconds: float, disruptions: list[Result]
+    target: cluster.Cluster,
+    operators: Operators,
+    seconds: float,
+    disruptions: list[Result],
+    waves: list[Callable[[], Awaitable[None]]],
 ) -> None:
-    """SIGKILL the operator every 2-5 s; restart the API server twice and etcd once."""
+    """SIGKILL the operator every 2-5 s; restart the API server twice and etcd
+    once. A wave of runs is submitted at the start and after each of the
+    first restarts, so runs are in flight through every disruption.
+    """
     plan = [(0.2 * seconds, "kube-apiserver"), (0.5 * seconds, "etcd"), (0.8 * seconds, "kube-apiserver")]
     started = time.monotonic()
-    while (elapsed := time.monotonic() - started) < seconds:
+    await waves.pop(0)()
+    # Every planned restart happens, even if an earlier one took long.
+    while (elapsed := time.monotonic() - started) < seconds or plan:
         if plan and elapsed >= plan[0][0]:
             _, component = plan.pop(0)
             at = time.monotonic()
             done = await asyncio.to_thread(target.hack, "restart", component, check=False)
-            disruptions.append({"what": f"restart {component}", "at": at, "ok": done.returncode == 0})
+            took = round(time.monotonic() - at, 1)
+            disruptions.append(
+                {"what": f"restart {component}", "at": at, "ok": done.returncode == 0, "took": took}
+            )
+            if waves:
+                await waves.pop(0)()
             continue
         operators.kill()
         disruptions.append({"what": "SIGKILL operator", "at": time.monotonic()})
@@ -182,6 +198,23 @@ def recovery(disruptions: list[Result], progress: list[float]) -> list[float]:
         if later:
             found.append(round(min(later) - d["at"], 2))
     return found
+
+
+async def submit_wave(kube: Kube, path: str, batch: dict[str, str]) -> None:
+    """Create these runs (name -> pipeline); the API server may be coming
+    back from a restart, so each create is retried for a minute.
+    """
+    for name, pipeline in batch.items():
+        for _ in range(120):
+            try:
+                await kube.create(path, run(name, pipeline))
+                break
+            except ApiError as error:
+                if error.status == 409:
+                    break
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                pass
+            await asyncio.sleep(0.5)
 
 
 async def measure(kubeconfig: str, target: cluster.Cluster, args: argparse.Namespace) -> Result:
@@ -210,8 +243,13 @@ async def measure(kubeconfig: str, target: cluster.Cluster, args: argparse.Names
     disruptions: list[Result] = []
     started = time.monotonic()
     try:
-        await asyncio.gather(*(kube.create(run_path, run(n, p)) for n, p in runs.items()))
-        await chaos(target, operators, args.chaos_seconds, disruptions)
+        names_in_order = list(runs)
+        thirds = [names_in_order[i::3] for i in range(3)]
+
+        waves: list[Callable[[], Awaitable[None]]] = [
+            partial(submit_wave, kube, run_path, {n: runs[n] for n in batch}) for batch in thirds
+        ]
+        await chaos(target, operators, args.chaos_seconds, disruptions, waves)
         chaos_ended = time.monotonic()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(observed.all_done.wait(), args.timeout)

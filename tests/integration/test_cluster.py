@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.integration.conftest import HACK, Kube, wait_for
+from tests.integration.conftest import HACK, Kube, hack_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,30 @@ def test_job_with_three_completions_finishes_and_its_pods_are_garbage_collected(
         "pods to be deleted",
         lambda: not kube.core.list_namespaced_pod(namespace, label_selector="job-name=three").items,
     )
+
+
+def test_up_brings_back_a_component_killed_with_sigkill(kube: Kube) -> None:
+    # A killed process can linger as a zombie here; `up` must see it dead
+    # and restart it (keeping data), not wait for it as "already running".
+    state = pathlib.Path(hack_env()["SLUICE_STATE_DIR"])
+    pid = int((state / "pids" / "etcd.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    done = subprocess.run([str(HACK), "up"], env=hack_env(), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "recovering: etcd" in done.stderr
+    assert int((state / "pids" / "etcd.pid").read_text()) != pid
+    wait_for("the API server to serve again", lambda: kube.core.list_namespace(limit=1).items)
+
+
+def test_restart_replaces_one_component_and_the_cluster_serves_again(kube: Kube) -> None:
+    state = pathlib.Path(hack_env()["SLUICE_STATE_DIR"])
+    pid = int((state / "pids" / "kube-apiserver.pid").read_text())
+    done = subprocess.run(
+        [str(HACK), "restart", "kube-apiserver"], env=hack_env(), capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int((state / "pids" / "kube-apiserver.pid").read_text()) != pid
+    wait_for("the API server to serve again", lambda: kube.core.list_namespace(limit=1).items)
 
 
 def _real_node_prerequisites() -> str | None:
