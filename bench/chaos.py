@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import pathlib
 import random
 import sys
 import time
@@ -130,11 +131,12 @@ class Operators:
         self.args = args
         self.identity = f"chaos-{uuid.uuid4().hex[:6]}"
         self.starts = 0
+        self.exits = 0  # exits of its own (not our SIGKILLs)
         self.current: cluster.Operator | None = None
 
     def start(self) -> None:
         self.starts += 1
-        log = RESULTS / f"chaos-operator-{self.starts}.log"
+        log = pathlib.Path(self.args.log_dir or RESULTS) / f"{self.identity}-{self.starts}.log"
         self.current = cluster.Operator(
             cluster.ROOT,
             self.args.operator_kubeconfig or self.kubeconfig,
@@ -145,6 +147,17 @@ class Operators:
             lease_seconds="15",
             leader_namespace=self.args.leader_namespace,
         )
+
+    async def supervise(self) -> None:
+        """Start it again whenever it exits by itself (a leader that lost its
+        lease exits, to come back as a follower), as a kubelet would.
+        """
+        while True:
+            if self.current is not None and self.current.process.poll() is not None:
+                self.current.log.close()
+                self.exits += 1
+                self.start()
+            await asyncio.sleep(1)
 
     def kill(self) -> None:
         if self.current is not None and self.current.process.poll() is None:
@@ -237,6 +250,7 @@ async def measure(kubeconfig: str, target: cluster.Cluster, args: argparse.Names
         await asyncio.wait_for(event.wait(), 60)
     operators = Operators(kubeconfig, args)
     operators.start()
+    supervisor = asyncio.create_task(operators.supervise())
     names = list(kinds)
     runs = {f"{names[i % len(names)]}-{i:03d}": names[i % len(names)] for i in range(args.runs)}
     observed.expected = set(runs)
@@ -259,6 +273,7 @@ async def measure(kubeconfig: str, target: cluster.Cluster, args: argparse.Names
         final = await kube.request("GET", run_path)
         pods = await kube.request("GET", pod_path)
     finally:
+        supervisor.cancel()
         operators.stop()
         for watch in watches:
             watch.cancel()
@@ -278,6 +293,7 @@ async def measure(kubeconfig: str, target: cluster.Cluster, args: argparse.Names
         "runs": args.runs,
         "chaos_seconds": args.chaos_seconds,
         "operator_starts": operators.starts,
+        "operator_exits_of_its_own": operators.exits,
         "disruptions": [
             {k: (round(v - started, 2) if k == "at" else v) for k, v in d.items()} for d in disruptions
         ],
@@ -334,6 +350,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the operator's credentials (e.g. the chart's ServiceAccount token); default: admin",
     )
     parser.add_argument("--leader-namespace", default="default", help="where the operator's Lease lives")
+    parser.add_argument("--log-dir", default=None, help="the operators' logs (default bench/results)")
     return parser.parse_args(argv)
 
 

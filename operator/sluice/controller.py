@@ -220,15 +220,17 @@ class Controller:
         assert self.runs is not None and self.pipelines is not None
         seen = (error.status, error.verb, error.resource, error.message)
         if self.refusals_shown.get(key) == seen:
-            return  # shown when first met (even if only as an Event): the retries add nothing
-        self.refusals_shown[key] = seen
+            return  # shown when first met: the retries add nothing
         try:
             if isinstance(key, PipelineKey):
                 await self.pipelines.show_refusal(key, error)
             else:
                 await self.runs.show_refusal(key, error)
         except Exception:
+            # Not shown (the API server may be restarting): the next retry tries again.
             log.exception("could not show the refusal on %s", key)
+            return
+        self.refusals_shown[key] = seen
 
     def _backoff(self, key: Key, error: BaseException) -> None:
         count = self.failures.get(key, 0) + 1

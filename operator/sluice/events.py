@@ -10,6 +10,8 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
+import aiohttp
+
 from sluice.api.v1alpha1 import API_VERSION
 from sluice.engine.announce import Announcement
 from sluice.engine.clock import now_rfc3339
@@ -71,7 +73,7 @@ class EventRecorder:
         body = event_body(obj, kind, reason, message)
         try:
             await self._record(body)
-        except (ApiError, OSError) as error:
+        except (ApiError, OSError, aiohttp.ClientError) as error:
             log.warning("could not record event %s on %s: %s", reason, obj["metadata"]["name"], error)
 
     async def _record(self, body: dict[str, Any]) -> None:

@@ -69,11 +69,15 @@ class LeaseClock:
             self.seen_at = self.monotonic()
 
     def held_by_other(self, spec: dict[str, Any], identity: str) -> bool:
-        """Another replica's lease that has changed within the lease time."""
+        """Another replica's lease that has changed within the lease time:
+        the longer of ours and the one its holder wrote (during an upgrade
+        that shortens the lease, the old leader fences by its own, longer one).
+        """
         holder = spec.get("holderIdentity")
         if not holder or holder == identity:
             return False
-        return self.monotonic() - self.seen_at < self.lease_seconds
+        duration = max(self.lease_seconds, float(spec.get("leaseDurationSeconds") or 0))
+        return self.monotonic() - self.seen_at < duration
 
 
 class LeaderElector:
@@ -106,6 +110,7 @@ class LeaderElector:
         self.monotonic = monotonic
         self.clock = LeaseClock(lease_seconds, monotonic)
         self.lost = asyncio.Event()
+        self.lost_at: float | None = None
         self.leading = False
         self.fence_at = 0.0  # monotonic: leading ends here unless renewed
         self.last_contact = monotonic()  # the last time the API server answered about the lease
@@ -210,6 +215,7 @@ class LeaderElector:
                 break
             next_renewal = self.monotonic() + self.retry_seconds
         self.leading = False
+        self.lost_at = self.monotonic()
         self.lost.set()
 
     def healthy(self) -> bool:

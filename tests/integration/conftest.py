@@ -261,6 +261,11 @@ class OperatorProcess:
             cwd=ROOT,
         )
 
+    @property
+    def log(self) -> pathlib.Path:
+        """The log of its latest start."""
+        return self.log_dir / f"{self.name}-{self.starts}.log"
+
     def kill(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
@@ -313,6 +318,19 @@ def operator(installation: Installation, operator_logs: pathlib.Path) -> Iterato
 # How the API server words an authorization denial ("... cannot delete resource
 # "pods" in API group ..."); other 403s (a namespace being deleted under a
 # test's last Events, a quota) say something else.
+@pytest.fixture(autouse=True)
+def operator_restarted_if_it_exited(request: pytest.FixtureRequest) -> None:
+    """The kubelet's part: an operator that exited by itself (a leader that
+    lost its lease while a test restarted the API server or etcd exits, to
+    come back as a follower) is started again before the next test.
+    """
+    if "operator" not in request.fixturenames:
+        return
+    operator: OperatorProcess = request.getfixturevalue("operator")
+    if operator.process is not None and operator.process.poll() is not None:
+        operator.start()
+
+
 FORBIDDEN = re.compile(r"cannot [a-z]+ resource")
 
 

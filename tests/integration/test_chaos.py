@@ -22,14 +22,14 @@ pytestmark = pytest.mark.integration
 
 
 def test_runs_survive_operator_kills_and_control_plane_restarts_with_nothing_lost_or_doubled(
-    operator: OperatorProcess, installation: Installation, tmp_path: pathlib.Path
+    operator: OperatorProcess, installation: Installation, operator_logs: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     out = tmp_path / "chaos.json"
     command = [
         sys.executable, str(ROOT / "bench" / "chaos.py"), "--cluster", "tests",
         "--runs", "12", "--chaos-seconds", "20", "--timeout", "240",
         "--operator-kubeconfig", str(installation.kubeconfig), "--leader-namespace", installation.namespace,
-        "--out", str(out),
+        "--out", str(out), "--log-dir", str(operator_logs),  # read by the RBAC-denial check
     ]  # fmt: skip
     operator.stop()  # one operator at a time: the benchmark runs its own
     try:

@@ -36,18 +36,18 @@ def test_standby_waits_while_the_leader_lives_and_takes_over_when_it_dies(
     operator: OperatorProcess,
     installation: Installation,
     namespace: str,
-    tmp_path: pathlib.Path,
+    operator_logs: pathlib.Path,
 ) -> None:
     wait_for(
         "the session operator to lead",
         lambda: lease_holder(kube, installation) == f"{operator.name}-{SESSION_ID}",
     )
     standby = OperatorProcess(
-        str(installation.kubeconfig), tmp_path, name="standby", **installation.operator_env()
+        str(installation.kubeconfig), operator_logs, name="standby", **installation.operator_env()
     )
     standby.start()
     try:
-        log = tmp_path / "standby-1.log"
+        log = standby.log
         wait_for("the standby to wait for the lease", lambda: "waiting for the lease" in log.read_text())
         assert lease_holder(kube, installation) == f"{operator.name}-{SESSION_ID}"
         operator.kill()
@@ -114,7 +114,11 @@ class LeaderWatch:
 
 @pytest.fixture
 def replicas(
-    kube: Kube, operator: OperatorProcess, installation: Installation, tmp_path: pathlib.Path
+    kube: Kube,
+    operator: OperatorProcess,
+    installation: Installation,
+    operator_logs: pathlib.Path,
+    tmp_path: pathlib.Path,
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start replicas as installed (the chart's token), with the session
     operator stopped; ``through`` points one at another API address."""
@@ -128,7 +132,8 @@ def replicas(
             config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{through}"
             kubeconfig = tmp_path / f"{name}.kubeconfig"
             kubeconfig.write_text(yaml.safe_dump(config))
-        replica = OperatorProcess(str(kubeconfig), tmp_path, name=name, **installation.operator_env())
+        # Logs beside the session operator's, so the RBAC-denial check reads them too.
+        replica = OperatorProcess(str(kubeconfig), operator_logs, name=name, **installation.operator_env())
         replica.start()
         started.append(replica)
         return replica
@@ -149,11 +154,12 @@ def test_a_leader_cut_off_from_the_api_server_stops_before_its_standby_takes_ove
     server = yaml.safe_load(installation.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     proxy = BlackHoleProxy("127.0.0.1", int(server.rsplit(":", 1)[1])).start()
     try:
-        first = replicas("first", through=proxy.port)
+        first = replicas("cut-leader", through=proxy.port)
         wait_for(
-            "the first replica to lead", lambda: lease_holder(kube, installation) == f"first-{SESSION_ID}"
+            "the first replica to lead",
+            lambda: lease_holder(kube, installation) == f"cut-leader-{SESSION_ID}",
         )
-        second = replicas("second")
+        second = replicas("cut-standby")
         kube.apply(namespace, pipeline("p", [task("one"), task("two", "one")]), run("before", "p"))
         assert kube.wait_run(namespace, "before")["status"]["phase"] == "Succeeded"
         with LeaderWatch([first, second]) as watch, proxy.partition():
@@ -161,7 +167,7 @@ def test_a_leader_cut_off_from_the_api_server_stops_before_its_standby_takes_ove
             kube.apply(namespace, run("during", "p"))
             wait_for(
                 "the standby to take the lease",
-                lambda: lease_holder(kube, installation) == f"second-{SESSION_ID}",
+                lambda: lease_holder(kube, installation) == f"cut-standby-{SESSION_ID}",
                 timeout=30,
             )
             assert kube.wait_run(namespace, "during")["status"]["phase"] == "Succeeded"
@@ -170,8 +176,8 @@ def test_a_leader_cut_off_from_the_api_server_stops_before_its_standby_takes_ove
                 lambda: first.process is not None and first.process.poll() is not None,
             )
         assert watch.both == [], "two replicas reported leading at once"
-        stopped = first_logged(tmp_path / "first-1.log", "lost the leader lease")
-        took_over = first_logged(tmp_path / "second-1.log", "is the leader")
+        stopped = first_logged(first.log, "lost the leader lease")
+        took_over = first_logged(second.log, "is the leader")
         assert stopped is not None and took_over is not None and stopped < took_over, (stopped, took_over)
     finally:
         proxy.stop()
@@ -184,9 +190,12 @@ def test_replicas_survive_an_api_server_restart_without_leading_together(
     replicas: Callable[..., OperatorProcess],
     tmp_path: pathlib.Path,
 ) -> None:
-    first = replicas("first")
-    wait_for("the first replica to lead", lambda: lease_holder(kube, installation) == f"first-{SESSION_ID}")
-    second = replicas("second")
+    first = replicas("restart-leader")
+    wait_for(
+        "the first replica to lead",
+        lambda: lease_holder(kube, installation) == f"restart-leader-{SESSION_ID}",
+    )
+    second = replicas("restart-standby")
     kube.apply(namespace, pipeline("p", [task("one"), task("two", "one")]), run("before", "p"))
     assert kube.wait_run(namespace, "before")["status"]["phase"] == "Succeeded"
     with LeaderWatch([first, second]) as watch:
@@ -196,8 +205,8 @@ def test_replicas_survive_an_api_server_restart_without_leading_together(
         kube.apply(namespace, run("after", "p"))
         assert kube.wait_run(namespace, "after", timeout=120)["status"]["phase"] == "Succeeded"
     assert watch.both == [], "two replicas reported leading at once"
-    stopped = first_logged(tmp_path / "first-1.log", "lost the leader lease")
-    took_over = first_logged(tmp_path / "second-1.log", "is the leader")
+    stopped = first_logged(first.log, "lost the leader lease")
+    took_over = first_logged(second.log, "is the leader")
     # Either the leader renewed across the restart, or it stopped before
     # the standby took over.
     assert took_over is None or (stopped is not None and stopped < took_over), (stopped, took_over)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -103,9 +104,16 @@ def test_a_run_whose_status_is_refused_ends_with_the_reason_and_stops_its_pods(
 ) -> None:
     refused = run("refused-1", "refused")
     refused["metadata"]["labels"] = {LABEL: "true"}
+    # Every pod of the run, as the API server reports them (a pod may come
+    # and go between two looks): a watch started before the run exists.
+    watcher = subprocess.Popen(
+        [kube.kubectl_bin, "--kubeconfig", kube.kubeconfig, "get", "pods", "-n", namespace,
+         "-l", "sluice.dev/task=long", "--watch", "-o", "name"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     kube.apply(
         namespace,
-        pipeline("refused", [task("quick"), task("long", "quick", duration="10m")]),
+        pipeline("refused", [task("quick", duration="2s"), task("long", "quick", duration="10m")]),
         refused,
     )
     obj = kube.wait_run(namespace, "refused-1")
@@ -122,6 +130,9 @@ def test_a_run_whose_status_is_refused_ends_with_the_reason_and_stops_its_pods(
     # The long task's pod had been created by the pass whose write was
     # refused; once the run has ended, the operator stops it.
     wait_for("the long task's pod to be stopped", long_pod_gone)
+    watcher.terminate()
+    seen, _ = watcher.communicate(timeout=10)
+    assert seen.strip(), "the long task's pod was never created"
 
 
 def test_a_namespace_can_refuse_inline_pipelines_so_runs_only_choose_inputs(

@@ -23,6 +23,7 @@ class Leases:
         self.lease: dict[str, Any] | None = None
         self.version = 0
         self.stored = asyncio.Event()  # set by each successful write
+        self.taken_at: dict[str, float] = {}  # holder -> when the lease first named it
 
 
 class FakeClient:
@@ -57,6 +58,9 @@ class FakeClient:
 
     def _store(self, body: dict[str, Any]) -> dict[str, Any]:
         self.leases.version += 1
+        holder = body["spec"].get("holderIdentity")
+        if self.leases.lease is None or self.leases.lease["spec"].get("holderIdentity") != holder:
+            self.leases.taken_at.setdefault(holder, time.monotonic())
         stored = copy.deepcopy(body)
         stored["metadata"]["resourceVersion"] = str(self.leases.version)
         self.leases.lease = stored
@@ -122,13 +126,13 @@ async def _a_leader_cut_off_stops_at_its_fence_before_a_follower_may_take_over()
     # Every call of the leader now hangs, the renewal in flight included.
     leader_client.hang = True
     await asyncio.wait_for(leader.lost.wait(), 10)
-    stopped = time.monotonic()
     assert not leader.leading and not leader.healthy()
-    assert stopped <= leader.fence_at + 0.5  # the hung renewal was cut off at the fence
+    assert leader.lost_at is not None and leader.lost_at <= leader.fence_at + 0.5  # cut off at the fence
     await asyncio.wait_for(following, 10)
-    took_over = time.monotonic()
-    assert follower.leading and stopped < took_over
-    assert leases.lease is not None and leases.lease["spec"]["holderIdentity"] == "b"
+    assert follower.leading and leases.lease is not None and leases.lease["spec"]["holderIdentity"] == "b"
+    # The moment the lease first named the follower, compared with the moment
+    # the leader stopped: never the other way round.
+    assert leader.lost_at < leases.taken_at["b"]
     await asyncio.wait_for(keeping, 1)
 
 
@@ -163,3 +167,24 @@ async def _a_renewal_error_of_any_kind_is_retried_and_never_ends_the_loop() -> N
     await asyncio.wait_for(leases.stored.wait(), 10)
     assert leases.version > version and leader.leading and not leader.lost.is_set()
     keeping.cancel()
+
+
+def test_a_follower_with_a_shorter_lease_waits_for_the_one_the_leader_wrote() -> None:
+    # During an upgrade that shortens the lease, the old leader still fences
+    # by its own, longer one: the new follower must wait as long.
+    asyncio.run(_a_follower_with_a_shorter_lease_waits())
+
+
+async def _a_follower_with_a_shorter_lease_waits() -> None:
+    leases = Leases()
+    leader, leader_client = elector(leases, "a", lease=3.0, renew=1.0)
+    follower, _ = elector(leases, "b", lease=1.0, renew=0.5)
+    await leader.acquire()
+    keeping = asyncio.create_task(leader.keep())
+    following = asyncio.create_task(follower.acquire())
+    await asyncio.sleep(0)
+    leader_client.hang = True
+    await asyncio.wait_for(leader.lost.wait(), 10)
+    await asyncio.wait_for(following, 10)
+    assert leader.lost_at is not None and leader.lost_at < leases.taken_at["b"]
+    await asyncio.wait_for(keeping, 1)

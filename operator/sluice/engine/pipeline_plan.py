@@ -15,7 +15,7 @@ forward from lastScheduleTime, bounded by catchUp and startingDeadlineSeconds).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,6 @@ from sluice.api.v1alpha1 import (
     ScheduleSpec,
 )
 from sluice.engine.announce import Announcement, normal, warning
-from sluice.engine.blocked import unblocked_conditions
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.cron import CronSchedule, due_times
 from sluice.engine.errors import InvalidPipeline
@@ -137,16 +136,6 @@ def schedule_fingerprint(schedule: ScheduleSpec) -> str:
 
 
 def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
-    plan = _plan_pipeline(facts)
-    current = PipelineStatus.model_validate(facts.pipeline.get("status") or {})
-    recorded = plan.status if plan.status is not None else current
-    cleared = unblocked_conditions(recorded.conditions, rfc3339(facts.now))
-    if cleared is None:
-        return plan
-    return replace(plan, status=recorded.model_copy(update={"conditions": cleared}))
-
-
-def _plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     pipeline, now = facts.pipeline, facts.now
     current = PipelineStatus.model_validate(pipeline.get("status") or {})
     status = pipeline_status(pipeline, rfc3339(now)) or current

@@ -39,7 +39,6 @@ from sluice.api.v1alpha1 import (
 )
 from sluice.engine.admission import RECHECK_SECONDS, PeerRun, admission_wait
 from sluice.engine.announce import Announcement, normal, warning
-from sluice.engine.blocked import unblocked_conditions
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelism
@@ -145,16 +144,7 @@ class RunPlan:
 
 
 def plan_run(facts: RunFacts) -> RunPlan:
-    plan = _plan_run(facts)
-    if facts.deleting or facts.held:
-        # Held: a create of this very pass failed, so it is not one that
-        # did all it needed to (its error is shown once the pass ends).
-        return plan
-    recorded = plan.status if plan.status is not None else facts.status
-    cleared = unblocked_conditions(recorded.conditions, facts.now)
-    if cleared is None:
-        return plan
-    return replace(plan, status=recorded.model_copy(update={"conditions": cleared}))
+    return _plan_run(facts)
 
 
 def _plan_run(facts: RunFacts) -> RunPlan:

@@ -30,7 +30,7 @@ from sluice.engine.pipeline_plan import (
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, pipeline_path, run_path
 from sluice.reconcilers.keys import OwnWrites, PipelineKey
-from sluice.reconcilers.refusals import refusal_of, show_refusal
+from sluice.reconcilers.refusals import clear_blocked, refusal_of, show_refusal
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,14 @@ class PipelineReconciler:
             runs = tuple(scheduled_run_view(run) for run in await self._scheduled_runs(key))
         plan = plan_pipeline(PipelineFacts(pipeline, self.clock(), runs))
         await self._act(pipeline, plan)
+        path = pipeline_path(key.namespace, key.name, "status")
         if plan.status is not None:
-            meta = pipeline["metadata"]
-            path = pipeline_path(meta["namespace"], meta["name"], "status")
-            self.writes.note(key, await self.client.merge_patch(path, status_patch(pipeline, plan.status)))
+            pipeline = await self.client.merge_patch(path, status_patch(pipeline, plan.status))
+            self.writes.note(key, pipeline)
+        # Every call of the pass succeeded: a refusal shown earlier is over.
+        cleared = await clear_blocked(self.client, pipeline, path, rfc3339(self.clock()))
+        if cleared is not None:
+            self.writes.note(key, cleared)
         return plan.wake_after
 
     async def show_refusal(self, key: PipelineKey, error: ApiError) -> None:

@@ -58,7 +58,7 @@ from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, claims_path, pipeline_path, pods_path, run_path
 from sluice.reconcilers.keys import OwnWrites, PipelineKey, RunKey, Waiters
 from sluice.reconcilers.peers import PeerIndex
-from sluice.reconcilers.refusals import refusal_of, show_refusal
+from sluice.reconcilers.refusals import clear_blocked, refusal_of, show_refusal
 from sluice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,13 @@ class RunReconciler:
             task, error = create_errors[0]
             await self.events.announce(run, create_failed(task, str(error)))
             raise error
+        # Every call of the pass succeeded: a refusal shown earlier is over.
+        written = await clear_blocked(
+            self.client, run, run_path(key.namespace, key.name, "status"), self.clock()
+        )
+        if written is not None:
+            self.run_writes.note(key, written)
+            self.observe_run(written)
         return wake
 
     # --- observe ----------------------------------------------------------------------

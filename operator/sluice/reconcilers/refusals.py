@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from sluice.api.v1alpha1 import Condition
-from sluice.engine.blocked import Refusal, blocked_conditions, blocked_event
+from sluice.engine.blocked import Refusal, blocked_conditions, blocked_event, unblocked_conditions
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient
 
@@ -52,4 +52,22 @@ async def show_refusal(
     except ApiError as error:
         log.warning("could not show %s on %s: %s", refusal.reason, obj["metadata"]["name"], error)
     await events.announce(obj, blocked_event(refusal))
+    return written
+
+
+async def clear_blocked(
+    client: KubeClient, obj: dict[str, Any], status_path: str, now: str
+) -> dict[str, Any] | None:
+    """After a pass that did everything it needed (its last call included),
+    turn a Blocked condition False; nothing to write when there is none.
+    Returns the object as written, if a write happened.
+    """
+    raw = (obj.get("status") or {}).get("conditions") or []
+    if not any(c.get("type") == "Blocked" and c.get("status") == "True" for c in raw):
+        return None
+    cleared = unblocked_conditions([Condition.model_validate(c) for c in raw], now)
+    assert cleared is not None
+    written: dict[str, Any] = await client.merge_patch(
+        status_path, {"status": {"conditions": [c.to_api() for c in cleared]}}
+    )
     return written

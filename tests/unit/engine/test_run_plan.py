@@ -782,17 +782,39 @@ def test_the_pass_that_starts_a_task_with_a_timeout_wakes_at_its_deadline() -> N
     assert plan.wake_after == pytest.approx(120, abs=1)
 
 
-def test_a_pass_that_completes_clears_the_blocked_condition() -> None:
+def test_the_plan_keeps_a_blocked_condition_for_the_reconciler_to_clear() -> None:
+    # Only the reconciler knows whether every call of a pass succeeded (the
+    # finalizer releases come after the status write), so the plan never
+    # turns Blocked False itself.
     from sluice.engine.blocked import Refusal, blocked_conditions, is_blocked
 
-    spec = spec_of([{"name": "a"}])
-    refusal = Refusal(403, "create", "pods", "etl", 'cannot create resource "pods"')
+    spec = spec_of([{"name": "a"}, {"name": "b", "dependsOn": ["a"]}])
+    refusal = Refusal(403, "patch", "pods", "etl", 'cannot patch resource "pods"')
     status = started(spec, phase="Running")
     status = status.model_copy(update={"conditions": blocked_conditions(status.conditions, refusal, T0)})
-    plan = plan_run(facts(status, tasks={"a": ran("a", "Running")}))
-    assert plan.status is not None and not is_blocked(plan.status.conditions)
-    # With nothing blocked, an idle pass writes nothing.
-    assert plan_run(facts(plan.status, tasks={"a": ran("a", "Running")})).status is None
+    plan = plan_run(facts(status, tasks={"a": ran("a", "Succeeded", completion_time=T0)}))
+    assert started_tasks(plan) == [("b", 0)]
+    assert plan.status is not None and is_blocked(plan.status.conditions)
+
+
+def test_a_pipeline_without_a_workspace_lets_no_run_bring_one_but_an_inline_run_has_its_own() -> None:
+    own = {"pipelineRef": {"name": "sales"}, "workspace": {"volume": HOSTPATH}}
+    plan = plan_run(facts(spec=own, source=Fetched("sales", pipeline_body(CHAIN))))
+    assert outcome(plan) == ("Failed", "WorkspaceOverrideNotAllowed")
+    inline = {"pipelineSpec": CHAIN.to_api(), "workspace": {"volume": HOSTPATH}}
+    assert plan_run(facts(spec=inline)).replan
+
+
+def test_a_tasks_start_is_when_its_attempt_was_created_and_its_pod_starting_writes_nothing() -> None:
+    spec = spec_of([{"name": "a"}])
+    first = plan_run(facts(started(spec, phase="Running")))
+    assert started_tasks(first) == [("a", 0)]
+    assert task_status(first, "a").start_time == T0
+    assert first.status is not None
+    # Its pod starts later; the status already says all there is to say.
+    pod_name = task_status(first, "a").pod_name
+    running = TaskObservation(pod_name, "Running", LATER, attempt=0)
+    assert plan_run(facts(first.status, tasks={"a": running}, now=LATER)).status is None
 
 
 @pytest.mark.parametrize("waiting_for", ["pipeline", "concurrency"])
@@ -835,35 +857,3 @@ def test_a_run_replaces_its_pipelines_workspace_only_as_far_as_the_pipeline_allo
     else:
         assert outcome(plan) == ("Failed", "WorkspaceOverrideNotAllowed")
         assert "runOverride" in plan.events[0].message
-
-
-def test_a_pipeline_without_a_workspace_lets_no_run_bring_one_but_an_inline_run_has_its_own() -> None:
-    own = {"pipelineRef": {"name": "sales"}, "workspace": {"volume": HOSTPATH}}
-    plan = plan_run(facts(spec=own, source=Fetched("sales", pipeline_body(CHAIN))))
-    assert outcome(plan) == ("Failed", "WorkspaceOverrideNotAllowed")
-    inline = {"pipelineSpec": CHAIN.to_api(), "workspace": {"volume": HOSTPATH}}
-    assert plan_run(facts(spec=inline)).replan
-
-
-def test_a_pass_whose_own_create_failed_keeps_the_blocked_condition() -> None:
-    from sluice.engine.blocked import Refusal, blocked_conditions, is_blocked
-
-    spec = spec_of([{"name": "a"}])
-    refusal = Refusal(403, "create", "pods", "etl", "exceeded quota")
-    status = started(spec, phase="Running")
-    status = status.model_copy(update={"conditions": blocked_conditions(status.conditions, refusal, T0)})
-    plan = plan_run(facts(status, held=frozenset({"a"})))
-    assert plan.starts == ()
-    assert plan.status is None or is_blocked(plan.status.conditions)
-
-
-def test_a_tasks_start_is_when_its_attempt_was_created_and_its_pod_starting_writes_nothing() -> None:
-    spec = spec_of([{"name": "a"}])
-    first = plan_run(facts(started(spec, phase="Running")))
-    assert started_tasks(first) == [("a", 0)]
-    assert task_status(first, "a").start_time == T0
-    assert first.status is not None
-    # Its pod starts later; the status already says all there is to say.
-    pod_name = task_status(first, "a").pod_name
-    running = TaskObservation(pod_name, "Running", LATER, attempt=0)
-    assert plan_run(facts(first.status, tasks={"a": running}, now=LATER)).status is None
