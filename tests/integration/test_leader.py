@@ -183,6 +183,9 @@ def test_a_leader_cut_off_from_the_api_server_stops_before_its_standby_takes_ove
         proxy.stop()
 
 
+# A kube-apiserver that has just restarted answers 403 for a moment, before
+# its RBAC caches are filled: a restart's transient denials are no RBAC gap.
+@pytest.mark.allows_forbidden
 def test_replicas_survive_an_api_server_restart_without_leading_together(
     kube: Kube,
     installation: Installation,
