@@ -115,25 +115,35 @@ def test_a_leader_cut_off_stops_at_its_fence_before_a_follower_may_take_over() -
     asyncio.run(_a_leader_cut_off_stops_at_its_fence_before_a_follower_may_take_over())
 
 
-async def _a_leader_cut_off_stops_at_its_fence_before_a_follower_may_take_over() -> None:
+async def cut_off(
+    follower_lease: float = 3.0, follower_renew: float = 1.0
+) -> tuple[LeaderElector, LeaderElector, Leases]:
+    """A leader (lease 3 s, renew 1 s) whose every call hangs from now on,
+    the renewal in flight included, and a follower waiting for its lease;
+    returns once the leader stopped and the follower leads.
+    """
     leases = Leases()
     leader, leader_client = elector(leases, "a")
-    follower, _ = elector(leases, "b")
+    follower, _ = elector(leases, "b", lease=follower_lease, renew=follower_renew)
     await leader.acquire()
     keeping = asyncio.create_task(leader.keep())
     following = asyncio.create_task(follower.acquire())
     await asyncio.sleep(0)
-    # Every call of the leader now hangs, the renewal in flight included.
     leader_client.hang = True
     await asyncio.wait_for(leader.lost.wait(), 10)
+    await asyncio.wait_for(following, 10)
+    await asyncio.wait_for(keeping, 1)
+    return leader, follower, leases
+
+
+async def _a_leader_cut_off_stops_at_its_fence_before_a_follower_may_take_over() -> None:
+    leader, follower, leases = await cut_off()
     assert not leader.leading and not leader.healthy()
     assert leader.lost_at is not None and leader.lost_at <= leader.fence_at + 0.5  # cut off at the fence
-    await asyncio.wait_for(following, 10)
     assert follower.leading and leases.lease is not None and leases.lease["spec"]["holderIdentity"] == "b"
     # The moment the lease first named the follower, compared with the moment
     # the leader stopped: never the other way round.
     assert leader.lost_at < leases.taken_at["b"]
-    await asyncio.wait_for(keeping, 1)
 
 
 def test_a_renewal_error_of_any_kind_is_retried_and_never_ends_the_loop() -> None:
@@ -176,15 +186,6 @@ def test_a_follower_with_a_shorter_lease_waits_for_the_one_the_leader_wrote() ->
 
 
 async def _a_follower_with_a_shorter_lease_waits() -> None:
-    leases = Leases()
-    leader, leader_client = elector(leases, "a", lease=3.0, renew=1.0)
-    follower, _ = elector(leases, "b", lease=1.0, renew=0.5)
-    await leader.acquire()
-    keeping = asyncio.create_task(leader.keep())
-    following = asyncio.create_task(follower.acquire())
-    await asyncio.sleep(0)
-    leader_client.hang = True
-    await asyncio.wait_for(leader.lost.wait(), 10)
-    await asyncio.wait_for(following, 10)
+    leader, follower, leases = await cut_off(follower_lease=1.0, follower_renew=0.5)
+    assert follower.leading
     assert leader.lost_at is not None and leader.lost_at < leases.taken_at["b"]
-    await asyncio.wait_for(keeping, 1)
