@@ -57,7 +57,7 @@ def pod_tombstone(pod: dict[str, Any]) -> dict[str, Any]:
             "namespace": meta.get("namespace"),
             "labels": {k: pod_labels[k] for k in (labels.RUN, labels.RUN_UID) if k in pod_labels},
             "ownerReferences": [
-                {k: o.get(k) for k in ("kind", "name", "uid", "controller")}
+                {k: o.get(k) for k in ("kind", "name", "uid", "controller", "blockOwnerDeletion")}
                 for o in meta.get("ownerReferences") or ()
             ],
             "deletionTimestamp": meta.get("deletionTimestamp") or "deleted",
@@ -337,7 +337,10 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: k
         raise kopf.PermanentError("no Kubernetes credentials: neither in-cluster nor a kubeconfig")
     await ctl.start(info)
     logger.info(
-        "sluice started: %d workers, api qps %s", ctl.settings.workers, ctl.settings.api_qps or "unlimited"
+        "sluice started: watching %s, %d workers, api qps %s",
+        f"namespace {ctl.settings.namespace}" if ctl.settings.namespace else "all namespaces",
+        ctl.settings.workers,
+        ctl.settings.api_qps or "unlimited",
     )
 
 

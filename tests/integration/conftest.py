@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -272,12 +273,23 @@ class OperatorProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """Stop it on purpose: unlike an exit of its own, the harness does not
+        start it again before the next test."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        self.process = None
+
+    def serve(self, installed: Installation) -> None:
+        """(Re)start it as the operator of ``installed``: its token, and the
+        one namespace it watches if the release is scoped."""
+        self.stop()
+        self.kubeconfig = str(installed.kubeconfig)
+        self.env.update(installed.operator_env())
+        self.start()
 
 
 @pytest.fixture(scope="session")
@@ -304,15 +316,65 @@ def operator_logs(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     return log_dir
 
 
+# The two ways the chart installs the operator. Every scenario that uses the
+# session operator runs under both; ``cluster_scope_only`` keeps a test to the
+# cluster-wide one (it starts its own scoped operators, or its subject is the
+# cluster-wide install).
+SCOPES = ("cluster", "namespace")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "operator" in metafunc.fixturenames:
+        only_cluster = metafunc.definition.get_closest_marker("cluster_scope_only")
+        # Session scope: pytest runs all of one scope's tests, then the other's,
+        # so each scope's operator is set up once.
+        metafunc.parametrize("operator_scope", SCOPES[:1] if only_cluster else SCOPES, scope="session")
+
+
+@dataclass(frozen=True)
+class ScopedRelease:
+    """The chart installed with ``watchNamespace``: its Role and RoleBinding
+    live in the watched namespace, so each test's namespace gets its own."""
+
+    kube: Kube
+    helm: str
+    release: str
+    namespace: str
+    directory: pathlib.Path
+
+    def install_for(self, watched: str) -> Installation:
+        return install_rbac(
+            self.kube, self.helm, self.release, self.namespace, self.directory, f"watchNamespace={watched}"
+        )
+
+
 @pytest.fixture(scope="session")
-def operator(installation: Installation, operator_logs: pathlib.Path) -> Iterator[OperatorProcess]:
+def operator(
+    operator_scope: str, request: pytest.FixtureRequest, operator_logs: pathlib.Path
+) -> Iterator[OperatorProcess]:
     """The operator as installed: the chart's ServiceAccount and RBAC, never
-    the admin credentials the tests use to play the user.
+    the admin credentials the tests use to play the user. Cluster-wide, it
+    starts now; scoped to a namespace, each test's ``namespace`` starts it
+    watching that namespace only, under that namespace's Role.
     """
-    process = OperatorProcess(str(installation.kubeconfig), operator_logs, **installation.operator_env())
-    process.start()
+    if operator_scope == "cluster":
+        installation: Installation = request.getfixturevalue("installation")
+        process = OperatorProcess(str(installation.kubeconfig), operator_logs, **installation.operator_env())
+        process.start()
+    else:
+        process = OperatorProcess("", operator_logs, name="scoped-operator")
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def scoped_release(
+    kube: Kube, helm: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ScopedRelease]:
+    namespace = f"sluice-scoped-{SESSION_ID}"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    yield ScopedRelease(kube, helm, f"sluice-s{SESSION_ID}", namespace, tmp_path_factory.mktemp("scoped"))
+    kube.core.delete_namespace(namespace)
 
 
 # How the API server words an authorization denial ("... cannot delete resource
@@ -359,12 +421,25 @@ def no_forbidden_calls(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def namespace(kube: Kube) -> Iterator[str]:
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test. Under the namespace-scoped install, the
+    session operator is restarted to watch exactly this namespace, with the
+    chart's Role in it, and stopped before the namespace (and so its Role)
+    goes away."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     wait_for(
         f"default service account in {name}",
         lambda: kube.core.read_namespaced_service_account("default", name),
     )
+    scoped: OperatorProcess | None = None
+    if "operator_scope" in request.fixturenames and request.getfixturevalue("operator_scope") == "namespace":
+        scoped = request.getfixturevalue("operator")
+        release: ScopedRelease = request.getfixturevalue("scoped_release")
+        scoped.serve(release.install_for(name))
     yield name
+    if scoped is not None:
+        scope = f"watching namespace {name},"
+        assert scope in scoped.log.read_text(), f"the scoped operator's log does not say {scope!r}"
+        scoped.stop()
     kube.core.delete_namespace(name)

@@ -49,9 +49,21 @@ class Installation:
     def service_account(self) -> str:
         return next(d["metadata"]["name"] for d in self.documents if d["kind"] == "ServiceAccount")
 
+    @property
+    def watched_namespace(self) -> str:
+        """The one namespace a ``watchNamespace`` install serves; "" for cluster-wide."""
+        return next(
+            (
+                d["metadata"]["namespace"]
+                for d in self.documents
+                if d["kind"] == "RoleBinding" and not d["metadata"]["name"].endswith("-leader-election")
+            ),
+            "",
+        )
+
     def operator_env(self) -> dict[str, str]:
         """Settings the chart's Deployment gives the operator that the tests keep."""
-        return {"SLUICE_LEADER_NAMESPACE": self.namespace}
+        return {"SLUICE_LEADER_NAMESPACE": self.namespace, "SLUICE_NAMESPACE": self.watched_namespace}
 
     def uninstall(self, kube: Kube) -> None:
         cluster_scoped = [d for d in self.documents if d["kind"].startswith("Cluster")]

@@ -20,7 +20,7 @@ from tests.integration.installed import Installation
 
 # A kube-apiserver that has just restarted answers 403 for a moment, before
 # its RBAC caches are filled: a restart's transient denials are no RBAC gap.
-pytestmark = [pytest.mark.integration, pytest.mark.allows_forbidden]
+pytestmark = [pytest.mark.integration, pytest.mark.allows_forbidden, pytest.mark.cluster_scope_only]
 
 
 def test_runs_survive_operator_kills_and_control_plane_restarts_with_nothing_lost_or_doubled(

@@ -19,7 +19,7 @@ from tests.integration.conftest import HACK, SESSION_ID, Kube, OperatorProcess, 
 from tests.integration.installed import Installation
 from tests.integration.proxy import BlackHoleProxy
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cluster_scope_only]
 
 
 def lease_holder(kube: Kube, installation: Installation) -> str | None:

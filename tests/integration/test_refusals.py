@@ -21,7 +21,7 @@ from tests.builders import pipeline, run, task
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 from tests.integration.installed import Installation, install_rbac
 
-pytestmark = [pytest.mark.integration, pytest.mark.allows_forbidden]
+pytestmark = [pytest.mark.integration, pytest.mark.allows_forbidden, pytest.mark.cluster_scope_only]
 
 Rule = dict[str, Any]
 
@@ -77,14 +77,8 @@ def reduced_operator(
         kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(reduced))
         operator.stop()
         stopped.append(operator)
-        scoped = OperatorProcess(
-            str(installed.kubeconfig),
-            tmp_path,
-            name="reduced",
-            SLUICE_NAMESPACE=namespace,
-            **installed.operator_env(),
-        )
-        scoped.start()
+        scoped = OperatorProcess("", tmp_path, name="reduced")
+        scoped.serve(installed)
         started.append(scoped)
         return lambda: kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(full)) and None
 
