@@ -120,12 +120,16 @@ class ChildCache:
 
     @staticmethod
     def run_uid(obj: dict[str, Any]) -> str | None:
-        """The UID of the run that controls the pod, from its ownerReference:
-        labels alone prove nothing (anyone who may create pods may copy
-        them), so a pod no run controls is not a task attempt.
+        """The UID of the run that controls the object, from its
+        ownerReference: labels alone prove nothing (anyone who may create
+        pods may copy them), so a pod no run controls is not a task attempt.
+        The reference must block the owner's deletion as the operator's own
+        do: where the API server enforces owner-reference permissions, only
+        who may update the run's finalizers can set that.
         """
         for owner in obj["metadata"].get("ownerReferences") or ():
-            if owner.get("kind") == "PipelineRun" and owner.get("controller"):
+            controls = owner.get("controller") and owner.get("blockOwnerDeletion")
+            if owner.get("kind") == "PipelineRun" and controls:
                 uid: str | None = owner.get("uid")
                 return uid
         return None

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from sluice.engine.naming import attempt_name, claim_name
 from tests.builders import pipeline, run, task, tasks_by_name
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 
@@ -151,31 +152,35 @@ def test_a_foreground_delete_starts_nothing_more_and_completes(
     wait_for("the run and its pod to be gone", gone, timeout=60, interval=0.05)
 
 
-def test_a_pod_that_only_looks_like_a_task_attempt_changes_nothing(
+def test_a_pod_someone_else_created_under_an_attempts_name_is_never_taken_for_it(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    # Anyone who may create pods can copy a run's labels. Only the pod the
-    # run controls (its controller ownerReference) is the attempt: a look-
-    # alike that "succeeds" at once with another result is ignored.
+    # Attempt names are deterministic (so a restarted operator never starts a
+    # task twice), hence predictable: anyone who may create pods can create
+    # the next task's pod first, copying the run's labels and even its UID as
+    # a controller reference. Neither that pod's outcome nor its result may
+    # count; the task fails with a reason that says what happened, and the
+    # operator leaves the stranger's pod alone.
     producer = task(
-        "count", duration="3s", results=[{"name": "rows"}], annotations={"sim.sluice.dev/result": "rows=1"}
+        "count", duration="6s", results=[{"name": "rows"}], annotations={"sim.sluice.dev/result": "rows=1"}
     )
     reader = task("load", "count", args=["--rows=$(tasks.count.results.rows)"])
     kube.apply(namespace, pipeline("genuine", [producer, reader]), run("genuine-1", "genuine"))
-    [real] = wait_for("the task's pod", lambda: kube.pods(namespace, "genuine-1"))
+    [real] = wait_for("the first task's pod", lambda: kube.pods(namespace, "genuine-1"))
     owner = kube.run(namespace, "genuine-1")["metadata"]
+    name = attempt_name("genuine-1", owner["uid"], "load")
     forged = client.V1Pod(
         metadata=client.V1ObjectMeta(
-            name="genuine-1-count-forged",
-            labels=dict(real.metadata.labels),
+            name=name,
+            labels={**real.metadata.labels, "sluice.dev/task": "load"},
             annotations={"sim.sluice.dev/result": "rows=666", "sim.sluice.dev/duration": "0s"},
-            # Owned (so the simulated node runs it to Succeeded) but not controlled.
             owner_references=[
                 client.V1OwnerReference(
                     api_version="sluice.dev/v1alpha1",
                     kind="PipelineRun",
                     name=owner["name"],
                     uid=owner["uid"],
+                    controller=True,
                 )
             ],
         ),
@@ -183,16 +188,58 @@ def test_a_pod_that_only_looks_like_a_task_attempt_changes_nothing(
     )
     forged.spec.node_name = None
     kube.core.create_namespaced_pod(namespace, forged)
-    wait_for(
-        "the look-alike to succeed",
-        lambda: (
-            kube.core.read_namespaced_pod("genuine-1-count-forged", namespace).status.phase == "Succeeded"
-        ),
-    )
     obj = kube.wait_run(namespace, "genuine-1")
-    assert obj["status"]["phase"] == "Succeeded"
-    count = tasks_by_name(obj)["count"]
-    assert count["podName"] == real.metadata.name
-    assert count["results"] == [{"name": "rows", "value": "1"}]
-    [load] = pods_of(kube, namespace, "genuine-1", "load")
-    assert load.spec.containers[0].args == ["--rows=1"]
+    tasks = tasks_by_name(obj)
+    assert obj["status"]["phase"] == "Failed"
+    assert tasks["count"]["phase"] == "Succeeded"
+    assert tasks["count"]["results"] == [{"name": "rows", "value": "1"}]
+    load = tasks["load"]
+    assert (load["phase"], load["reason"]) == ("Failed", "PodNameTaken")
+    assert name in load["message"] and "does not control" in load["message"]
+    assert "results" not in load
+    stranger = kube.core.read_namespaced_pod(name, namespace)
+    assert stranger.metadata.deletion_timestamp is None
+    assert FINALIZER not in (stranger.metadata.finalizers or [])
+    events = kube.wait_events(namespace, "genuine-1", {"TaskFailed"})
+    assert any("PodNameTaken" in e.message or name in e.message for e in events if e.reason == "TaskFailed")
+
+
+def test_a_claim_someone_else_created_under_the_workspaces_name_is_never_mounted(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    # The same for the run's workspace: a claim made beforehand under its
+    # name could hold anything, so the run fails instead of mounting it.
+    template = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    kube.apply(
+        namespace,
+        pipeline(
+            "exclusive",
+            [task("work", duration="10m")],
+            workspace={"volumeClaimTemplate": template},
+            maxConcurrentRuns=1,
+        ),
+        run("exclusive-1", "exclusive"),
+    )
+    wait_for("the first run to hold the slot", lambda: kube.pods(namespace, "exclusive-1"))
+    kube.apply(namespace, run("exclusive-2", "exclusive"))
+
+    def waiting_for_the_slot() -> dict[str, Any] | None:
+        second = kube.run(namespace, "exclusive-2")
+        reasons = {c["reason"] for c in (second.get("status") or {}).get("conditions") or ()}
+        return second if "WaitingForConcurrency" in reasons else None
+
+    waiting = wait_for("the second run to wait for the slot", waiting_for_the_slot)
+    name = claim_name("exclusive-2", waiting["metadata"]["uid"])
+    kube.apply(
+        namespace,
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name}, "spec": template},
+    )
+    cancel = '{"spec":{"cancelled":true}}'
+    kube.kubectl("patch", "pipelinerun", "exclusive-1", "-n", namespace, "--type=merge", "-p", cancel)
+    obj = kube.wait_run(namespace, "exclusive-2")
+    condition = next(c for c in obj["status"]["conditions"] if c["type"] == "Succeeded")
+    assert (obj["status"]["phase"], condition["reason"]) == ("Failed", "InvalidWorkspace")
+    assert name in condition["message"] and "does not control" in condition["message"]
+    assert kube.pods(namespace, "exclusive-2") == []
+    stranger = kube.core.read_namespaced_persistent_volume_claim(name, namespace)
+    assert stranger.metadata.deletion_timestamp is None

@@ -12,6 +12,7 @@ def pod(name: str, version: str, phase: str = "Running", uid: str = "u1", run: s
         "name": run,
         "uid": uid,
         "controller": True,
+        "blockOwnerDeletion": True,
     }
     meta = {
         "name": name,
@@ -108,7 +109,21 @@ def test_a_pod_is_a_runs_attempt_only_through_its_controller_reference_not_its_l
     merely_owned = pod("a-2", "5", "Succeeded")
     merely_owned["metadata"]["ownerReferences"][0]["controller"] = False
     assert not cache.upsert_pod(merely_owned)
+    # What anyone may write where owner-reference permissions are enforced:
+    # a controller reference that does not block the run's deletion.
+    unblocking = pod("a-4", "5", "Succeeded")
+    unblocking["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = False
+    assert not cache.upsert_pod(unblocking)
     other_run = pod("a-3", "5", "Succeeded")
     other_run["metadata"]["ownerReferences"][0]["uid"] = "u9"  # labels still say u1
     assert cache.upsert_pod(other_run)
     assert cache.pods_of("u1") == [] and names(cache, "u9") == ["a-3"]
+
+
+def test_a_deleted_pod_is_forgotten_from_its_tombstone() -> None:
+    from sluice.controller import pod_tombstone
+
+    cache = ChildCache()
+    cache.upsert_pod(pod("a-1", "5"))
+    cache.delete_pod(pod_tombstone(pod("a-1", "6")))
+    assert cache.pods_of("u1") == []

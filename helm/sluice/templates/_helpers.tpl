@@ -50,9 +50,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete", "patch"]
+# A run's workspace claim: created, and read when its name is already taken
+# (an earlier pass's, or someone else's that must not be mounted).
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
-  verbs: ["create"]
+  verbs: ["create", "get"]
 # Events on runs and Pipelines; a repeated one is counted on the same Event
 # (read back once after a restart, then patched).
 - apiGroups: [""]

@@ -211,21 +211,34 @@ class CreatedPod:
 
 @dataclass(frozen=True)
 class RefusedCreate:
-    """An object the API server refused to create (400/422): retrying cannot help."""
+    """An object that could not be created and that retrying cannot create:
+    the API server refused it (400/422), or its name is held by an object
+    this run does not control.
+    """
 
     name: str
     message: str
     at: str
     task: str | None = None  # None for the run's workspace claim
     attempt: int = 0
+    taken: bool = False  # the name was taken, not the object refused
 
 
 def refused_pod(refusal: RefusedCreate) -> TaskObservation:
+    if refusal.taken:
+        reason = "PodNameTaken"
+        message = (
+            f"a pod named {refusal.name} already exists and this run does not control it "
+            "(someone else created it), so the task was not started: delete that pod and rerun"
+        )
+    else:
+        reason = "PodRejected"
+        message = f"the API server rejected the task's pod: {refusal.message}"
     return TaskObservation(
         "",
         "Failed",
-        reason="PodRejected",
-        message=truncate(f"the API server rejected the task's pod: {refusal.message}"),
+        reason=reason,
+        message=truncate(message),
         completion_time=refusal.at,
         attempt=refusal.attempt,
     )

@@ -25,7 +25,9 @@ def backoff_seconds(backoff: Backoff | None, retry_number: int) -> float:
 # Failures that another attempt would only repeat: the API server refused the
 # task's pod, a result it reads was never written, or its own results broke a
 # size limit. These end the task whatever its retry policy.
-FINAL_FAILURE_REASONS = frozenset({"PodRejected", "MissingResult", "ResultTooLarge", "ResultsOverBudget"})
+FINAL_FAILURE_REASONS = frozenset(
+    {"PodRejected", "PodNameTaken", "MissingResult", "ResultTooLarge", "ResultsOverBudget"}
+)
 
 
 @dataclass(frozen=True)

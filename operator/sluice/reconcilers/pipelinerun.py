@@ -356,15 +356,25 @@ class RunReconciler:
 
     async def _create_claim(self, facts: RunFacts, claim: dict[str, Any]) -> bool:
         """Create the run's workspace claim; False if it was refused for good."""
+        name = claim["metadata"]["name"]
         try:
             await self.client.create(claims_path(facts.namespace), claim)
         except ApiError as error:
             if error.status in PERMANENT_CREATE_ERRORS:
-                refusal = RefusedCreate(claim["metadata"]["name"], error.message, self.clock())
-                self.cache.refuse(facts.uid, refusal)
+                self.cache.refuse(facts.uid, RefusedCreate(name, error.message, self.clock()))
                 return False
             if not error.already_exists:
                 raise
+            # Ours from an earlier pass, or a claim someone else made under
+            # its name: mounting that would hand the run their volume.
+            existing = await self.client.get_optional(f"{claims_path(facts.namespace)}/{name}")
+            if existing is not None and self.cache.run_uid(existing) != facts.uid:
+                message = (
+                    f"a PersistentVolumeClaim named {name} already exists and this run does not control "
+                    "it (someone else created it), so it was not mounted: delete that claim and rerun"
+                )
+                self.cache.refuse(facts.uid, RefusedCreate(name, message, self.clock()))
+                return False
         return True
 
     async def _create_pod(self, facts: RunFacts, start: PodStart) -> bool:
@@ -374,7 +384,7 @@ class RunReconciler:
             await self.client.create(pods_path(facts.namespace), start.pod)
         except ApiError as error:
             if error.already_exists:
-                return True
+                return await self._adopt_existing(facts, start)
             self.cache.unexpect(facts.uid, start.name)
             if error.status in PERMANENT_CREATE_ERRORS:
                 refusal = RefusedCreate(start.name, error.message, self.clock(), start.task, start.attempt)
@@ -386,6 +396,26 @@ class RunReconciler:
             raise
         metrics.PODS_CREATED.inc()
         return True
+
+    async def _adopt_existing(self, facts: RunFacts, start: PodStart) -> bool:
+        """The attempt's name is taken. Our own earlier create (a pass repeated
+        after a restart or a lost answer) is the attempt; a pod this run does
+        not control is not, and taking it for one would let anyone who may
+        create pods decide a task's outcome and results: the task fails.
+        """
+        existing = await self.client.get_optional(pods_path(facts.namespace, start.name))
+        if existing is None:
+            # Gone between the create and the read: the next pass creates it.
+            self.cache.unexpect(facts.uid, start.name)
+            path = pods_path(facts.namespace, start.name)
+            raise ApiError(409, "Conflict", "the pod was deleted while being created", "POST", path)
+        if self.cache.run_uid(existing) == facts.uid:
+            self.cache.upsert_pod(existing)
+            return True
+        self.cache.unexpect(facts.uid, start.name)
+        refusal = RefusedCreate(start.name, "name taken", self.clock(), start.task, start.attempt, taken=True)
+        self.cache.refuse(facts.uid, refusal)
+        return False
 
     async def _release(self, namespace: str, pods: tuple[str, ...]) -> None:
         """Drop the tracking finalizer of pods whose outcome is recorded."""

@@ -1,5 +1,7 @@
+from datetime import UTC, datetime
 from typing import Any
 
+from sluice.api.v1alpha1 import RetryPolicy
 from sluice.engine.observe import (
     CreatedPod,
     RefusedCreate,
@@ -8,6 +10,7 @@ from sluice.engine.observe import (
     observe_tasks,
     tracked_pod,
 )
+from sluice.engine.retry import next_retry
 from tests.builders import T0, pod
 
 LATER = "2026-11-24T10:00:05Z"
@@ -184,3 +187,12 @@ def test_the_kubelets_disruptions_are_told_apart_by_the_pods_reason() -> None:
     pressure = pod("p", T0, None, "Failed", reason="Evicted", conditions=by_kubelet)
     assert observe_pod(shutdown, LATER).reason == "NodeShutdown"
     assert observe_pod(pressure, LATER).reason == "Evicted"
+
+
+def test_an_attempt_whose_pod_name_someone_else_took_fails_for_good_and_says_so() -> None:
+    taken = RefusedCreate("load-0", "name taken", T0, "load", 0, taken=True)
+    observed = observe_tasks({"load"}, [], LATER, refused=[taken])["load"]
+    assert (observed.phase, observed.reason) == ("Failed", "PodNameTaken")
+    assert observed.message is not None and "load-0" in observed.message
+    assert "does not control" in observed.message
+    assert next_retry(RetryPolicy(limit=3), observed, datetime.now(UTC)) is None
