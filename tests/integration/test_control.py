@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from tests.builders import pipeline, rerun, run, succeeded_condition, task, tasks_by_name
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
@@ -364,6 +364,23 @@ def test_a_quota_refusal_is_shown_retried_counted_on_one_event_and_passes_when_l
     # Retried with backoff: the same news is one Event whose count grows.
     events = wait_for("the refusal to be retried and counted", counted)
     assert len(events) == 1 and "exceeded quota" in events[0].message
+    # A restarted operator remembers no counts: it finds the Event by its
+    # name and goes on counting there instead of posting a second one.
+    operator.kill()
+    [stopped_at] = counted()
+    operator.start()
+    # Every write to it, in order (a watch misses none): the first count the
+    # restarted operator writes follows the last one before the kill.
+    counts = watch.Watch().stream(
+        kube.core.list_namespaced_event,
+        namespace,
+        field_selector=f"metadata.name={stopped_at.metadata.name}",
+        resource_version=stopped_at.metadata.resource_version,
+        timeout_seconds=60,
+    )
+    first = next(change["object"].count for change in counts if change["type"] == "MODIFIED")
+    assert first == stopped_at.count + 1
+    assert len(counted()) == 1
     blocked = next(
         c for c in kube.run(namespace, "quota-1")["status"]["conditions"] if c["type"] == "Blocked"
     )
