@@ -30,6 +30,7 @@ import contextlib
 import json
 import pathlib
 import random
+import subprocess
 import sys
 import time
 import uuid
@@ -347,11 +348,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--operator-kubeconfig",
         default=None,
-        help="the operator's credentials (e.g. the chart's ServiceAccount token); default: admin",
+        help="the operator's credentials; default: the chart's ServiceAccount, installed here",
     )
+    parser.add_argument("--as-admin", action="store_true", help="run the operator with admin credentials")
     parser.add_argument("--leader-namespace", default="default", help="where the operator's Lease lives")
     parser.add_argument("--log-dir", default=None, help="the operators' logs (default bench/results)")
     return parser.parse_args(argv)
+
+
+@dataclass(frozen=True)
+class _Kubectl:
+    """What the tests' installer needs of a client: kubectl as the admin."""
+
+    kubectl_bin: str
+    kubeconfig: str
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args],
+            input=stdin, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+
+
+def install_chart_rbac(target: cluster.Cluster, kubeconfig: str) -> tuple[str, str]:
+    """The chart's ServiceAccount and cluster-wide RBAC, as `helm install`
+    makes them (the tests' installer, so both measure the same product):
+    (a kubeconfig holding that account's token, the release namespace).
+    """
+    sys.path.insert(0, str(cluster.ROOT))
+    from tests.integration.installed import helm_binary, install_rbac  # noqa: PLC0415 (needs the path above)
+
+    admin = _Kubectl(target.kubectl(), kubeconfig)
+    namespace = "sluice-chaos"
+    manifest = admin.kubectl("create", "namespace", namespace, "--dry-run=client", "-o", "yaml").stdout
+    admin.kubectl("apply", "-f", "-", stdin=manifest)
+    installed = install_rbac(admin, helm_binary(admin.kubectl_bin), "sluice-chaos", namespace, RESULTS)
+    return str(installed.kubeconfig), namespace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     target = cluster.Cluster(args.cluster)
     kubeconfig = target.ensure_up()
     cluster.apply_crds(target.kubectl(), kubeconfig, cluster.ROOT)
+    if args.operator_kubeconfig is None and not args.as_admin:
+        args.operator_kubeconfig, args.leader_namespace = install_chart_rbac(target, kubeconfig)
+        print(f"the operator runs as the chart's ServiceAccount (token in {args.operator_kubeconfig})")
     result = asyncio.run(measure(kubeconfig, target, args))
     result["machine"] = cluster.machine_facts(None)
     print(report(result))

@@ -10,12 +10,19 @@ import base64
 import pathlib
 import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import yaml
 
-if TYPE_CHECKING:
-    from tests.integration.conftest import Kube
+
+class Admin(Protocol):
+    """Who installs: kubectl with the admin's kubeconfig (the tests' Kube,
+    or the chaos benchmark's)."""
+
+    kubeconfig: str
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]: ...
+
 
 CHART = pathlib.Path(__file__).resolve().parents[2] / "helm" / "sluice"
 RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
@@ -65,14 +72,14 @@ class Installation:
         """Settings the chart's Deployment gives the operator that the tests keep."""
         return {"SLUICE_LEADER_NAMESPACE": self.namespace, "SLUICE_NAMESPACE": self.watched_namespace}
 
-    def uninstall(self, kube: Kube) -> None:
+    def uninstall(self, kube: Admin) -> None:
         cluster_scoped = [d for d in self.documents if d["kind"].startswith("Cluster")]
         for doc in cluster_scoped:
             kube.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found")
 
 
 def install_rbac(
-    kube: Kube, helm: str, release: str, namespace: str, directory: pathlib.Path, *sets: str
+    kube: Admin, helm: str, release: str, namespace: str, directory: pathlib.Path, *sets: str
 ) -> Installation:
     """Apply the chart's RBAC for ``release`` into ``namespace`` (which must
     exist) and write a kubeconfig with its ServiceAccount's token.
