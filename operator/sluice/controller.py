@@ -84,6 +84,7 @@ class Controller:
         self.workers: list[asyncio.Task[None]] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.leading = False
+        self.synced = asyncio.Event()  # every informer has listed
         self.elector: LeaderElector | None = None
         self.info: kopf.ConnectionInfo | None = None
 
@@ -101,9 +102,13 @@ class Controller:
         events = EventRecorder(self.client)
         self.runs = RunReconciler(self.client, self.cache, events, self.settings, self.pipeline_writes)
         self.pipelines = PipelineReconciler(self.client, events, self.pipeline_writes)
-        await self._start_informers()
-        metrics.serve(self.settings.metrics_port, lambda: len(self.queue))
+        # The lease is sought while the informers list: a new replica taking
+        # over from a dead one waits out its lease and loads its cache at
+        # the same time, not one after the other.
         self.tasks.append(asyncio.create_task(self._lead()))
+        await self._start_informers()
+        self.synced.set()
+        metrics.serve(self.settings.metrics_port, lambda: len(self.queue))
 
     async def _start_informers(self) -> None:
         """Watch pipelines, runs and task pods; return once each has listed,
@@ -154,6 +159,8 @@ class Controller:
             await elector.acquire()
             self.client.may_write = lambda: elector.leading and elector.monotonic() < elector.fence_at
             self.tasks.append(asyncio.create_task(elector.keep()))
+        # No worker before every informer has listed (see _start_informers).
+        await self.synced.wait()
         self.leading = True
         metrics.LEADER.set(1)
         self.workers = [asyncio.create_task(self._work()) for _ in range(self.settings.workers)]
