@@ -30,6 +30,7 @@ import contextlib
 import json
 import pathlib
 import random
+import re
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ RESULTS = cluster.ROOT / "bench" / "results"
 GROUP = "/apis/sluice.dev/v1alpha1/namespaces"
 Result = dict[str, Any]
 FINISHED = ("Succeeded", "Failed")
+DENIED = re.compile(r"cannot [a-z]+ resource")  # how the API server words an RBAC denial
 LOSSES = ("runs_lost", "runs_wrong_outcome", "duplicate_pods", "tasks_over_retries")
 
 
@@ -135,9 +137,22 @@ class Operators:
         self.exits = 0  # exits of its own (not our SIGKILLs)
         self.current: cluster.Operator | None = None
 
+    def log(self, start: int) -> pathlib.Path:
+        return pathlib.Path(self.args.log_dir or RESULTS) / f"{self.identity}-{start}.log"
+
+    def denied_calls(self) -> int:
+        """Lines of its logs where the API server denied it a call (RBAC).
+        A kube-apiserver that has just restarted may deny for a moment,
+        before its authorizer's caches are filled; more is an RBAC gap."""
+        return sum(
+            len(DENIED.findall(self.log(n).read_text(errors="replace")))
+            for n in range(1, self.starts + 1)
+            if self.log(n).exists()
+        )
+
     def start(self) -> None:
         self.starts += 1
-        log = pathlib.Path(self.args.log_dir or RESULTS) / f"{self.identity}-{self.starts}.log"
+        log = self.log(self.starts)
         self.current = cluster.Operator(
             cluster.ROOT,
             self.args.operator_kubeconfig or self.kubeconfig,
@@ -295,6 +310,7 @@ async def measure(kubeconfig: str, target: cluster.Cluster, args: argparse.Names
         "chaos_seconds": args.chaos_seconds,
         "operator_starts": operators.starts,
         "operator_exits_of_its_own": operators.exits,
+        "denied_calls": operators.denied_calls(),
         "disruptions": [
             {k: (round(v - started, 2) if k == "at" else v) for k, v in d.items()} for d in disruptions
         ],
@@ -326,6 +342,7 @@ def report(result: Result) -> str:
         f"chaos: {result['runs']} runs, {result['chaos_seconds']} s of chaos, "
         f"operator started {result['operator_starts']} times, {restarts} control-plane restarts",
         f"runs finished            {result['runs_finished']} / {result['runs']}",
+        f"API calls denied         {result['denied_calls']}   (the operator's logs)",
     ]
     for key in LOSSES:
         label = key.replace("_", " ")

@@ -26,6 +26,7 @@ from typing import Any
 
 from sluice.api import labels
 from sluice.api.meta import resource_version
+from sluice.api.v1alpha1 import GROUP
 from sluice.engine.observe import CreatedPod, RefusedCreate
 
 # Long enough for a watch to reconnect and catch up; a pod created and never
@@ -47,6 +48,22 @@ def _state(state: dict[str, Any]) -> dict[str, Any]:
     if terminated:
         return {"terminated": {k: terminated[k] for k in KEPT_TERMINATED if k in terminated}}
     return {"running": {}} if "running" in state else {}
+
+
+def controlling_run(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """(UID, name) of the Sluice run that controls the object, from its
+    ownerReference: labels alone prove nothing (anyone who may create pods
+    may copy them), so a pod no run controls is not a task attempt. The
+    reference must be to Sluice's own kind and block the owner's deletion,
+    as the operator's do: where the API server enforces owner-reference
+    permissions, that takes `update` on the finalizers of the run it
+    *names*, so a pass also checks the name, not only the UID.
+    """
+    for owner in obj["metadata"].get("ownerReferences") or ():
+        ours = owner.get("kind") == "PipelineRun" and str(owner.get("apiVersion", "")).startswith(f"{GROUP}/")
+        if ours and owner.get("controller") and owner.get("blockOwnerDeletion"):
+            return str(owner.get("uid")), str(owner.get("name"))
+    return None
 
 
 def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +94,7 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
             "creationTimestamp": meta.get("creationTimestamp"),
             "deletionTimestamp": meta.get("deletionTimestamp"),
             "finalizers": meta.get("finalizers") or [],
+            "ownerName": (controlling_run(pod) or ("", ""))[1],
         },
         "spec": {"activeDeadlineSeconds": deadline} if deadline else {},
         "status": trimmed_status,
@@ -120,19 +138,14 @@ class ChildCache:
 
     @staticmethod
     def run_uid(obj: dict[str, Any]) -> str | None:
-        """The UID of the run that controls the object, from its
-        ownerReference: labels alone prove nothing (anyone who may create
-        pods may copy them), so a pod no run controls is not a task attempt.
-        The reference must block the owner's deletion as the operator's own
-        do: where the API server enforces owner-reference permissions, only
-        who may update the run's finalizers can set that.
-        """
-        for owner in obj["metadata"].get("ownerReferences") or ():
-            controls = owner.get("controller") and owner.get("blockOwnerDeletion")
-            if owner.get("kind") == "PipelineRun" and controls:
-                uid: str | None = owner.get("uid")
-                return uid
-        return None
+        """The UID of the run that controls the object (see controlling_run)."""
+        owner = controlling_run(obj)
+        return owner[0] if owner else None
+
+    @staticmethod
+    def controlled_by(obj: dict[str, Any], uid: str, name: str) -> bool:
+        """Whether the run ``name`` with ``uid`` controls the object."""
+        return controlling_run(obj) == (uid, name)
 
     @staticmethod
     def _run_key(obj: dict[str, Any]) -> tuple[str, str]:
@@ -200,8 +213,14 @@ class ChildCache:
     def refusals(self, uid: str) -> list[RefusedCreate]:
         return list(self.refused.get(uid, {}).values())
 
-    def pods_of(self, uid: str) -> list[dict[str, Any]]:
-        return list(self.pods.get(uid, {}).values())
+    def pods_of(self, uid: str, run_name: str | None = None) -> list[dict[str, Any]]:
+        """The pods the run with ``uid`` controls; with ``run_name``, only
+        those whose reference also names it (see controlling_run).
+        """
+        pods = self.pods.get(uid, {}).values()
+        if run_name is None:
+            return list(pods)
+        return [pod for pod in pods if pod["metadata"].get("ownerName") == run_name]
 
     def run_uids(self, namespace: str, run_label: str) -> set[str]:
         """Every run UID whose pods are held under this namespace and run label."""

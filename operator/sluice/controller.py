@@ -47,6 +47,10 @@ MAX_BACKOFF = 30.0
 CONFLICT_RETRY_SECONDS = 0.05
 
 
+# What controlling_run reads of an ownerReference.
+OWNER_KEYS = ("apiVersion", "kind", "name", "uid", "controller", "blockOwnerDeletion")
+
+
 def pod_tombstone(pod: dict[str, Any]) -> dict[str, Any]:
     """What forgetting a task pod needs: its run (labels, owner) and name."""
     meta = pod["metadata"]
@@ -56,10 +60,7 @@ def pod_tombstone(pod: dict[str, Any]) -> dict[str, Any]:
             "name": meta["name"],
             "namespace": meta.get("namespace"),
             "labels": {k: pod_labels[k] for k in (labels.RUN, labels.RUN_UID) if k in pod_labels},
-            "ownerReferences": [
-                {k: o.get(k) for k in ("kind", "name", "uid", "controller", "blockOwnerDeletion")}
-                for o in meta.get("ownerReferences") or ()
-            ],
+            "ownerReferences": [{k: o.get(k) for k in OWNER_KEYS} for o in meta.get("ownerReferences") or ()],
             "deletionTimestamp": meta.get("deletionTimestamp") or "deleted",
         }
     }
@@ -106,7 +107,13 @@ class Controller:
         # over from a dead one waits out its lease and loads its cache at
         # the same time, not one after the other.
         self.tasks.append(asyncio.create_task(self._lead()))
-        await self._start_informers()
+        try:
+            await self._start_informers()
+        except BaseException:
+            # kopf retries the startup: let go of everything this attempt
+            # began (the lease included, so a healthy standby may lead).
+            await self.stop()
+            raise
         self.synced.set()
         metrics.serve(self.settings.metrics_port, lambda: len(self.queue))
 
@@ -161,28 +168,41 @@ class Controller:
             self.tasks.append(asyncio.create_task(elector.keep()))
         # No worker before every informer has listed (see _start_informers).
         await self.synced.wait()
+        if elector is not None and elector.lost.is_set():
+            return self._step_down()
         self.leading = True
         metrics.LEADER.set(1)
         self.workers = [asyncio.create_task(self._work()) for _ in range(self.settings.workers)]
         if elector is not None:
             await elector.lost.wait()
-            log.error("lost the leader lease; stopping so that only one replica reconciles")
-            self.leading = False
-            metrics.LEADER.set(0)
-            for worker in self.workers:
-                worker.cancel()
-            os.kill(os.getpid(), signal.SIGTERM)
+            self._step_down()
+
+    def _step_down(self) -> None:
+        log.error("lost the leader lease; stopping so that only one replica reconciles")
+        self.leading = False
+        metrics.LEADER.set(0)
+        for worker in self.workers:
+            worker.cancel()
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def stop(self) -> None:
-        for task in [*self.workers, *self.tasks]:
+        """Stop everything started; give the lease back if it is held (also
+        when the workers had not started yet).
+        """
+        tasks = [*self.workers, *self.tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.workers, *self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.workers, self.tasks = [], []
         if self.elector is not None:
-            if self.leading:
+            if self.elector.leading:
                 await self.elector.release()
             await self.elector.client.close()
+            self.elector = None
         if self.client is not None:
             await self.client.close()
+            self.client = None
+        self.leading = False
 
     async def _reconcile(self, key: Key) -> float | None:
         assert self.runs is not None and self.pipelines is not None

@@ -343,9 +343,21 @@ class ScopedRelease:
     directory: pathlib.Path
 
     def install_for(self, watched: str) -> Installation:
-        return install_rbac(
+        """Install for ``watched``, and return once the API server's
+        authorizer grants the new Role (it learns of RoleBindings from a
+        watch of its own, so the first calls could otherwise be denied)."""
+        installed = install_rbac(
             self.kube, self.helm, self.release, self.namespace, self.directory, f"watchNamespace={watched}"
         )
+        account = f"system:serviceaccount:{self.namespace}:{installed.service_account}"
+
+        def granted() -> bool:
+            ask = ("auth", "can-i", "watch", "pods", "-n", watched, "--as", account)
+            answer = self.kube.kubectl(*ask, check=False)
+            return answer.stdout.strip() == "yes"
+
+        wait_for(f"the scoped Role in {watched} to be in force", granted)
+        return installed
 
 
 @pytest.fixture(scope="session")
@@ -437,9 +449,12 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         scoped = request.getfixturevalue("operator")
         release: ScopedRelease = request.getfixturevalue("scoped_release")
         scoped.serve(release.install_for(name))
-    yield name
-    if scoped is not None:
-        scope = f"watching namespace {name},"
-        assert scope in scoped.log.read_text(), f"the scoped operator's log does not say {scope!r}"
-        scoped.stop()
-    kube.core.delete_namespace(name)
+    try:
+        yield name
+        if scoped is not None:
+            scope = f"watching namespace {name},"
+            assert scope in scoped.log.read_text(), f"the scoped operator's log does not say {scope!r}"
+    finally:
+        if scoped is not None:
+            scoped.stop()
+        kube.core.delete_namespace(name)

@@ -127,3 +127,20 @@ def test_a_deleted_pod_is_forgotten_from_its_tombstone() -> None:
     cache.upsert_pod(pod("a-1", "5"))
     cache.delete_pod(pod_tombstone(pod("a-1", "6")))
     assert cache.pods_of("u1") == []
+
+
+def test_a_reference_counts_only_to_sluices_own_kind_and_only_for_the_run_it_names() -> None:
+    cache = ChildCache()
+    other_group = pod("a-1", "5", "Succeeded")
+    other_group["metadata"]["ownerReferences"][0]["apiVersion"] = "tekton.dev/v1"
+    assert not cache.upsert_pod(other_group)
+    # Where owner-reference permissions are enforced, they are checked for the
+    # run a reference names: a forger names a run they may update, with the
+    # victim's UID. The victim's pass does not take that pod for its own.
+    misnamed = pod("a-2", "5", "Succeeded")
+    misnamed["metadata"]["ownerReferences"][0]["name"] = "mine"
+    cache.upsert_pod(misnamed)
+    cache.upsert_pod(pod("a-3", "5"))
+    assert [p["metadata"]["name"] for p in cache.pods_of("u1", "r")] == ["a-3"]
+    assert ChildCache.controlled_by(pod("a-3", "5"), "u1", "r")
+    assert not ChildCache.controlled_by(misnamed, "u1", "r")

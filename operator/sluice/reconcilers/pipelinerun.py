@@ -256,7 +256,7 @@ class RunReconciler:
         refusals = self.cache.refusals(facts.uid)
 
         def observe() -> dict[str, TaskObservation]:
-            pods = self.cache.pods_of(facts.uid)
+            pods = self.cache.pods_of(facts.uid, facts.name)
             return observe_tasks(names, pods, facts.now, self.cache.created_pods(facts.uid), refusals)
 
         observed = observe()
@@ -368,7 +368,13 @@ class RunReconciler:
             # Ours from an earlier pass, or a claim someone else made under
             # its name: mounting that would hand the run their volume.
             existing = await self.client.get_optional(f"{claims_path(facts.namespace)}/{name}")
-            if existing is not None and self.cache.run_uid(existing) != facts.uid:
+            if existing is None:
+                # Gone between the create and the read: the next pass creates it.
+                path = f"{claims_path(facts.namespace)}/{name}"
+                raise ApiError(
+                    409, "Conflict", "the claim was deleted while being created", "POST", path
+                ) from error
+            if not self.cache.controlled_by(existing, facts.uid, facts.name):
                 message = (
                     f"a PersistentVolumeClaim named {name} already exists and this run does not control "
                     "it (someone else created it), so it was not mounted: delete that claim and rerun"
@@ -403,13 +409,17 @@ class RunReconciler:
         not control is not, and taking it for one would let anyone who may
         create pods decide a task's outcome and results: the task fails.
         """
-        existing = await self.client.get_optional(pods_path(facts.namespace, start.name))
+        try:
+            existing = await self.client.get_optional(pods_path(facts.namespace, start.name))
+        except BaseException:
+            self.cache.unexpect(facts.uid, start.name)
+            raise
         if existing is None:
             # Gone between the create and the read: the next pass creates it.
             self.cache.unexpect(facts.uid, start.name)
             path = pods_path(facts.namespace, start.name)
             raise ApiError(409, "Conflict", "the pod was deleted while being created", "POST", path)
-        if self.cache.run_uid(existing) == facts.uid:
+        if self.cache.controlled_by(existing, facts.uid, facts.name):
             self.cache.upsert_pod(existing)
             return True
         self.cache.unexpect(facts.uid, start.name)
