@@ -32,6 +32,13 @@ class BlackHoleProxy:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        # End every connection while the loop still runs, so none is left to
+        # be closed by the garbage collector on a closed loop.
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._open is not None
