@@ -154,6 +154,34 @@ def test_forbid_skips_a_time_while_a_run_is_active(
     assert [r["metadata"]["name"] for r in scheduled_runs(kube, namespace, "forbid")] == [f"forbid-{oldest}"]
 
 
+def test_replace_deletes_the_active_run_for_the_newer_time(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        namespace,
+        scheduled("replace", [task("slow", duration="10m")], catchUp=3, concurrencyPolicy="Replace"),
+    )
+    rewind(kube, namespace, "replace", hours=12)
+    newest = newest_even_hours(3)[-1]
+
+    def only_the_newest_runs() -> bool:
+        runs = scheduled_runs(kube, namespace, "replace")
+        live = [r for r in runs if not r["metadata"].get("deletionTimestamp")]
+        return [r["metadata"]["name"] for r in runs] == [f"replace-{newest}"] and bool(
+            live and (live[0].get("status") or {}).get("phase") == "Running"
+        )
+
+    # Each due time replaced the run before it: only the newest is left, running.
+    wait_for("only the newest scheduled run, running", only_the_newest_runs)
+    wait_for(
+        "only the newest run's pod",
+        lambda: (
+            [p.metadata.labels["sluice.dev/run"] for p in kube.core.list_namespaced_pod(namespace).items]
+            == [f"replace-{newest}"]
+        ),
+    )
+
+
 def test_suspended_schedule_starts_nothing(kube: Kube, operator: OperatorProcess, namespace: str) -> None:
     kube.apply(namespace, scheduled("paused", [task("a")], suspend=True))
     rewind(kube, namespace, "paused", hours=12)
