@@ -185,6 +185,28 @@ def run_reason(kube: Kube, namespace: str, name: str) -> str | None:
     return next((c["reason"] for c in status.get("conditions") or () if c["type"] == "Succeeded"), None)
 
 
+def test_the_pipeline_shows_its_newest_run_started_by_hand(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    def last_run() -> str | None:
+        obj = kube.custom.get_namespaced_custom_object(
+            "sluice.dev", "v1alpha1", namespace, "pipelines", "shown"
+        )
+        return (obj.get("status") or {}).get("lastRunName")
+
+    kube.apply(namespace, pipeline("shown", [task("a")]), run("shown-1", "shown"))
+    wait_for("shown-1 as the last run", lambda: last_run() == "shown-1")
+    # A burst is written as one or two updates of the Pipeline, not one per
+    # run: what it shows then is a run of the burst, not the one before.
+    burst = [f"burst-{i}" for i in range(12)]
+    kube.apply(namespace, *[run(name, "shown") for name in burst])
+    for name in burst:
+        kube.wait_run(namespace, name)
+    wait_for("a run of the burst as the last run", lambda: last_run() in burst)
+    kube.apply(namespace, run("shown-2", "shown"))
+    wait_for("shown-2 as the last run", lambda: last_run() == "shown-2")
+
+
 def test_run_of_missing_pipeline_fails_after_grace(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:

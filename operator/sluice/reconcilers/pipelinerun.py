@@ -56,7 +56,8 @@ from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, valida
 from sluice.engine.run_status import status_rejected_patch
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, claims_path, pipeline_path, pods_path, run_path
-from sluice.reconcilers.keys import OwnWrites, PipelineKey, RunKey, Waiters
+from sluice.reconcilers.keys import OwnWrites, RunKey, Waiters
+from sluice.reconcilers.last_run import LastRunRecorder
 from sluice.reconcilers.peers import PeerIndex
 from sluice.reconcilers.refusals import clear_blocked, refusal_of, show_refusal
 from sluice.settings import Settings
@@ -114,6 +115,7 @@ class RunReconciler:
         # The resourceVersion of the last status this reconciler wrote, per run.
         self.run_writes = OwnWrites()
         self.peers = PeerIndex()
+        self.last_runs = LastRunRecorder(client, self.pipeline_writes)
         # The newest version of every unfinished run (see observe_run).
         self.live: dict[RunKey, dict[str, Any]] = {}
         # The last parsed (status, spec, spec error) per run, with its resourceVersion.
@@ -197,8 +199,8 @@ class RunReconciler:
             # Refusals are remembered in the cache, so the next pass converges.
             log.warning("run %s: the facts kept changing during one pass; looking again", key)
         if last_run_of is not None:
-            # Off the latency path: after the run's first pods exist.
-            await self._record_last_run(key.namespace, last_run_of, key.name)
+            # After the run's first pods exist, and not awaited (see last_run.py).
+            self.last_runs.record(key.namespace, last_run_of, key.name)
         if create_errors:
             # Quota, rate limits, a webhook down: worth retrying (the worker
             # backs off), and worth telling the user, who would otherwise see
@@ -489,13 +491,3 @@ class RunReconciler:
             metrics.RUNS_FINISHED.labels(plan.finished).inc()
         for announcement in plan.events:
             await self.events.announce(run, announcement)
-
-    async def _record_last_run(self, namespace: str, pipeline: str, run: str) -> None:
-        """Show the newest run in `kubectl get pipelines`; best effort."""
-        try:
-            written = await self.client.merge_patch(
-                pipeline_path(namespace, pipeline, "status"), {"status": {"lastRunName": run}}
-            )
-            self.pipeline_writes.note(PipelineKey(namespace, pipeline), written)
-        except ApiError as error:
-            log.info("could not record last run on pipeline %s/%s: %s", namespace, pipeline, error)
