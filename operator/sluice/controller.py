@@ -194,6 +194,8 @@ class Controller:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.workers, self.tasks = [], []
+        if self.runs is not None:
+            await self.runs.last_runs.close()
         if self.elector is not None:
             if self.elector.leading:
                 await self.elector.release()

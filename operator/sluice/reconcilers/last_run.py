@@ -44,3 +44,10 @@ class LastRunRecorder:
                     log.info("could not record last run %s on pipeline %s: %s", run, key, error)
         finally:
             self.writers.pop(key, None)
+
+    async def close(self) -> None:
+        """Stop the writes in flight (at shutdown: the next leader writes anew)."""
+        writers = list(self.writers.values())
+        for writer in writers:
+            writer.cancel()
+        await asyncio.gather(*writers, return_exceptions=True)
