@@ -458,3 +458,12 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         if scoped is not None:
             scoped.stop()
         kube.core.delete_namespace(name)
+
+
+@pytest.fixture
+def release_namespace(kube: Kube) -> Iterator[str]:
+    """A namespace to install a release of the chart into."""
+    name = f"sluice-{uuid.uuid4().hex[:6]}"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    kube.core.delete_namespace(name)

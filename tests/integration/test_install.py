@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -52,14 +51,6 @@ def test_rendered_manifests_match_the_chart() -> None:
         [str(ROOT / "hack" / "gen-manifests"), "--print"], check=True, capture_output=True, text=True
     ).stdout
     assert (ROOT / "manifests" / "install.yaml").read_text() == expected, "run hack/gen-manifests"
-
-
-@pytest.fixture
-def release_namespace(kube: Kube) -> Iterator[str]:
-    name = f"sluice-{uuid.uuid4().hex[:6]}"
-    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    kube.core.delete_namespace(name)
 
 
 @pytest.mark.parametrize("namespaced", [False, True])

@@ -144,6 +144,27 @@ def replicas(
     operator.start()
 
 
+def leader_and_standby(
+    kube: Kube,
+    installation: Installation,
+    namespace: str,
+    replicas: Callable[..., OperatorProcess],
+    prefix: str,
+    through: int | None = None,
+) -> tuple[OperatorProcess, OperatorProcess]:
+    """Two replicas, the first (``through`` a proxy, if given) leading, and a
+    run of pipeline "p" finished under them."""
+    first = replicas(f"{prefix}-leader", through=through)
+    wait_for(
+        "the first replica to lead",
+        lambda: lease_holder(kube, installation) == f"{prefix}-leader-{SESSION_ID}",
+    )
+    second = replicas(f"{prefix}-standby")
+    kube.apply(namespace, pipeline("p", [task("one"), task("two", "one")]), run("before", "p"))
+    assert kube.wait_run(namespace, "before")["status"]["phase"] == "Succeeded"
+    return first, second
+
+
 def test_a_leader_cut_off_from_the_api_server_stops_before_its_standby_takes_over(
     kube: Kube,
     installation: Installation,
@@ -154,14 +175,7 @@ def test_a_leader_cut_off_from_the_api_server_stops_before_its_standby_takes_ove
     server = yaml.safe_load(installation.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     proxy = BlackHoleProxy("127.0.0.1", int(server.rsplit(":", 1)[1])).start()
     try:
-        first = replicas("cut-leader", through=proxy.port)
-        wait_for(
-            "the first replica to lead",
-            lambda: lease_holder(kube, installation) == f"cut-leader-{SESSION_ID}",
-        )
-        second = replicas("cut-standby")
-        kube.apply(namespace, pipeline("p", [task("one"), task("two", "one")]), run("before", "p"))
-        assert kube.wait_run(namespace, "before")["status"]["phase"] == "Succeeded"
+        first, second = leader_and_standby(kube, installation, namespace, replicas, "cut", proxy.port)
         with LeaderWatch([first, second]) as watch, proxy.partition():
             # Its calls now hang unanswered, the lease renewals included.
             kube.apply(namespace, run("during", "p"))
@@ -193,14 +207,7 @@ def test_replicas_survive_an_api_server_restart_without_leading_together(
     replicas: Callable[..., OperatorProcess],
     tmp_path: pathlib.Path,
 ) -> None:
-    first = replicas("restart-leader")
-    wait_for(
-        "the first replica to lead",
-        lambda: lease_holder(kube, installation) == f"restart-leader-{SESSION_ID}",
-    )
-    second = replicas("restart-standby")
-    kube.apply(namespace, pipeline("p", [task("one"), task("two", "one")]), run("before", "p"))
-    assert kube.wait_run(namespace, "before")["status"]["phase"] == "Succeeded"
+    first, second = leader_and_standby(kube, installation, namespace, replicas, "restart")
     with LeaderWatch([first, second]) as watch:
         subprocess.run(
             [str(HACK), "restart", "kube-apiserver"], check=True, env=hack_env(), capture_output=True

@@ -9,13 +9,11 @@ with one verb taken out of its Role, so the session operator stops meanwhile.
 from __future__ import annotations
 
 import pathlib
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 from tests.builders import pipeline, run, task
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
@@ -24,14 +22,6 @@ from tests.integration.installed import Installation, install_rbac
 pytestmark = [pytest.mark.integration, pytest.mark.allows_forbidden, pytest.mark.cluster_scope_only]
 
 Rule = dict[str, Any]
-
-
-@pytest.fixture
-def release_namespace(kube: Kube) -> Iterator[str]:
-    name = f"sluice-{uuid.uuid4().hex[:6]}"
-    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    kube.core.delete_namespace(name)
 
 
 def role_without(installed: Installation, resource: str, verb: str) -> tuple[dict[str, Any], dict[str, Any]]:
