@@ -166,11 +166,7 @@ def leader_and_standby(
 
 
 def test_a_leader_cut_off_from_the_api_server_stops_before_its_standby_takes_over(
-    kube: Kube,
-    installation: Installation,
-    namespace: str,
-    replicas: Callable[..., OperatorProcess],
-    tmp_path: pathlib.Path,
+    kube: Kube, installation: Installation, namespace: str, replicas: Callable[..., OperatorProcess]
 ) -> None:
     server = yaml.safe_load(installation.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
     proxy = BlackHoleProxy("127.0.0.1", int(server.rsplit(":", 1)[1])).start()
@@ -201,11 +197,7 @@ def test_a_leader_cut_off_from_the_api_server_stops_before_its_standby_takes_ove
 # its RBAC caches are filled: a restart's transient denials are no RBAC gap.
 @pytest.mark.allows_forbidden
 def test_replicas_survive_an_api_server_restart_without_leading_together(
-    kube: Kube,
-    installation: Installation,
-    namespace: str,
-    replicas: Callable[..., OperatorProcess],
-    tmp_path: pathlib.Path,
+    kube: Kube, installation: Installation, namespace: str, replicas: Callable[..., OperatorProcess]
 ) -> None:
     first, second = leader_and_standby(kube, installation, namespace, replicas, "restart")
     with LeaderWatch([first, second]) as watch:
