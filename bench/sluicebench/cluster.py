@@ -9,6 +9,7 @@ contend for the leader lease) whenever the tests run at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pathlib
@@ -74,6 +75,16 @@ class Cluster:
             subprocess.run([str(HACK), "up", "--nodes", "kwok"], check=True, env=self.env)
             self.started = True
         return kubeconfig
+
+    def component_pids(self) -> dict[str, int]:
+        """The running components (etcd, kube-apiserver, kwok, ...) by name,
+        from ``hack/cluster``'s pid files.
+        """
+        found = {}
+        for pidfile in sorted((pathlib.Path(self.env["SLUICE_STATE_DIR"]) / "pids").glob("*.pid")):
+            with contextlib.suppress(ValueError, OSError):
+                found[pidfile.stem] = int(pidfile.read_text().strip())
+        return found
 
     def down(self) -> None:
         subprocess.run([str(HACK), "down"], check=False, env=self.env)

@@ -74,29 +74,55 @@ class Sample:
 class CpuTrace:
     """Readings every ``interval`` seconds while it runs, so the CPU spent in
     a window known only afterwards (first to last pod of a fan-out) can be
-    read off: the operator's cores and the machine's busy cores in it.
+    read off: the operator's cores and the machine's busy cores in it, and
+    each named process's (the cluster's components, this benchmark), so a
+    slow window can be blamed on whoever used the machine in it.
     """
 
-    def __init__(self, pid: int | None, interval: float = 0.05) -> None:
+    def __init__(self, pid: int | None, interval: float = 0.05, others: dict[str, int] | None = None) -> None:
         self.pid = pid
         self.interval = interval
+        self.others = dict(others or {})
         self.samples: list[tuple[float, float, float]] = []
+        self.other_samples: list[dict[str, float]] = []
 
     def take(self) -> None:
         operator = cpu_seconds(self.pid) if self.pid is not None else 0.0
         self.samples.append((time.monotonic(), operator, machine_busy_seconds()))
+        self.other_samples.append({name: _cpu_or_zero(pid) for name, pid in self.others.items()})
+
+    def _bounds(self, start: float, end: float) -> tuple[int, int] | None:
+        before = [i for i, s in enumerate(self.samples) if s[0] <= start]
+        after = [i for i, s in enumerate(self.samples) if s[0] >= end]
+        if not before or not after or self.samples[after[0]][0] <= self.samples[before[-1]][0]:
+            return None
+        return before[-1], after[0]
 
     def cores_between(self, start: float, end: float) -> tuple[float, float] | None:
         """(operator cores, machine busy cores) from the last reading at or
         before ``start`` to the first at or after ``end``; None when the
         trace does not cover the window.
         """
-        before = [s for s in self.samples if s[0] <= start]
-        after = [s for s in self.samples if s[0] >= end]
-        if not before or not after:
+        bounds = self._bounds(start, end)
+        if bounds is None:
             return None
-        first, last = before[-1], after[0]
+        first, last = self.samples[bounds[0]], self.samples[bounds[1]]
         wall = last[0] - first[0]
-        if wall <= 0:
-            return None
         return (last[1] - first[1]) / wall, (last[2] - first[2]) / wall
+
+    def others_between(self, start: float, end: float) -> dict[str, float]:
+        """Each named process's cores over the same window as ``cores_between``."""
+        bounds = self._bounds(start, end)
+        if bounds is None:
+            return {}
+        wall = self.samples[bounds[1]][0] - self.samples[bounds[0]][0]
+        first, last = self.other_samples[bounds[0]], self.other_samples[bounds[1]]
+        return {name: round((last[name] - first[name]) / wall, 2) for name in self.others}
+
+
+def _cpu_or_zero(pid: int) -> float:
+    """A process that is gone (a restarted component) reads as no CPU."""
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return 0.0

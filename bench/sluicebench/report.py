@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,8 +123,9 @@ def _cpu_verdict(results: list[Result]) -> Verdict:
 
 
 def _fanout_verdict(results: list[Result]) -> Verdict:
-    """Every repetition must reach 80 % of the ceiling measured next to it:
-    a target met once in three is not met.
+    """The median over the repetitions of each fan-out's rate against the
+    mean of the ceilings just before and after it; three repetitions at
+    least, as one ratio is within the ceiling's own noise of the target.
     """
     target = "fanout1000 creation rate >= 80% of ceiling"
     runs = [r for r in results if r["scenario"] == "fanout1000"]
@@ -133,14 +135,17 @@ def _fanout_verdict(results: list[Result]) -> Verdict:
     if not measured:
         why = runs[-1].get("error") or ("no ceiling measured" if not runs[-1].get("ceiling") else "no rate")
         return Verdict(target, f"not measured: {brief(why)}", "-")
-    each = [
+    fractions = sorted(float(r["fanout"]["fraction_of_ceiling"]) for r in measured)
+    each = "; ".join(
         f"{100 * r['fanout']['fraction_of_ceiling']:.0f}% "
-        f"({r['fanout']['pods_per_second']} of {r['ceiling']['pods_per_second']} pods/s)"
+        f"({r['fanout']['pods_per_second']} of {r['fanout']['ceiling_pods_per_second']} pods/s)"
         for r in measured
-    ]
-    worst = min(float(r["fanout"]["fraction_of_ceiling"]) for r in measured)
-    label = "worst of " + str(len(measured)) + ": " if len(measured) > 1 else ""
-    return Verdict(target, label + "; ".join(each), "PASS" if worst >= 0.8 else "MISS")
+    )
+    median = statistics.median(fractions)
+    figure = f"median {100 * median:.0f}% of {len(measured)}: {each}"
+    if len(measured) < 3:
+        return Verdict(target, figure + " (judged on 3 or more: --repeat 3)", "-")
+    return Verdict(target, figure, "PASS" if median >= 0.8 else "MISS")
 
 
 def verdicts(results: list[Result]) -> list[Verdict]:

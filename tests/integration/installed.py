@@ -19,7 +19,8 @@ class Admin(Protocol):
     """Who installs: kubectl with the admin's kubeconfig (the tests' Kube,
     or the chaos benchmark's)."""
 
-    kubeconfig: str
+    @property
+    def kubeconfig(self) -> str: ...
 
     def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]: ...
 
@@ -54,7 +55,7 @@ class Installation:
 
     @property
     def service_account(self) -> str:
-        return next(d["metadata"]["name"] for d in self.documents if d["kind"] == "ServiceAccount")
+        return str(next(d["metadata"]["name"] for d in self.documents if d["kind"] == "ServiceAccount"))
 
     @property
     def watched_namespace(self) -> str:
