@@ -324,6 +324,9 @@ def fanout_figures(tl: Timeline, scenario: Scenario, run: str, trace: CpuTrace) 
     } | window_cores(trace, created)
 
 
+KWOK_IDLE_CORES = 0.05
+
+
 def bracket(result: Result, before: Result, after: Result) -> None:
     """The fan-out's rate against the mean of the ceilings measured right
     before and right after it. Back-to-back ceilings on this 2-core machine,
@@ -339,6 +342,17 @@ def bracket(result: Result, before: Result, after: Result) -> None:
     mean = sum(float(r) for r in rates if r) / 2
     fan["ceiling_pods_per_second"] = round(mean, 1)
     fan["fraction_of_ceiling"] = round(float(fan["pods_per_second"]) / mean, 3)
+    # kwok sometimes stalls for seconds (its queue busy with the last
+    # namespace's deletions): pods created then are not run, the window's
+    # API server does far less work per pod, and its rate says nothing of
+    # the operator. Such a sample is kept in the JSON but not judged.
+    idle = [
+        label
+        for label, window in (("ceiling before", before), ("fan-out", fan), ("ceiling after", after))
+        if (window.get("cores_by_process_while_creating") or {}).get("kwok", 1.0) < KWOK_IDLE_CORES
+    ]
+    if idle:
+        fan["not_judged"] = f"kwok ran no pods in the {' and '.join(idle)} window"
 
 
 def operator_figures(pid: int, before: Sample, after: Sample, tasks: int, peak_reset: bool) -> Result:

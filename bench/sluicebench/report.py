@@ -132,6 +132,8 @@ def _fanout_verdict(results: list[Result]) -> Verdict:
     if not runs:
         return Verdict(target, "not run (needs --big)", "-")
     measured = [r for r in runs if (r.get("fanout") or {}).get("fraction_of_ceiling") is not None]
+    stalled = [r for r in measured if r["fanout"].get("not_judged")]
+    measured = [r for r in measured if not r["fanout"].get("not_judged")]
     if not measured:
         why = runs[-1].get("error") or ("no ceiling measured" if not runs[-1].get("ceiling") else "no rate")
         return Verdict(target, f"not measured: {brief(why)}", "-")
@@ -143,6 +145,8 @@ def _fanout_verdict(results: list[Result]) -> Verdict:
     )
     median = statistics.median(fractions)
     figure = f"median {100 * median:.0f}% of {len(measured)}: {each}"
+    if stalled:
+        figure += f" ({len(stalled)} more not judged: kwok stalled in their windows)"
     if len(measured) < 3:
         return Verdict(target, figure + " (judged on 3 or more: --repeat 3)", "-")
     return Verdict(target, figure, "PASS" if median >= 0.8 else "MISS")
