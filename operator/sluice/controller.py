@@ -102,7 +102,7 @@ class Controller:
         self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
         events = EventRecorder(self.client)
         self.runs = RunReconciler(self.client, self.cache, events, self.settings, self.pipeline_writes)
-        self.pipelines = PipelineReconciler(self.client, events, self.pipeline_writes)
+        self.pipelines = PipelineReconciler(self.client, events, self.pipeline_writes, self.runs.peers)
         # The lease is sought while the informers list: a new replica taking
         # over from a dead one waits out its lease and loads its cache at
         # the same time, not one after the other.
@@ -302,6 +302,10 @@ class Controller:
         for owner in meta.get("ownerReferences") or ():
             if owner.get("kind") == "Pipeline":
                 self.queue.add(PipelineKey(meta["namespace"], owner["name"]))
+        if (obj.get("spec") or {}).get("rerunOf") and pipeline and pipeline != labels.INLINE_PIPELINE:
+            # A finished rerun no longer needs its source: history limits the
+            # source's schedule held back for it may now prune it.
+            self.queue.add(PipelineKey(meta["namespace"], pipeline))
 
     def saw_pod(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "DELETED":

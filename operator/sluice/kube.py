@@ -88,6 +88,24 @@ class ApiError(Exception):
         return self.status == 409
 
 
+class NameTaken(ApiError):
+    """A create met AlreadyExists, and what exists under that name is not
+    ours: retrying cannot help until someone frees the name, so it is shown
+    on the object like any refusal for good.
+    """
+
+    def __init__(self, method: str, path: str, message: str) -> None:
+        super().__init__(409, "NameTaken", message, method, path)
+
+    @property
+    def permanent(self) -> bool:
+        return True
+
+    @property
+    def conflict(self) -> bool:
+        return False  # not a stale read: a fresh one meets the same name
+
+
 class Fenced(Exception):
     """A write refused locally: the replica's leadership has ended."""
 

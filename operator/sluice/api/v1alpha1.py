@@ -320,7 +320,16 @@ class PipelineStatus(ApiModel):
     last_schedule_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     next_schedule_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     observed_schedule: str | None = Field(
-        default=None, description="The cron|timezone lastScheduleTime was computed for."
+        default=None,
+        description="The cron|timezone the schedule's times were computed for; |suspended while suspended.",
+    )
+    schedule_active_since: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description=(
+            "When the schedule as written took effect (added, changed or resumed): "
+            "no time before it fires on its own (a Backfill loads those)."
+        ),
     )
 
 
@@ -333,6 +342,26 @@ class PipelineRef(ApiModel):
 
 class RunRef(ApiModel):
     name: str = Field(json_schema_extra=dns_label(253))
+
+
+class DataInterval(ApiModel):
+    """The span of data a run loads, as Airflow's data interval: a scheduled
+    run's is from the schedule's previous instant to its own.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "timestamp(self.start) <= timestamp(self.end)",
+                    "message": "dataInterval.start must not be after dataInterval.end",
+                }
+            ]
+        }
+    )
+
+    start: str = Field(json_schema_extra={"format": "date-time"}, description="RFC 3339, inclusive.")
+    end: str = Field(json_schema_extra={"format": "date-time"}, description="RFC 3339, exclusive.")
 
 
 class PipelineRunSpec(ApiModel):
@@ -355,6 +384,14 @@ class PipelineRunSpec(ApiModel):
     rerun_of: RunRef | None = Field(
         default=None,
         description="Re-run a finished run's unsucceeded tasks, reusing its succeeded ones (and results).",
+    )
+    data_interval: DataInterval | None = Field(
+        default=None,
+        description=(
+            "The data this run loads: $(context.dataIntervalStart) and $(context.dataIntervalEnd). "
+            "Unset on a run made by hand: the newest complete interval of the pipeline's schedule "
+            "when it was created (from its creation time to itself without a schedule)."
+        ),
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None,

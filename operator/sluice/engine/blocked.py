@@ -18,7 +18,7 @@ from sluice.engine.announce import Announcement, warning
 from sluice.engine.conditions import condition, set_condition
 
 BLOCKED = "Blocked"
-REASONS = {403: "Forbidden", 422: "Invalid", 400: "BadRequest"}
+REASONS = {403: "Forbidden", 422: "Invalid", 400: "BadRequest", 409: "NameTaken"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Refusal:
 
     def describe(self) -> str:
         where = f' in namespace "{self.namespace}"' if self.namespace else ""
+        if self.status == 409:  # a name taken by an object not ours: the message says which
+            return f"could not {self.verb} {self.resource}{where}: {self.message}"
         if self.by_rbac:
             return (
                 f"the operator may not {self.verb} {self.resource}{where}: grant it in the "

@@ -50,8 +50,13 @@ def claim_name(run_name: str, run_uid: str) -> str:
 
 
 def scheduled_run_name(pipeline: str, moment: datetime) -> str:
-    """``<pipeline>-<YYYYMMDDHHMM>`` in UTC: the same scheduled time always
-    gives the same name, so a restart or a second replica cannot start it twice.
+    """``<pipeline>-<YYYYMMDDHHMM>`` in UTC: the same scheduled instant always
+    gives the same name, so a restart or a second replica cannot start it
+    twice. A pipeline name too long for that within 63 characters (a label
+    value) is cut and followed by a hash of the whole name, so two pipelines
+    sharing a long prefix never share a run name.
     """
     stamp = moment.astimezone(UTC).strftime("%Y%m%d%H%M")
-    return f"{pipeline[: MAX_NAME - len(stamp) - 1].rstrip('-.')}-{stamp}"
+    if len(pipeline) + 1 + len(stamp) <= MAX_NAME:
+        return f"{pipeline}-{stamp}"
+    return _bounded(pipeline, f"{short_hash(pipeline)}-{stamp}")

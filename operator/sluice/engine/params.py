@@ -23,6 +23,8 @@ CONTEXT_VARIABLES = (
     "context.task.name",
     "context.scheduledTime",
     "context.scheduledDate",
+    "context.dataIntervalStart",
+    "context.dataIntervalEnd",
 )
 
 

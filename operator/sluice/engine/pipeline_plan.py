@@ -6,10 +6,18 @@ concurrency policy), which finished scheduled runs fall outside the history
 limits (delete them), and when the next time is (wake then).
 
 Level-based like the run's plan: everything is recomputed from the
-Pipeline's status (lastScheduleTime) and the runs that exist, so a restart
-or a second replica cannot start a scheduled time twice (its run name is
-derived from the time) nor forget one (missed times are found by scanning
-forward from lastScheduleTime, bounded by catchUp and startingDeadlineSeconds).
+Pipeline's status and the runs that exist, so a restart or a second replica
+cannot start a scheduled time twice (its run name is derived from the time)
+nor forget one (missed times are found by scanning back from now to the
+newer of lastScheduleTime and scheduleActiveSince, bounded by catchUp and
+startingDeadlineSeconds).
+
+Times before the schedule took effect never fire on their own: a schedule
+added to an existing Pipeline, edited, resumed or re-added starts counting
+when the operator first sees it so (status.scheduleActiveSince). Only a
+Pipeline created with its schedule and never edited counts from its
+creation, so a scheduled time that passed while the operator was down
+still fires.
 """
 
 from __future__ import annotations
@@ -32,13 +40,14 @@ from sluice.api.v1alpha1 import (
 from sluice.engine.announce import Announcement, normal, warning
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.cron import CronSchedule, due_times
+from sluice.engine.data_interval import scheduled_interval
 from sluice.engine.errors import InvalidPipeline
 from sluice.engine.naming import label_value, scheduled_run_name
 from sluice.engine.params import substitute
 from sluice.engine.pipeline_status import pipeline_status
 
 # Fields a merge patch must clear explicitly when the plan drops them.
-CLEARABLE_STATUS_FIELDS = ("nextScheduleTime", "observedSchedule")
+CLEARABLE_STATUS_FIELDS = ("nextScheduleTime", "observedSchedule", "scheduleActiveSince")
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class PipelineFacts:
     # The runs its schedule started (label sluice.dev/scheduled-by); None when
     # it has no valid schedule (see ``schedule_of``) and none were read.
     runs: tuple[ScheduledRun, ...] | None = None
+    # Runs an unfinished rerun re-runs: it reuses their results and workspace
+    # claim, so history limits must not delete them yet.
+    rerun_sources: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -128,11 +140,37 @@ def schedule_of(pipeline: Mapping[str, Any]) -> PipelineSchedule | None:
         return None
 
 
+SUSPENDED = "|suspended"
+
+
 def schedule_fingerprint(schedule: ScheduleSpec) -> str:
-    """What lastScheduleTime was computed for: a changed cron or timezone
-    restarts the schedule from now instead of firing "missed" times.
+    """What the schedule's times are computed for. A change of cron, time
+    zone or suspension is a new schedule: it starts counting afresh instead
+    of firing "missed" times.
     """
-    return f"{schedule.cron}|{schedule.timezone}"
+    fingerprint = f"{schedule.cron}|{schedule.timezone}"
+    return fingerprint + SUSPENDED if schedule.suspend else fingerprint
+
+
+def counting_since(
+    pipeline: Mapping[str, Any], status: PipelineStatus, fingerprint: str, now: datetime
+) -> datetime:
+    """Where the search for due times stops: nothing at or before it fires.
+
+    A schedule seen as it is for the first time (new, edited, resumed,
+    re-added) counts from now, except on a Pipeline created with it and
+    never edited (generation 1), which counts from its creation. Otherwise
+    from the newer of the last scheduled time and the moment it took effect.
+    """
+    meta = pipeline["metadata"]
+    created = parse_time(meta["creationTimestamp"])
+    pristine = meta.get("generation", 1) == 1 and not status.last_schedule_time
+    if status.observed_schedule != fingerprint:
+        return created if status.observed_schedule is None and pristine else now
+    bounds = [parse_time(t) for t in (status.last_schedule_time, status.schedule_active_since) if t]
+    if bounds:
+        return max(bounds)
+    return created if pristine else now
 
 
 def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
@@ -143,31 +181,26 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     if parsed is None:
         cleared: dict[str, Any] = {"next_schedule_time": None}
         if not (pipeline.get("spec") or {}).get("schedule"):
-            cleared["observed_schedule"] = None
+            cleared |= {"observed_schedule": None, "schedule_active_since": None}
         # An invalid schedule keeps observedSchedule, so once fixed it starts
         # afresh instead of firing "missed" times.
         return PipelinePlan(status=_changed(current, status.model_copy(update=cleared)))
     schedule, cron = parsed.spec, parsed.cron
     fingerprint = schedule_fingerprint(schedule)
-    if status.observed_schedule is not None and status.observed_schedule != fingerprint:
-        last = now  # the schedule was edited: start it afresh, fire nothing "missed"
-    elif status.last_schedule_time:
-        last = parse_time(status.last_schedule_time)
-    else:
-        last = parse_time(pipeline["metadata"]["creationTimestamp"])
+    since = counting_since(pipeline, status, fingerprint, now)
     runs = list(facts.runs or ())
-    doomed = runs_to_prune(runs, schedule)
+    doomed = runs_to_prune(runs, schedule, facts.rerun_sources)
     actions: list[CreateRun | DeleteRun | Announcement] = [DeleteRun(name) for name in doomed]
     runs = [run for run in runs if run.name not in doomed]
     update: dict[str, Any] = {"observed_schedule": fingerprint}
-    if last == now:
-        update["last_schedule_time"] = rfc3339(now)
     if schedule.suspend:
-        update["next_schedule_time"] = None
+        update |= {"next_schedule_time": None, "schedule_active_since": None}
         return PipelinePlan(
             status=_changed(current, status.model_copy(update=update)), actions=tuple(actions)
         )
-    due = due_times(cron, last, now, schedule.catch_up, schedule.starting_deadline_seconds)
+    if status.observed_schedule != fingerprint or not status.schedule_active_since:
+        update["schedule_active_since"] = rfc3339(since)
+    due = due_times(cron, since, now, schedule.catch_up, schedule.starting_deadline_seconds)
     actions += _start_due(pipeline, schedule, cron, due, runs)
     if due:
         update["last_schedule_time"] = rfc3339(due[-1])
@@ -215,9 +248,12 @@ def _start_due(
 def scheduled_run(
     pipeline: Mapping[str, Any], schedule: ScheduleSpec, moment: datetime, cron: CronSchedule
 ) -> dict[str, Any]:
-    """The PipelineRun for one scheduled time, owned by its Pipeline."""
+    """The PipelineRun for one scheduled instant, owned by its Pipeline. Its
+    data interval runs from the schedule's previous instant to this one.
+    """
     meta = pipeline["metadata"]
     local = moment.astimezone(cron.timezone)
+    interval = scheduled_interval(cron, moment).to_api()
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "PipelineRun",
@@ -236,13 +272,15 @@ def scheduled_run(
                 {"apiVersion": API_VERSION, "kind": "Pipeline", "name": meta["name"], "uid": meta["uid"]}
             ],
         },
-        "spec": {"pipelineRef": {"name": meta["name"]}},
+        "spec": {"pipelineRef": {"name": meta["name"]}, "dataInterval": interval},
     }
     if schedule.params:
         # Param values may name the scheduled time, like Airflow's {{ ds }}.
         context = {
             "context.scheduledTime": rfc3339(moment),
             "context.scheduledDate": local.strftime("%Y-%m-%d"),
+            "context.dataIntervalStart": interval["start"],
+            "context.dataIntervalEnd": interval["end"],
         }
         body["spec"]["params"] = [
             {"name": p.name, "value": substitute(p.value, context)} for p in schedule.params
@@ -250,11 +288,16 @@ def scheduled_run(
     return body
 
 
-def runs_to_prune(runs: Sequence[ScheduledRun], schedule: ScheduleSpec) -> list[str]:
-    """Names of finished scheduled runs beyond the history limits, oldest first."""
+def runs_to_prune(
+    runs: Sequence[ScheduledRun], schedule: ScheduleSpec, rerun_sources: frozenset[str] = frozenset()
+) -> list[str]:
+    """Names of finished scheduled runs beyond the history limits, oldest
+    first. A run an unfinished rerun re-runs is kept (and not counted) until
+    that rerun ends: deleting it would take its workspace claim from under it.
+    """
 
     def finished(phases: tuple[str, ...]) -> list[ScheduledRun]:
-        chosen = [run for run in runs if run.phase in phases]
+        chosen = [run for run in runs if run.phase in phases and run.name not in rerun_sources]
         return sorted(chosen, key=lambda run: (run.scheduled_at, run.name))
 
     succeeded = finished(("Succeeded",))

@@ -32,6 +32,7 @@ from sluice.api.v1alpha1 import (
     FAILED_TASK_PHASES,
     FINISHED_RUN_PHASES,
     RECORDED_TASK_PHASES,
+    DataInterval,
     ParamValue,
     PipelineRunSpec,
     PipelineRunStatus,
@@ -42,6 +43,7 @@ from sluice.engine.announce import Announcement, normal, warning
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelism
+from sluice.engine.data_interval import run_interval
 from sluice.engine.observe import TaskObservation, TrackedPod, truncate
 from sluice.engine.params import references
 from sluice.engine.render import RunIdentity, render_pod, workspace_claim
@@ -425,7 +427,8 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     wakes += deadlines
     observed = collect_results(tasks, observed, status)
     identity = RunIdentity(facts.namespace, facts.name, facts.uid, status.pipeline_name or INLINE)
-    base = run_variables(identity, status, facts.annotations, facts.created)
+    interval = facts.spec.data_interval if facts.spec else None
+    base = run_variables(identity, status, facts.annotations, facts.created, interval)
     skipped, variables, phases = decide_when(status, graph, tasks, observed, base)
     ready = within_parallelism(ready_tasks(graph, phases), phases, spec.parallelism)
     wanted = [(name, 0) for name in ready] + retries_due
@@ -627,9 +630,17 @@ def collect_results(
 
 
 def run_variables(
-    run: RunIdentity, status: PipelineRunStatus, annotations: Mapping[str, str], created: str
+    run: RunIdentity,
+    status: PipelineRunStatus,
+    annotations: Mapping[str, str],
+    created: str,
+    interval: DataInterval | None = None,
 ) -> dict[str, str]:
-    """Substitution values; a run started by hand is "scheduled" at its creation."""
+    """Substitution values; a run started by hand is "scheduled" at its
+    creation. ``interval``: the run's own spec.dataInterval, if any.
+    """
+    schedule = status.pipeline_spec.schedule if status.pipeline_spec else None
+    loads = run_interval(interval, schedule, created)
     variables = {f"params.{p.name}": p.value for p in status.params or ()}
     variables.update(
         {
@@ -639,6 +650,8 @@ def run_variables(
             "context.pipeline.name": run.pipeline_name,
             "context.scheduledTime": annotations.get(labels.SCHEDULED_TIME) or created,
             "context.scheduledDate": annotations.get(labels.SCHEDULED_DATE) or created[:10],
+            "context.dataIntervalStart": loads.start,
+            "context.dataIntervalEnd": loads.end,
         }
     )
     return variables

@@ -44,5 +44,10 @@ class PeerIndex:
         peers = (peer for _, peer in (self.runs.get(namespace) or {}).values())
         return any(peer.rerun_of == name and not peer.finished for peer in peers)
 
+    def rerun_sources(self, namespace: str) -> frozenset[str]:
+        """The runs of the namespace an unfinished rerun re-runs."""
+        peers = (peer for _, peer in (self.runs.get(namespace) or {}).values())
+        return frozenset(peer.rerun_of for peer in peers if peer.rerun_of and not peer.finished)
+
     def of(self, namespace: str) -> tuple[PeerRun, ...]:
         return tuple(peer for _, peer in (self.runs.get(namespace) or {}).values())

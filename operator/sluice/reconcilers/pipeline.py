@@ -28,8 +28,9 @@ from sluice.engine.pipeline_plan import (
     status_patch,
 )
 from sluice.events import EventRecorder
-from sluice.kube import ApiError, KubeClient, pipeline_path, run_path
+from sluice.kube import ApiError, KubeClient, NameTaken, pipeline_path, run_path
 from sluice.reconcilers.keys import OwnWrites, PipelineKey
+from sluice.reconcilers.peers import PeerIndex
 from sluice.reconcilers.refusals import clear_blocked, refusal_of, show_refusal
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,13 @@ class PipelineReconciler:
         client: KubeClient,
         events: EventRecorder,
         writes: OwnWrites,
+        peers: PeerIndex,
         clock: Callable[[], datetime] = now,
     ) -> None:
         self.client = client
         self.events = events
         self.writes = writes
+        self.peers = peers
         self.clock = clock
 
     async def reconcile(self, key: PipelineKey) -> float | None:
@@ -56,7 +59,8 @@ class PipelineReconciler:
         runs = None
         if schedule_of(pipeline) is not None:
             runs = tuple(scheduled_run_view(run) for run in await self._scheduled_runs(key))
-        plan = plan_pipeline(PipelineFacts(pipeline, self.clock(), runs))
+        rerun_sources = self.peers.rerun_sources(key.namespace)
+        plan = plan_pipeline(PipelineFacts(pipeline, self.clock(), runs, rerun_sources))
         await self._act(pipeline, plan)
         path = pipeline_path(key.namespace, key.name, "status")
         if plan.status is not None:
@@ -102,8 +106,29 @@ class PipelineReconciler:
                 try:
                     await self.client.create(run_path(namespace), action.body)
                 except ApiError as error:
-                    if error.already_exists:
+                    if error.already_exists and await self._ours(pipeline, action.name, error):
                         continue
                     raise
                 metrics.RUNS_SCHEDULED.inc()
                 await self.events.announce(pipeline, action.announcement)
+
+    async def _ours(self, pipeline: dict[str, Any], name: str, error: ApiError) -> bool:
+        """Whether the run that exists under a scheduled run's name is this
+        Pipeline's (an earlier pass created it). If not, nothing may count
+        that time as started: raise a refusal the Pipeline shows (Blocked
+        condition, Warning Event) until the name is freed; lastScheduleTime
+        does not move, so the time is started once it is.
+        """
+        meta = pipeline["metadata"]
+        existing = await self.client.get_optional(run_path(meta["namespace"], name))
+        if existing is None:
+            raise error  # gone again since: the retry creates it
+        owners = existing["metadata"].get("ownerReferences") or ()
+        if any(o.get("kind") == "Pipeline" and o.get("uid") == meta["uid"] for o in owners):
+            return True
+        raise NameTaken(
+            error.method,
+            error.path,
+            f'the run "{name}" for a scheduled time exists and was not started by this schedule: '
+            "rename or delete it, and the time is started",
+        )

@@ -29,3 +29,22 @@ def test_run_names_are_deterministic_and_bounded() -> None:
     long = scheduled_run_name("p" * 63, utc(2026, 1, 2, 3, 4))
     assert len(long) <= 63
     assert long.endswith("-202601020304")
+
+
+def test_pipelines_sharing_a_long_prefix_never_share_a_run_name() -> None:
+    prefix = "nightly-warehouse-load-for-the-finance-department"  # 49 characters
+    moment = utc(2026, 10, 25, 0, 0)
+    names = {scheduled_run_name(prefix + suffix, moment) for suffix in ("-eu", "-us", "-eu-x", "-asia-pac")}
+    assert len(names) == 4
+    for name in names:
+        assert len(name) <= 63 and name.endswith("-202610250000")
+        assert name[0].isalnum() and name[-1].isalnum() and name == name.lower()
+    # Stable: the same pipeline and instant give the same name in every process.
+    assert scheduled_run_name(prefix + "-eu", moment) in names
+    assert scheduled_run_name(prefix + "-eu", moment) == scheduled_run_name(prefix + "-eu", moment)
+
+
+def test_a_name_that_fits_keeps_the_plain_form_runs_already_have() -> None:
+    fits = "p" * 50  # 50 + 1 + 12 = 63
+    assert scheduled_run_name(fits, utc(2026, 1, 2, 3, 4)) == fits + "-202601020304"
+    assert scheduled_run_name(fits + "q", utc(2026, 1, 2, 3, 4)) != fits + "-202601020304"

@@ -143,7 +143,9 @@ def test_an_invalid_cron_is_reported_and_schedules_nothing() -> None:
 
 
 def test_the_newest_missed_time_starts_and_the_next_time_is_when_to_wake() -> None:
-    obj = pipeline_obj({"cron": EVERY_HOUR}, lastScheduleTime="2026-01-01T07:00:00Z")
+    obj = pipeline_obj(
+        {"cron": EVERY_HOUR}, observedSchedule=f"{EVERY_HOUR}|UTC", lastScheduleTime="2026-01-01T07:00:00Z"
+    )
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10, 30), runs=()))
     assert creates(plan) == ["sales-202601011000"]
     assert plan.status is not None
@@ -157,7 +159,11 @@ def test_the_newest_missed_time_starts_and_the_next_time_is_when_to_wake() -> No
 
 
 def test_catch_up_starts_each_missed_time_oldest_first_unless_its_run_exists() -> None:
-    obj = pipeline_obj({"cron": EVERY_HOUR, "catchUp": 3}, lastScheduleTime="2026-01-01T06:00:00Z")
+    obj = pipeline_obj(
+        {"cron": EVERY_HOUR, "catchUp": 3},
+        observedSchedule=f"{EVERY_HOUR}|UTC",
+        lastScheduleTime="2026-01-01T06:00:00Z",
+    )
     runs = (past("sales-202601010900", "2026-01-01T09:00:00Z", "Succeeded"),)
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10, 30), runs=runs))
     assert creates(plan) == ["sales-202601010800", "sales-202601011000"]
@@ -165,7 +171,9 @@ def test_catch_up_starts_each_missed_time_oldest_first_unless_its_run_exists() -
 
 def test_forbid_skips_a_time_while_a_run_is_active_and_says_so() -> None:
     obj = pipeline_obj(
-        {"cron": EVERY_HOUR, "concurrencyPolicy": "Forbid"}, lastScheduleTime="2026-01-01T09:00:00Z"
+        {"cron": EVERY_HOUR, "concurrencyPolicy": "Forbid"},
+        observedSchedule=f"{EVERY_HOUR}|UTC",
+        lastScheduleTime="2026-01-01T09:00:00Z",
     )
     runs = (past("sales-202601010900", "2026-01-01T09:00:00Z", "Running"),)
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10, 0, 5), runs=runs))
@@ -178,6 +186,7 @@ def test_forbid_skips_a_time_while_a_run_is_active_and_says_so() -> None:
 def test_forbid_with_catch_up_starts_only_the_first_missed_time() -> None:
     obj = pipeline_obj(
         {"cron": EVERY_HOUR, "concurrencyPolicy": "Forbid", "catchUp": 2},
+        observedSchedule=f"{EVERY_HOUR}|UTC",
         lastScheduleTime="2026-01-01T08:00:00Z",
     )
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10, 0, 5), runs=()))
@@ -189,7 +198,9 @@ def test_forbid_with_catch_up_starts_only_the_first_missed_time() -> None:
 
 def test_replace_deletes_the_active_run_before_starting_the_new_one() -> None:
     obj = pipeline_obj(
-        {"cron": EVERY_HOUR, "concurrencyPolicy": "Replace"}, lastScheduleTime="2026-01-01T09:00:00Z"
+        {"cron": EVERY_HOUR, "concurrencyPolicy": "Replace"},
+        observedSchedule=f"{EVERY_HOUR}|UTC",
+        lastScheduleTime="2026-01-01T09:00:00Z",
     )
     runs = (past("sales-202601010900", "2026-01-01T09:00:00Z", "Running"),)
     plan = plan_pipeline(PipelineFacts(obj, utc(2026, 1, 1, 10, 0, 5), runs=runs))
@@ -200,6 +211,7 @@ def test_replace_deletes_the_active_run_before_starting_the_new_one() -> None:
 def test_finished_runs_beyond_history_are_pruned_even_while_suspended() -> None:
     obj = pipeline_obj(
         {"cron": EVERY_HOUR, "suspend": True, "successfulRunsHistoryLimit": 1},
+        observedSchedule=f"{EVERY_HOUR}|UTC",
         lastScheduleTime="2026-01-01T07:00:00Z",
     )
     runs = (
@@ -224,7 +236,8 @@ def test_an_edited_schedule_starts_afresh_instead_of_firing_missed_times() -> No
     assert plan.actions == ()
     assert plan.status is not None
     assert plan.status.observed_schedule == "30 * * * *|UTC"
-    assert plan.status.last_schedule_time == "2026-01-01T10:45:00Z"
+    assert plan.status.last_schedule_time == "2026-01-01T02:00:00Z"  # still the last one that fired
+    assert plan.status.schedule_active_since == "2026-01-01T10:45:00Z"
     assert plan.status.next_schedule_time == "2026-01-01T11:30:00Z"
 
 
@@ -239,6 +252,7 @@ def test_a_new_schedule_counts_from_the_pipelines_creation() -> None:
 def test_replace_with_catch_up_keeps_only_the_newest_run_alive() -> None:
     obj = pipeline_obj(
         {"cron": EVERY_HOUR, "concurrencyPolicy": "Replace", "catchUp": 2},
+        observedSchedule=f"{EVERY_HOUR}|UTC",
         lastScheduleTime="2026-01-01T08:00:00Z",
     )
     runs = (past("sales-202601010800", "2026-01-01T08:00:00Z", "Running"),)

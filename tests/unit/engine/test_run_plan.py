@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus, PipelineSpec
+from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus, PipelineSpec, ScheduleSpec
 from sluice.engine.admission import PeerRun
 from sluice.engine.observe import TaskObservation, TrackedPod
 from sluice.engine.run_plan import RunFacts, RunPlan, admission_scope, plan_gone, plan_run
@@ -857,3 +857,20 @@ def test_a_run_replaces_its_pipelines_workspace_only_as_far_as_the_pipeline_allo
     else:
         assert outcome(plan) == ("Failed", "WorkspaceOverrideNotAllowed")
         assert "runOverride" in plan.events[0].message
+
+
+def test_tasks_see_the_data_interval_the_run_carries_or_the_one_its_schedule_implies() -> None:
+    args = ["$(context.dataIntervalStart)", "$(context.dataIntervalEnd)"]
+    spec = spec_of([{"name": "a", "args": args}])
+    scheduled = spec.model_copy(update={"schedule": ScheduleSpec(cron="0 2 * * *", timezone="Europe/Paris")})
+    interval = {"start": "2026-10-24T02:00:00+02:00", "end": "2026-10-25T02:00:00+02:00"}
+    told = plan_run(facts(started(spec), spec={"pipelineRef": {"name": "sales"}, "dataInterval": interval}))
+    assert told.starts[0].pod["spec"]["containers"][0]["args"] == [interval["start"], interval["end"]]
+    # By hand, of a scheduled pipeline: the newest day complete at creation.
+    by_hand = plan_run(facts(started(scheduled)))
+    assert by_hand.starts[0].pod["spec"]["containers"][0]["args"] == [
+        "2026-11-23T02:00:00+01:00",
+        "2026-11-24T02:00:00+01:00",
+    ]
+    # By hand, no schedule: the empty interval at its creation.
+    assert plan_run(facts(started(spec))).starts[0].pod["spec"]["containers"][0]["args"] == [CREATED, CREATED]
