@@ -134,7 +134,7 @@ def apply_crds(binary: str, kubeconfig: str, tree: pathlib.Path, seconds: float 
     kubectl(binary, kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", str(tree / "crds"))
     query = '{.status.conditions[?(@.type=="Established")].status}'
     deadline = time.monotonic() + seconds
-    for name in ("pipelines.sluice.dev", "pipelineruns.sluice.dev"):
+    for name in ("pipelines.sluice.dev", "pipelineruns.sluice.dev", "backfills.sluice.dev"):
         while kubectl(binary, kubeconfig, "get", "crd", name, "-o", f"jsonpath={query}").strip() != "True":
             if time.monotonic() > deadline:
                 raise KubectlError(f"CRD {name} not established after {seconds:.0f}s")

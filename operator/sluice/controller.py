@@ -28,13 +28,14 @@ import kopf
 
 from sluice import metrics
 from sluice.api import labels
-from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, GROUP, PIPELINE_RUNS, PIPELINES, VERSION
+from sluice.api.v1alpha1 import BACKFILLS, FINISHED_RUN_PHASES, GROUP, PIPELINE_RUNS, PIPELINES, VERSION
 from sluice.cache import ChildCache
 from sluice.events import EventRecorder
 from sluice.informer import Informer
 from sluice.kube import ApiError, KubeClient, in_cluster_connection
 from sluice.leader import LeaderElector
-from sluice.reconcilers.keys import Key, OwnWrites, PipelineKey, RunKey
+from sluice.reconcilers.backfill import BackfillReconciler
+from sluice.reconcilers.keys import BackfillKey, Key, OwnWrites, PipelineKey, RunKey
 from sluice.reconcilers.pipeline import PipelineReconciler
 from sluice.reconcilers.pipelinerun import RunReconciler
 from sluice.settings import Settings
@@ -82,6 +83,11 @@ class Controller:
         self.client: KubeClient | None = None
         self.runs: RunReconciler | None = None
         self.pipelines: PipelineReconciler | None = None
+        self.backfills: BackfillReconciler | None = None
+        self.backfill_writes = OwnWrites()
+        # Backfills by namespace and name -> (its pipeline, its UID): whom a
+        # Pipeline's or a run's event concerns.
+        self.backfill_index: dict[tuple[str, str], tuple[str, str]] = {}
         self.workers: list[asyncio.Task[None]] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.leading = False
@@ -103,6 +109,7 @@ class Controller:
         events = EventRecorder(self.client)
         self.runs = RunReconciler(self.client, self.cache, events, self.settings, self.pipeline_writes)
         self.pipelines = PipelineReconciler(self.client, events, self.pipeline_writes, self.runs.peers)
+        self.backfills = BackfillReconciler(self.client, events, self.backfill_writes, self.runs.peers)
         # The lease is sought while the informers list: a new replica taking
         # over from a dead one waits out its lease and loads its cache at
         # the same time, not one after the other.
@@ -139,8 +146,18 @@ class Controller:
                 tombstone=pod_tombstone,
             ),
         ]
+        informers.append(Informer(self.client, f"{group}/{BACKFILLS}", self.saw_backfill, name="backfills"))
         for informer in informers:
-            await informer.list()
+            try:
+                await informer.list()
+            except ApiError as error:
+                if error.not_found and informer.name == "backfills":
+                    # Helm installs CRDs only on a first install.
+                    raise RuntimeError(
+                        "the Backfill CRD (backfills.sluice.dev) is not installed: apply this release's "
+                        "CRDs (kubectl apply --server-side -f crds/) before upgrading the operator"
+                    ) from error
+                raise
             self.tasks.append(asyncio.create_task(informer.run()))
         # What was loaded at startup (modules, the listed objects) lives for
         # the process: keep it out of every later garbage collection, whose
@@ -207,9 +224,11 @@ class Controller:
         self.leading = False
 
     async def _reconcile(self, key: Key) -> float | None:
-        assert self.runs is not None and self.pipelines is not None
+        assert self.runs is not None and self.pipelines is not None and self.backfills is not None
         if isinstance(key, PipelineKey):
             return await self.pipelines.reconcile(key)
+        if isinstance(key, BackfillKey):
+            return await self.backfills.reconcile(key)
         return await self.runs.reconcile(key)
 
     async def _work(self) -> None:
@@ -246,13 +265,15 @@ class Controller:
         """Retrying may not fix a 403 or a 422 (someone must grant a verb or
         fix what is sent): the object shows it while the retries go on.
         """
-        assert self.runs is not None and self.pipelines is not None
+        assert self.runs is not None and self.pipelines is not None and self.backfills is not None
         seen = (error.status, error.verb, error.resource, error.message)
         if self.refusals_shown.get(key) == seen:
             return  # shown when first met: the retries add nothing
         try:
             if isinstance(key, PipelineKey):
                 await self.pipelines.show_refusal(key, error)
+            elif isinstance(key, BackfillKey):
+                await self.backfills.show_refusal(key, error)
             else:
                 await self.runs.show_refusal(key, error)
         except Exception:
@@ -284,6 +305,7 @@ class Controller:
         if self.runs is not None:
             self.runs.peers.observe(obj)
             self.runs.observe_run(obj)
+        self._enqueue_backfill(obj)
         status = obj.get("status") or {}
         finished = status.get("phase") in FINISHED_RUN_PHASES and not meta.get("deletionTimestamp")
         if self.runs is None or not self.runs.wrote(key, meta.get("resourceVersion", "")):
@@ -326,11 +348,37 @@ class Controller:
         if self.runs is not None:
             for waiting in self.runs.waiting_for_pipeline.release(meta["namespace"], meta["name"]):
                 self.queue.add(waiting)
+        for (namespace, name), (pipeline, _) in self.backfill_index.items():
+            if namespace == meta["namespace"] and pipeline == meta["name"]:
+                self.queue.add(BackfillKey(namespace, name))
         if self.pipeline_writes.ours(key, meta.get("resourceVersion", "")):
             # Our own status write (every run started by hand records itself
             # there): nothing new for the pipeline's pass.
             return
         self.queue.add(key)
+
+    def saw_backfill(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = BackfillKey(meta["namespace"], meta["name"])
+        if kind == "DELETED":
+            self.backfill_writes.forget(key)
+            self.backfill_index.pop((key.namespace, key.name), None)
+            return
+        pipeline = ((obj.get("spec") or {}).get("pipelineRef") or {}).get("name", "")
+        self.backfill_index[(key.namespace, key.name)] = (pipeline, meta.get("uid", ""))
+        if not self.backfill_writes.ours(key, meta.get("resourceVersion", "")):
+            self.queue.add(key)
+
+    def _enqueue_backfill(self, obj: dict[str, Any]) -> None:
+        """A run a Backfill made changed (or went): that Backfill counts again."""
+        meta = obj["metadata"]
+        uid = (meta.get("labels") or {}).get(labels.BACKFILL_UID)
+        if not uid:
+            return
+        for (namespace, name), (_, backfill_uid) in self.backfill_index.items():
+            if backfill_uid == uid and namespace == meta["namespace"]:
+                self.queue.add(BackfillKey(namespace, name))
+                return
 
     def _enqueue_owner(self, obj: dict[str, Any]) -> None:
         """A task pod changed. A run in flight has a DAG edge to take, ahead

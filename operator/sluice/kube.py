@@ -343,6 +343,10 @@ def pipeline_path(namespace: str, name: str = "", subresource: str = "") -> str:
     return _sluice_path(api.PIPELINES, namespace, name, subresource)
 
 
+def backfill_path(namespace: str, name: str = "", subresource: str = "") -> str:
+    return _sluice_path(api.BACKFILLS, namespace, name, subresource)
+
+
 def pods_path(namespace: str, name: str = "") -> str:
     return f"/api/v1/namespaces/{namespace}/pods" + (f"/{name}" if name else "")
 

@@ -24,6 +24,7 @@ PODS_CREATED = Counter("sluice_pods_created_total", "Task pods created (one per 
 POD_CREATE_ERRORS = Counter("sluice_pod_create_errors_total", "Task pod creates the API server refused.")
 RUNS_FINISHED = Counter("sluice_runs_finished_total", "PipelineRuns that reached a final phase.", ["phase"])
 RUNS_SCHEDULED = Counter("sluice_scheduled_runs_total", "PipelineRuns started by a schedule.")
+RUNS_BACKFILLED = Counter("sluice_backfill_runs_total", "PipelineRuns started by a Backfill.")
 QUEUE_DEPTH = Gauge("sluice_work_queue_depth", "Objects waiting for a reconcile worker.")
 LEADER = Gauge("sluice_leader", "1 while this replica holds the leader lease.")
 

@@ -190,7 +190,7 @@ def pipeline_condition(kube: Kube, namespace: str, name: str, kind: str) -> dict
 def kube(kubeconfig: str, kubectl_bin: str) -> Kube:
     k = Kube(kubeconfig, kubectl_bin)
     k.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    for name in ("pipelines.sluice.dev", "pipelineruns.sluice.dev"):
+    for name in ("pipelines.sluice.dev", "pipelineruns.sluice.dev", "backfills.sluice.dev"):
         wait_for(f"CRD {name} to be established", partial(crd_established, k, name))
     return k
 
@@ -452,8 +452,9 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     try:
         yield name
         if scoped is not None:
+            # A test that needs no pass may end before the operator has logged its start.
             scope = f"watching namespace {name},"
-            assert scope in scoped.log.read_text(), f"the scoped operator's log does not say {scope!r}"
+            wait_for(f"the scoped operator's log to say {scope!r}", lambda: scope in scoped.log.read_text())
     finally:
         if scoped is not None:
             scoped.stop()

@@ -32,12 +32,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["sluice.dev"]
   resources: ["pipelines"]
   verbs: ["get", "list", "watch"]
-# Schedules create runs and prune their history.
+- apiGroups: ["sluice.dev"]
+  resources: ["backfills"]
+  verbs: ["get", "list", "watch"]
+# Schedules and backfills create runs; schedules prune their history; a
+# cancelled backfill cancels its runs (a patch of spec.cancelled).
 - apiGroups: ["sluice.dev"]
   resources: ["pipelineruns"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: ["sluice.dev"]
-  resources: ["pipelineruns/status", "pipelines/status"]
+  resources: ["pipelineruns/status", "pipelines/status", "backfills/status"]
   verbs: ["patch"]
 # Task pods carry blockOwnerDeletion on their owning run; clusters enforcing
 # OwnerReferencesPermissionEnforcement require this.

@@ -10,6 +10,8 @@ ATTEMPT = "sluice.dev/attempt"
 SCHEDULED_BY = "sluice.dev/scheduled-by"
 SCHEDULED_TIME = "sluice.dev/scheduled-time"
 SCHEDULED_DATE = "sluice.dev/scheduled-date"
+BACKFILL = "sluice.dev/backfill"
+BACKFILL_UID = "sluice.dev/backfill-uid"
 
 # What status.pipelineName shows for a run with an inline pipelineSpec; not a
 # valid label value, so such runs' objects carry no pipeline label.

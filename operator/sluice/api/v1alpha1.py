@@ -33,6 +33,7 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PIPELINES = "pipelines"
 PIPELINE_RUNS = "pipelineruns"
+BACKFILLS = "backfills"
 
 # A container image reference (registry/path:tag@digest), as the container
 # runtimes parse it. Upper case is only allowed in the registry host.
@@ -480,3 +481,90 @@ class PipelineRunStatus(ApiModel):
 
 
 PipelineStatus.model_rebuild()
+
+
+# --- Backfill -------------------------------------------------------------------
+
+
+def immutable(what: str) -> dict[str, Any]:
+    """A field that cannot change once set (a CEL transition rule)."""
+    return {"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": f"{what} cannot be changed"}]}
+
+
+MAX_BACKFILL_RUNS = 10_000
+
+
+class BackfillSpec(ApiModel):
+    """Load a past range of a scheduled Pipeline: one run per interval of its
+    schedule that lies within [start, end], oldest first.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "timestamp(self.start) < timestamp(self.end)",
+                    "message": "spec.start must be before spec.end",
+                }
+            ]
+        }
+    )
+
+    pipeline_ref: PipelineRef = Field(json_schema_extra=immutable("spec.pipelineRef"))
+    start: str = Field(
+        json_schema_extra={"format": "date-time", **immutable("spec.start")},
+        description="RFC 3339. The first run loads the schedule's first interval starting at or after it.",
+    )
+    end: str = Field(
+        json_schema_extra={"format": "date-time", **immutable("spec.end")},
+        description="RFC 3339. The last run loads the last interval ending at or before it.",
+    )
+    params: list[ParamValue] | None = Field(
+        default=None,
+        max_length=100,
+        json_schema_extra=list_map("name"),
+        description="Override the schedule's params by name; $(context.*) as in schedule params.",
+    )
+    max_concurrent: int = Field(default=1, ge=1, le=100, description="At most this many of its runs at once.")
+    rerun_succeeded: bool = Field(
+        default=False,
+        json_schema_extra=immutable("spec.rerunSucceeded"),
+        description=(
+            "Also run intervals some run already loaded successfully (a scheduled one, another backfill's)."
+        ),
+    )
+    cancelled: bool = Field(
+        default=False, description="Set to true to stop: no new runs, and its running runs are cancelled."
+    )
+
+
+class BackfillStatus(ApiModel):
+    phase: RunPhase | None = None
+    conditions: list[Condition] | None = Field(default=None, json_schema_extra=list_map("type"))
+    observed_generation: int | None = None
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    schedule: str | None = Field(
+        default=None, description="The cron|timezone its intervals were taken from, kept for its whole life."
+    )
+    total: int | None = None
+    done: int | None = Field(default=None, description="Intervals loaded: by its runs, or already before.")
+    already_loaded: int | None = Field(
+        default=None, description="Of done, those a run outside it had loaded."
+    )
+    running: int | None = None
+    failed: int | None = None
+    pending: int | None = None
+    outcomes: str | None = Field(
+        default=None,
+        max_length=MAX_BACKFILL_RUNS,
+        description=(
+            "One letter per interval, oldest first: S succeeded, F failed or cancelled, L already "
+            "loaded, . not yet. Recorded outcomes stand even after the run is deleted."
+        ),
+    )
+    last_run_name: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED_RUN_PHASES and self.completion_time is not None

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sluice.api import labels
 from sluice.api.v1alpha1 import FINISHED_RUN_PHASES
 
 # A waiting run is woken by another run finishing; this re-check is a safety net.
@@ -27,6 +28,11 @@ class PeerRun:
     finished: bool
     started: bool
     rerun_of: str | None = None
+    # What a Backfill reads of the runs of its pipeline.
+    scheduled_time: str | None = None
+    backfill_uid: str | None = None
+    phase: str | None = None
+    cancel_requested: bool = False
 
 
 def peer_run(obj: Mapping[str, Any]) -> PeerRun:
@@ -42,6 +48,10 @@ def peer_run(obj: Mapping[str, Any]) -> PeerRun:
         finished=status.get("phase") in FINISHED_RUN_PHASES,
         started=status.get("pipelineSpec") is not None,
         rerun_of=(spec.get("rerunOf") or {}).get("name"),
+        scheduled_time=(meta.get("annotations") or {}).get(labels.SCHEDULED_TIME),
+        backfill_uid=(meta.get("labels") or {}).get(labels.BACKFILL_UID),
+        phase=status.get("phase"),
+        cancel_requested=bool(spec.get("cancelled")),
     )
 
 

@@ -60,3 +60,12 @@ def scheduled_run_name(pipeline: str, moment: datetime) -> str:
     if len(pipeline) + 1 + len(stamp) <= MAX_NAME:
         return f"{pipeline}-{stamp}"
     return _bounded(pipeline, f"{short_hash(pipeline)}-{stamp}")
+
+
+def backfill_run_name(backfill: str, backfill_uid: str, moment: datetime) -> str:
+    """``<backfill>-<hash>-<YYYYMMDDHHMM>``: one name per interval of one
+    Backfill object (a Backfill deleted and made again under the same name
+    starts afresh), within 63 characters.
+    """
+    stamp = moment.astimezone(UTC).strftime("%Y%m%d%H%M")
+    return _bounded(backfill, f"{short_hash(backfill_uid)}-{stamp}")

@@ -25,7 +25,18 @@ class PipelineKey:
         return f"pipeline {self.namespace}/{self.name}"
 
 
-Key = RunKey | PipelineKey
+@dataclass(frozen=True, order=True)
+class BackfillKey:
+    """Queue key for a Backfill's pass."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"backfill {self.namespace}/{self.name}"
+
+
+Key = RunKey | PipelineKey | BackfillKey
 
 
 class OwnWrites:
