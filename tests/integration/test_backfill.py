@@ -168,3 +168,27 @@ def test_a_backfill_range_is_checked_at_apply_time(
         "patch", "backfill", "fixed", "-n", namespace, "--type=merge", "-p", moved, check=False
     )
     assert result.returncode != 0 and "spec.end cannot be changed" in result.stderr
+
+
+def test_an_operator_killed_mid_backfill_goes_on_without_running_a_date_twice(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        namespace,
+        daily("sales", task("load", duration="2s")),
+        backfill("ten", "sales", start="2026-05-01T00:00:00Z", end="2026-05-11T00:00:00Z", maxConcurrent=2),
+    )
+    wait_for("a run done", lambda: (backfill_status(kube, namespace, "ten").get("done") or 0) >= 1)
+    operator.kill()
+    operator.start()
+    status = wait_for(
+        "the backfill to succeed",
+        lambda: (s := backfill_status(kube, namespace, "ten")).get("phase") == "Succeeded" and s,
+        timeout=120,
+    )
+    assert status["outcomes"] == "S" * 10
+    runs = kube.custom.list_namespaced_custom_object(
+        "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=ten"
+    )["items"]
+    dates = sorted(r["metadata"]["annotations"]["sluice.dev/scheduled-date"] for r in runs)
+    assert dates == [f"2026-05-{day:02d}" for day in range(2, 12)]
