@@ -88,6 +88,8 @@ class Controller:
         # Backfills by namespace and name -> (its pipeline, its UID): whom a
         # Pipeline's or a run's event concerns.
         self.backfill_index: dict[tuple[str, str], tuple[str, str]] = {}
+        # What a Backfill counts of each of its runs, as last seen.
+        self.backfill_run_states: dict[tuple[str, str], tuple[str | None, bool]] = {}
         self.workers: list[asyncio.Task[None]] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.leading = False
@@ -234,7 +236,7 @@ class Controller:
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
-            kind = "pipeline" if isinstance(key, PipelineKey) else "run"
+            kind = {PipelineKey: "pipeline", BackfillKey: "backfill"}.get(type(key), "run")
             result = "ok"
             with metrics.RECONCILE_SECONDS.labels(kind).time():
                 try:
@@ -301,11 +303,13 @@ class Controller:
             if self.runs is not None:
                 self.runs.forget(key)
             self.queue.add(key)
+            self._wake_rerun_source_pipeline(obj)
+            self._enqueue_backfill(obj, gone=True)
             return
         if self.runs is not None:
             self.runs.peers.observe(obj)
             self.runs.observe_run(obj)
-        self._enqueue_backfill(obj)
+        self._enqueue_backfill(obj, gone=False)
         status = obj.get("status") or {}
         finished = status.get("phase") in FINISHED_RUN_PHASES and not meta.get("deletionTimestamp")
         if self.runs is None or not self.runs.wrote(key, meta.get("resourceVersion", "")):
@@ -324,10 +328,15 @@ class Controller:
         for owner in meta.get("ownerReferences") or ():
             if owner.get("kind") == "Pipeline":
                 self.queue.add(PipelineKey(meta["namespace"], owner["name"]))
+        self._wake_rerun_source_pipeline(obj)
+
+    def _wake_rerun_source_pipeline(self, obj: dict[str, Any]) -> None:
+        """A rerun that finished or went no longer needs its source: the
+        history limits its schedule held back for it may now prune it.
+        """
+        pipeline = (obj.get("status") or {}).get("pipelineName")
         if (obj.get("spec") or {}).get("rerunOf") and pipeline and pipeline != labels.INLINE_PIPELINE:
-            # A finished rerun no longer needs its source: history limits the
-            # source's schedule held back for it may now prune it.
-            self.queue.add(PipelineKey(meta["namespace"], pipeline))
+            self.queue.add(PipelineKey(obj["metadata"]["namespace"], pipeline))
 
     def saw_pod(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "DELETED":
@@ -342,15 +351,15 @@ class Controller:
         """
         meta = obj["metadata"]
         key = PipelineKey(meta["namespace"], meta["name"])
+        for (namespace, name), (pipeline, _) in self.backfill_index.items():
+            if namespace == meta["namespace"] and pipeline == meta["name"]:
+                self.queue.add(BackfillKey(namespace, name))
         if kind == "DELETED":
             self.pipeline_writes.forget(key)
             return
         if self.runs is not None:
             for waiting in self.runs.waiting_for_pipeline.release(meta["namespace"], meta["name"]):
                 self.queue.add(waiting)
-        for (namespace, name), (pipeline, _) in self.backfill_index.items():
-            if namespace == meta["namespace"] and pipeline == meta["name"]:
-                self.queue.add(BackfillKey(namespace, name))
         if self.pipeline_writes.ours(key, meta.get("resourceVersion", "")):
             # Our own status write (every run started by hand records itself
             # there): nothing new for the pipeline's pass.
@@ -369,12 +378,26 @@ class Controller:
         if not self.backfill_writes.ours(key, meta.get("resourceVersion", "")):
             self.queue.add(key)
 
-    def _enqueue_backfill(self, obj: dict[str, Any]) -> None:
-        """A run a Backfill made changed (or went): that Backfill counts again."""
+    def _enqueue_backfill(self, obj: dict[str, Any], gone: bool) -> None:
+        """A run a Backfill made began, ended, was asked to stop, or went:
+        that Backfill counts again. Its other changes (every task's status
+        write) change nothing the Backfill counts.
+        """
         meta = obj["metadata"]
         uid = (meta.get("labels") or {}).get(labels.BACKFILL_UID)
         if not uid:
             return
+        where = (meta["namespace"], meta["name"])
+        state = (
+            (obj.get("status") or {}).get("phase"),
+            bool((obj.get("spec") or {}).get("cancelled")),
+        )
+        if gone:
+            self.backfill_run_states.pop(where, None)
+        elif self.backfill_run_states.get(where) == state:
+            return
+        else:
+            self.backfill_run_states[where] = state
         for (namespace, name), (_, backfill_uid) in self.backfill_index.items():
             if backfill_uid == uid and namespace == meta["namespace"]:
                 self.queue.add(BackfillKey(namespace, name))

@@ -4,6 +4,7 @@ order, never more than maxConcurrent at once, each date once; cancelling."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,7 +83,7 @@ def test_a_31_day_backfill_loads_each_date_once_in_order_never_more_than_3_at_on
     ):
         obj = change["object"]
         name = obj["metadata"]["name"]
-        if change["type"] == "ADDED" and name not in phases:
+        if change["type"] == "ADDED":  # a run made again would show its date twice
             created.append(obj["metadata"]["annotations"]["sluice.dev/scheduled-date"])
         phases[name] = (
             "Deleted" if change["type"] == "DELETED" else (obj.get("status") or {}).get("phase", "")
@@ -168,11 +169,42 @@ def test_a_backfill_range_is_checked_at_apply_time(
         "patch", "backfill", "fixed", "-n", namespace, "--type=merge", "-p", moved, check=False
     )
     assert result.returncode != 0 and "spec.end cannot be changed" in result.stderr
+    # Absent (false) at creation: setting it later would change what is loaded.
+    rerun = json.dumps({"spec": {"rerunSucceeded": True}})
+    result = kube.kubectl(
+        "patch", "backfill", "fixed", "-n", namespace, "--type=merge", "-p", rerun, check=False
+    )
+    assert result.returncode != 0 and "spec.rerunSucceeded cannot be changed" in result.stderr
 
 
 def test_an_operator_killed_mid_backfill_goes_on_without_running_a_date_twice(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
+    # Every run object ever made for it, from a watch that misses none.
+    listed = kube.custom.list_namespaced_custom_object(
+        "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=ten"
+    )
+    added: list[str] = []
+    backfill_done = threading.Event()
+
+    def watch_added() -> None:
+        for change in watch.Watch().stream(
+            kube.custom.list_namespaced_custom_object,
+            "sluice.dev",
+            "v1alpha1",
+            namespace,
+            "pipelineruns",
+            label_selector="sluice.dev/backfill=ten",
+            resource_version=listed["metadata"]["resourceVersion"],
+            timeout_seconds=150,
+        ):
+            if change["type"] == "ADDED":
+                added.append(change["object"]["metadata"]["uid"])
+            if backfill_done.is_set():
+                return
+
+    watcher = threading.Thread(target=watch_added, daemon=True)
+    watcher.start()
     kube.apply(
         namespace,
         daily("sales", task("load", duration="2s")),
@@ -192,3 +224,42 @@ def test_an_operator_killed_mid_backfill_goes_on_without_running_a_date_twice(
     )["items"]
     dates = sorted(r["metadata"]["annotations"]["sluice.dev/scheduled-date"] for r in runs)
     assert dates == [f"2026-05-{day:02d}" for day in range(2, 12)]
+    # Each name was one object all along: no run was deleted and made again.
+    wait_for("the watch to have seen the ten runs", lambda: len(added) >= len(runs))
+    backfill_done.set()
+    assert sorted(added) == sorted(r["metadata"]["uid"] for r in runs)
+
+
+def test_a_run_deleted_mid_way_counts_failed_and_a_deleted_pipeline_fails_the_backfill(
+    kube: Kube, operator: OperatorProcess, namespace: str
+) -> None:
+    kube.apply(
+        namespace,
+        daily("slow", task("load", duration="10m")),
+        backfill("june", "slow", start="2026-06-01T00:00:00Z", end="2026-06-04T00:00:00Z"),
+    )
+
+    def its_runs() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = kube.custom.list_namespaced_custom_object(
+            "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=june"
+        )["items"]
+        return sorted(items, key=lambda r: r["metadata"]["name"])
+
+    [first] = wait_for("its first run", its_runs)
+    kube.kubectl("delete", "pipelinerun", first["metadata"]["name"], "-n", namespace, "--wait=true")
+    status = wait_for(
+        "the deletion counted and the next run started",
+        lambda: (
+            (s := backfill_status(kube, namespace, "june")).get("failed") == 1 and s.get("running") == 1 and s
+        ),
+    )
+    assert status["outcomes"] == "FR."
+    names = [r["metadata"]["name"] for r in its_runs()]
+    assert len(names) == 1 and names[0] != first["metadata"]["name"]  # June 2 not made again
+    kube.kubectl("delete", "pipeline", "slow", "-n", namespace, "--wait=true")
+    status = wait_for(
+        "the backfill to fail",
+        lambda: (s := backfill_status(kube, namespace, "june")).get("phase") == "Failed" and s,
+    )
+    reason = next(c for c in status["conditions"] if c["type"] == "Succeeded")["reason"]
+    assert reason == "PipelineNotFound"

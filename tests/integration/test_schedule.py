@@ -52,6 +52,7 @@ def rewind(kube: Kube, namespace: str, name: str, hours: int) -> None:
         "the schedule to be observed",
         lambda: pipeline_status(kube, namespace, name).get("scheduleActiveSince"),
     )
+    clear_of_an_even_hour()
     patch_status(kube, namespace, name, {"lastScheduleTime": ago(hours), "scheduleActiveSince": ago(hours)})
 
 
@@ -59,7 +60,22 @@ def run_names(kube: Kube, namespace: str, name: str) -> list[str]:
     return [r["metadata"]["name"] for r in scheduled_runs(kube, namespace, name)]
 
 
+def clear_of_an_even_hour(margin: float = 90) -> None:
+    """Wait, if need be, until the next even hour is at least ``margin``
+    seconds away: a test whose expected run names come from the newest even
+    hour must not see it change half-way.
+    """
+
+    def seconds_to_next() -> float:
+        now = datetime.now(UTC)
+        start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=now.hour % 2)
+        return (start + timedelta(hours=2) - now).total_seconds()
+
+    wait_for("the even hour to pass", lambda: seconds_to_next() > margin, timeout=margin + 30, interval=1)
+
+
 def newest_even_hours(count: int) -> list[str]:
+    clear_of_an_even_hour()
     now = datetime.now(UTC)
     moment = now.replace(minute=0, second=0, microsecond=0)
     moment -= timedelta(hours=moment.hour % 2)
@@ -297,7 +313,10 @@ def test_a_run_name_taken_by_someone_else_blocks_that_time_visibly_until_freed(
 ) -> None:
     [stamp] = newest_even_hours(1)
     squatter = f"taken-{stamp}"
-    kube.apply(namespace, run(squatter, "nowhere"), scheduled("taken", [task("a")]))
+    # Even with the schedule's own label, a run the Pipeline does not own is a stranger.
+    stranger = run(squatter, "nowhere")
+    stranger["metadata"]["labels"] = {"sluice.dev/scheduled-by": "taken"}
+    kube.apply(namespace, stranger, scheduled("taken", [task("a")]))
     rewind(kube, namespace, "taken", hours=12)
     blocked = wait_for(
         "the Blocked condition", lambda: pipeline_condition(kube, namespace, "taken", "Blocked")

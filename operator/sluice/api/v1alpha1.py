@@ -467,6 +467,15 @@ class PipelineRunStatus(ApiModel):
     pipeline_spec: PipelineSpec | None = None
     params: list[ParamValue] | None = Field(default=None, json_schema_extra=list_map("name"))
     workspace_claim_name: str | None = None
+    scheduled_time: str | None = Field(
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="What $(context.scheduledTime) says, fixed when it started (a rerun: its source's).",
+    )
+    scheduled_date: str | None = None
+    data_interval: DataInterval | None = Field(
+        default=None, description="What it loads, fixed when it started (a rerun: its source's)."
+    )
     tasks: list[TaskRunStatus] | None = Field(default=None, json_schema_extra=list_map("name"))
 
     @property
@@ -505,7 +514,14 @@ class BackfillSpec(ApiModel):
                 {
                     "rule": "timestamp(self.start) < timestamp(self.end)",
                     "message": "spec.start must be before spec.end",
-                }
+                },
+                {
+                    # On the spec, not the field: a field's own transition rule
+                    # is skipped when it was absent before (false by default).
+                    "rule": "(has(self.rerunSucceeded) && self.rerunSucceeded)"
+                    " == (has(oldSelf.rerunSucceeded) && oldSelf.rerunSucceeded)",
+                    "message": "spec.rerunSucceeded cannot be changed",
+                },
             ]
         }
     )
@@ -528,7 +544,6 @@ class BackfillSpec(ApiModel):
     max_concurrent: int = Field(default=1, ge=1, le=100, description="At most this many of its runs at once.")
     rerun_succeeded: bool = Field(
         default=False,
-        json_schema_extra=immutable("spec.rerunSucceeded"),
         description=(
             "Also run intervals some run already loaded successfully (a scheduled one, another backfill's)."
         ),

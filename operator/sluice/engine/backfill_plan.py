@@ -18,6 +18,7 @@ time to live is not taken for an interval never run, and run again).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,7 +45,9 @@ from sluice.engine.errors import InvalidPipeline
 from sluice.engine.naming import backfill_run_name, label_value
 from sluice.engine.params import substitute
 
-SUCCEEDED, FAILED, LOADED, OPEN = "S", "F", "L", "."
+SUCCEEDED, FAILED, LOADED, STARTED, OPEN = "S", "F", "L", "R", "."
+# An interval whose run is another's, still active: looked at again this often.
+BUSY_RECHECK_SECONDS = 30.0
 CLEARABLE_STATUS_FIELDS = ("completionTime",)
 
 
@@ -64,6 +67,7 @@ class BackfillPlan:
     cancels: tuple[str, ...] = ()
     status: BackfillStatus | None = None  # None: the stored one is right
     events: tuple[Announcement, ...] = ()
+    wake_after: float | None = None
 
 
 @dataclass
@@ -74,12 +78,14 @@ class Tally:
     running: list[str] = field(default_factory=list)  # its active runs' names
     uncancelled: list[str] = field(default_factory=list)  # of those, not yet asked to stop
     pending: list[int] = field(default_factory=list)  # interval indexes with no run yet
+    busy: int = 0  # of those, how many another run is loading right now
 
     def count(self, letter: str) -> int:
         return self.outcomes.count(letter)
 
 
-def intervals(cron: CronSchedule, start: datetime, end: datetime) -> list[datetime] | None:
+@functools.lru_cache(maxsize=64)
+def intervals(cron: CronSchedule, start: datetime, end: datetime) -> tuple[datetime, ...] | None:
     """The ends of the schedule's intervals lying within [start, end], oldest
     first (an interval runs from one instant to the next); None when there
     are more than MAX_BACKFILL_RUNS.
@@ -91,7 +97,9 @@ def intervals(cron: CronSchedule, start: datetime, end: datetime) -> list[dateti
         instants.append(moment)
         if len(instants) > MAX_BACKFILL_RUNS + 1:
             return None
-    return instants[1:]
+    # Cached: a Backfill is re-planned on each of its runs' changes, and the
+    # same range of the same schedule always has the same intervals.
+    return tuple(instants[1:])
 
 
 def plan_backfill(facts: BackfillFacts) -> BackfillPlan:
@@ -113,14 +121,21 @@ def plan_backfill(facts: BackfillFacts) -> BackfillPlan:
     creates: list[dict[str, Any]] = []
     if spec.cancelled:
         cancels = tuple(tally.uncancelled)
-    else:
+    elif current.schedule:
+        # Not on the first pass: the schedule the names derive from is
+        # recorded before any run exists, so a crash cannot leave runs
+        # that a later pass (the Pipeline's cron edited) would not find.
         slots = max(0, spec.max_concurrent - len(tally.running))
         assert facts.pipeline is not None
         for index in tally.pending[:slots]:
             creates.append(backfill_run(backfill, facts.pipeline, spec, cron, ends[index]))
+            tally.outcomes[index] = STARTED
     status = _counted(status, tally, len(creates), cron, now, spec.cancelled)
     if creates:
         status = status.model_copy(update={"last_run_name": creates[-1]["metadata"]["name"]})
+    wake = 0.0 if not current.schedule and status.phase == "Running" else None
+    if tally.busy and not spec.cancelled:
+        wake = BUSY_RECHECK_SECONDS
     events: list[Announcement] = []
     if current.phase in (None, "Pending") and status.phase == "Running":
         events.append(
@@ -128,12 +143,12 @@ def plan_backfill(facts: BackfillFacts) -> BackfillPlan:
         )
     if status.finished and not current.finished:
         events.append(_ending_event(status))
-    return BackfillPlan(tuple(creates), cancels, _changed(current, status), tuple(events))
+    return BackfillPlan(tuple(creates), cancels, _changed(current, status), tuple(events), wake)
 
 
 def _intervals_to_load(
     facts: BackfillFacts, current: BackfillStatus, status: BackfillStatus, spec: BackfillSpec, now: str
-) -> tuple[CronSchedule, list[datetime]] | BackfillPlan:
+) -> tuple[CronSchedule, tuple[datetime, ...]] | BackfillPlan:
     """The schedule and the ends of the intervals to load; or, when there is
     nothing to load (yet), the plan that says why.
     """
@@ -195,37 +210,71 @@ def _tally(
     meta: Mapping[str, Any],
     spec: BackfillSpec,
     current: BackfillStatus,
-    ends: list[datetime],
+    ends: tuple[datetime, ...],
     runs: Iterable[PeerRun],
 ) -> Tally:
     outcomes = list(current.outcomes or "")
     if len(outcomes) != len(ends):
         outcomes = [OPEN] * len(ends)
+    runs = tuple(runs)
     mine = {run.name: run for run in runs if run.backfill_uid == meta["uid"]}
-    loaded = {
-        run.scheduled_time
-        for run in runs
-        if run.backfill_uid != meta["uid"] and run.phase == "Succeeded" and run.scheduled_time
-    }
+    loaded, busy = _loaded_elsewhere(runs, meta["uid"]) if not spec.rerun_succeeded else (set(), set())
     tally = Tally(outcomes)
     for index, end in enumerate(ends):
-        if outcomes[index] != OPEN:
+        if outcomes[index] not in (OPEN, STARTED):
             continue
         name = backfill_run_name(meta["name"], meta["uid"], end)
         run = mine.get(name)
-        if run is not None and run.phase == "Succeeded":
-            outcomes[index] = SUCCEEDED
-        elif run is not None and run.phase in FINISHED_RUN_PHASES:
+        if run is not None:
+            _count_own(tally, index, run)
+        elif outcomes[index] == STARTED:
+            # Made by an earlier pass and gone before it ended (deleted by
+            # hand, with its Pipeline): failed, never silently run again.
             outcomes[index] = FAILED
-        elif run is not None:
-            tally.running.append(name)
-            if not run.cancel_requested:
-                tally.uncancelled.append(name)
-        elif not spec.rerun_succeeded and rfc3339(end) in loaded:
+        elif end in loaded:
             outcomes[index] = LOADED
+        elif end in busy:
+            tally.busy += 1  # another run is loading it: wait for its outcome
         else:
             tally.pending.append(index)
     return tally
+
+
+def _count_own(tally: Tally, index: int, run: PeerRun) -> None:
+    if run.phase == "Succeeded":
+        tally.outcomes[index] = SUCCEEDED
+    elif run.phase in FINISHED_RUN_PHASES:
+        tally.outcomes[index] = FAILED
+    else:
+        tally.outcomes[index] = STARTED
+        tally.running.append(run.name)
+        if not run.cancel_requested:
+            tally.uncancelled.append(run.name)
+
+
+def _loaded_elsewhere(runs: Iterable[PeerRun], uid: str) -> tuple[set[datetime], set[datetime]]:
+    """Instants other runs of the pipeline (scheduled, another Backfill's, by
+    hand with the annotation) loaded successfully, and are loading now.
+    """
+    loaded: set[datetime] = set()
+    busy: set[datetime] = set()
+    for run in runs:
+        at = _instant(run.scheduled_time) if run.scheduled_time and run.backfill_uid != uid else None
+        if at is None:
+            continue
+        if run.phase == "Succeeded":
+            loaded.add(at)
+        elif not run.finished:
+            busy.add(at)
+    return loaded, busy
+
+
+def _instant(value: str) -> datetime | None:
+    """An annotation's time as an instant (written with Z or an offset)."""
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
 
 
 def _counted(
@@ -235,7 +284,7 @@ def _counted(
     done = tally.count(SUCCEEDED) + tally.count(LOADED)
     failed = tally.count(FAILED)
     running = len(tally.running) + created
-    pending = len(tally.pending) - created
+    pending = len(tally.pending) - created + tally.busy
     finished = not running
     if cancelled:
         phase, state, reason = "Cancelled", "False", "Cancelled"

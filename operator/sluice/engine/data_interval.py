@@ -8,8 +8,11 @@ schedule's time zone (its offset included), as a data team reads dates.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
+from sluice.api import labels
 from sluice.api.v1alpha1 import DataInterval, ScheduleSpec
 from sluice.engine.clock import parse_time
 from sluice.engine.cron import CronSchedule
@@ -42,3 +45,28 @@ def run_interval(given: DataInterval | None, schedule: ScheduleSpec | None, crea
         if cron is not None:
             return scheduled_interval(cron, cron.latest_at_or_before(parse_time(created)))
     return DataInterval(start=created, end=created)
+
+
+@dataclass(frozen=True)
+class RunTimes:
+    """When a run is "for": what $(context.scheduledTime), scheduledDate and
+    the data interval say. Frozen in its status when it starts, so a rerun
+    can take its source's and load the same data.
+    """
+
+    scheduled_time: str
+    scheduled_date: str
+    data_interval: DataInterval
+
+
+def run_times(
+    annotations: Mapping[str, str], given: DataInterval | None, schedule: ScheduleSpec | None, created: str
+) -> RunTimes:
+    """A scheduled (or backfilled) run's from its annotations and spec; a run
+    made by hand is "scheduled" at its creation.
+    """
+    return RunTimes(
+        annotations.get(labels.SCHEDULED_TIME) or created,
+        annotations.get(labels.SCHEDULED_DATE) or created[:10],
+        run_interval(given, schedule, created),
+    )

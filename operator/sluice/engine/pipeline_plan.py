@@ -22,7 +22,7 @@ still fires.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,22 @@ class ScheduledRun:
     name: str
     scheduled_at: str  # its scheduled time, or its creation time
     phase: str | None
+
+
+def own_scheduled_runs(items: Iterable[Mapping[str, Any]], pipeline_uid: str) -> tuple[ScheduledRun, ...]:
+    """The runs this Pipeline's schedule started: owned by it (by UID). A run
+    merely carrying its label is someone else's: its name is not taken for
+    a started time (creating it meets the stranger, NameTaken), nor is it
+    counted, replaced or pruned.
+    """
+    return tuple(
+        scheduled_run_view(obj)
+        for obj in items
+        if any(
+            owner.get("kind") == "Pipeline" and owner.get("uid") == pipeline_uid
+            for owner in obj["metadata"].get("ownerReferences") or ()
+        )
+    )
 
 
 def scheduled_run_view(obj: Mapping[str, Any]) -> ScheduledRun:
@@ -141,6 +157,11 @@ def schedule_of(pipeline: Mapping[str, Any]) -> PipelineSchedule | None:
 
 
 SUSPENDED = "|suspended"
+INVALID = "|invalid"
+
+
+def invalid_mark(observed: str | None) -> str:
+    return observed if observed and observed.endswith(INVALID) else (observed or "") + INVALID
 
 
 def schedule_fingerprint(schedule: ScheduleSpec) -> str:
@@ -179,11 +200,14 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     status = pipeline_status(pipeline, rfc3339(now)) or current
     parsed = schedule_of(pipeline)
     if parsed is None:
-        cleared: dict[str, Any] = {"next_schedule_time": None}
+        cleared: dict[str, Any] = {"next_schedule_time": None, "schedule_active_since": None}
         if not (pipeline.get("spec") or {}).get("schedule"):
-            cleared |= {"observed_schedule": None, "schedule_active_since": None}
-        # An invalid schedule keeps observedSchedule, so once fixed it starts
-        # afresh instead of firing "missed" times.
+            cleared["observed_schedule"] = None
+        else:
+            # Marked invalid: once fixed (even back to what it was) it is a
+            # changed schedule, and starts afresh instead of firing the
+            # times that passed while it was broken.
+            cleared["observed_schedule"] = invalid_mark(current.observed_schedule)
         return PipelinePlan(status=_changed(current, status.model_copy(update=cleared)))
     schedule, cron = parsed.spec, parsed.cron
     fingerprint = schedule_fingerprint(schedule)

@@ -43,7 +43,7 @@ from sluice.engine.announce import Announcement, normal, warning
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelism
-from sluice.engine.data_interval import run_interval
+from sluice.engine.data_interval import RunTimes, run_times
 from sluice.engine.observe import TaskObservation, TrackedPod, truncate
 from sluice.engine.params import references
 from sluice.engine.render import RunIdentity, render_pod, workspace_claim
@@ -346,6 +346,8 @@ def _admit(facts: RunFacts, source: RunSource) -> RunPlan:
                 source.pipeline_name,
             ),
         )
+    given = facts.spec.data_interval if facts.spec else None
+    times = source.times or run_times(facts.annotations, given, source.spec.schedule, facts.created)
     snapshot = facts.status.model_copy(
         update={
             "pipeline_name": source.pipeline_name,
@@ -355,6 +357,9 @@ def _admit(facts: RunFacts, source: RunSource) -> RunPlan:
             "start_time": facts.now,
             "tasks": source.reused or None,
             "workspace_claim_name": source.claim,
+            "scheduled_time": times.scheduled_time,
+            "scheduled_date": times.scheduled_date,
+            "data_interval": times.data_interval,
         }
     )
     snapshot = compute_status(snapshot, source.graph, {}, facts.now)
@@ -636,11 +641,15 @@ def run_variables(
     created: str,
     interval: DataInterval | None = None,
 ) -> dict[str, str]:
-    """Substitution values; a run started by hand is "scheduled" at its
-    creation. ``interval``: the run's own spec.dataInterval, if any.
+    """Substitution values. The times are those frozen in the status when the
+    run started; a run started before they were frozen derives them again
+    (``interval``: its own spec.dataInterval, if any).
     """
-    schedule = status.pipeline_spec.schedule if status.pipeline_spec else None
-    loads = run_interval(interval, schedule, created)
+    if status.scheduled_time and status.scheduled_date and status.data_interval:
+        times = RunTimes(status.scheduled_time, status.scheduled_date, status.data_interval)
+    else:
+        schedule = status.pipeline_spec.schedule if status.pipeline_spec else None
+        times = run_times(annotations, interval, schedule, created)
     variables = {f"params.{p.name}": p.value for p in status.params or ()}
     variables.update(
         {
@@ -648,10 +657,10 @@ def run_variables(
             "context.pipelineRun.namespace": run.namespace,
             "context.pipelineRun.uid": run.uid,
             "context.pipeline.name": run.pipeline_name,
-            "context.scheduledTime": annotations.get(labels.SCHEDULED_TIME) or created,
-            "context.scheduledDate": annotations.get(labels.SCHEDULED_DATE) or created[:10],
-            "context.dataIntervalStart": loads.start,
-            "context.dataIntervalEnd": loads.end,
+            "context.scheduledTime": times.scheduled_time,
+            "context.scheduledDate": times.scheduled_date,
+            "context.dataIntervalStart": times.data_interval.start,
+            "context.dataIntervalEnd": times.data_interval.end,
         }
     )
     return variables

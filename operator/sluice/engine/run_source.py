@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sluice.api import labels
 from sluice.api.v1alpha1 import (
     FINISHED_RUN_PHASES,
+    DataInterval,
     PipelineRunSpec,
     PipelineRunStatus,
     PipelineSpec,
@@ -26,6 +27,7 @@ from sluice.api.v1alpha1 import (
 )
 from sluice.engine.clock import WAKE_MARGIN_SECONDS
 from sluice.engine.dag import Graph, build_graph
+from sluice.engine.data_interval import RunTimes, run_times
 from sluice.engine.errors import InvalidPipeline
 from sluice.engine.params import bind_params, check_references
 
@@ -52,6 +54,7 @@ class RunSource:
     graph: Graph
     reused: list[TaskRunStatus] = field(default_factory=list)
     claim: str | None = None
+    times: RunTimes | None = None  # a rerun's: its source's
 
 
 @dataclass(frozen=True)
@@ -194,5 +197,28 @@ def _rerun_source(name: str, fetched: Fetched | None) -> RunSource | Refused:
     params = {param.name: param.value for param in old.params or ()}
     spec = old.pipeline_spec
     return RunSource(
-        spec, old.pipeline_name or INLINE, params, build_graph(spec), reused, old.workspace_claim_name
+        spec,
+        old.pipeline_name or INLINE,
+        params,
+        build_graph(spec),
+        reused,
+        old.workspace_claim_name,
+        frozen_times(fetched.body, old),
+    )
+
+
+def frozen_times(body: Mapping[str, Any], status: PipelineRunStatus) -> RunTimes:
+    """The times a started run was for: as its status froze them, or (a run
+    started before they were frozen) as they are derived from it.
+    """
+    if status.scheduled_time and status.scheduled_date and status.data_interval:
+        return RunTimes(status.scheduled_time, status.scheduled_date, status.data_interval)
+    meta = body.get("metadata") or {}
+    given = (body.get("spec") or {}).get("dataInterval")
+    schedule = status.pipeline_spec.schedule if status.pipeline_spec else None
+    return run_times(
+        meta.get("annotations") or {},
+        DataInterval.model_validate(given) if given else None,
+        schedule,
+        meta.get("creationTimestamp") or "",
     )

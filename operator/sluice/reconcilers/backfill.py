@@ -46,6 +46,8 @@ class BackfillReconciler:
             return None
         ref = ((backfill.get("spec") or {}).get("pipelineRef") or {}).get("name", "")
         pipeline = await self.client.get_optional(pipeline_path(key.namespace, ref)) if ref else None
+        if pipeline is not None and pipeline["metadata"].get("deletionTimestamp"):
+            pipeline = None  # being deleted, its runs with it: nothing more to create under it
         runs = tuple(run for run in self.peers.of(key.namespace) if run.pipeline == ref)
         plan = plan_backfill(BackfillFacts(backfill, pipeline, runs, self.clock()))
         await self._act(backfill, plan)
@@ -58,7 +60,7 @@ class BackfillReconciler:
         cleared = await clear_blocked(self.client, backfill, path, rfc3339(self.clock()))
         if cleared is not None:
             self.writes.note(key, cleared)
-        return None
+        return plan.wake_after
 
     async def show_refusal(self, key: BackfillKey, error: ApiError) -> None:
         """A call of this Backfill's pass was refused for good: say so on it."""

@@ -22,9 +22,9 @@ from sluice.engine.pipeline_plan import (
     DeleteRun,
     PipelineFacts,
     PipelinePlan,
+    own_scheduled_runs,
     plan_pipeline,
     schedule_of,
-    scheduled_run_view,
     status_patch,
 )
 from sluice.events import EventRecorder
@@ -58,7 +58,7 @@ class PipelineReconciler:
             return None
         runs = None
         if schedule_of(pipeline) is not None:
-            runs = tuple(scheduled_run_view(run) for run in await self._scheduled_runs(key))
+            runs = own_scheduled_runs(await self._scheduled_runs(key), pipeline["metadata"]["uid"])
         rerun_sources = self.peers.rerun_sources(key.namespace)
         plan = plan_pipeline(PipelineFacts(pipeline, self.clock(), runs, rerun_sources))
         await self._act(pipeline, plan)

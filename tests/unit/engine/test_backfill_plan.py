@@ -66,6 +66,14 @@ class Replay:
         self.events += [e.reason for e in plan.events]
         self.most_active = max(self.most_active, len(self.active()))
 
+    def begin(self) -> None:
+        """The first pass records the schedule, creates nothing, and asks for another pass."""
+        facts = BackfillFacts(self.backfill, self.pipeline, (), NOW)
+        plan = plan_backfill(facts)
+        assert plan.creates == () and plan.wake_after == 0
+        self.step()
+        assert self.order == [] and self.status["schedule"]
+
     def finish(self, count: int, phase: str = "Succeeded") -> None:
         for name in self.active()[:count]:
             self.runs[name]["status"] = {"phase": phase}
@@ -86,6 +94,7 @@ JANUARY = {"start": "2026-01-01T00:00:00Z", "end": "2026-02-01T00:00:00Z"}
 
 def test_a_31_day_daily_backfill_runs_every_date_once_oldest_first_never_more_than_3_at_once() -> None:
     replay = Replay({**JANUARY, "maxConcurrent": 3}, pipeline(DAILY))
+    replay.begin()
     for turn in range(100):
         replay.step()
         if replay.status.get("phase") == "Succeeded":
@@ -111,6 +120,7 @@ def test_a_31_day_daily_backfill_runs_every_date_once_oldest_first_never_more_th
 
 def test_intervals_already_loaded_are_skipped_unless_asked_and_failures_are_counted() -> None:
     replay = Replay({**JANUARY, "maxConcurrent": 31}, pipeline(DAILY))
+    replay.begin()
     replay.add_run("sales-202601030000", "2026-01-03T00:00:00Z", "Succeeded")
     replay.add_run("sales-202601040000", "2026-01-04T00:00:00Z", "Failed")  # failed: load it again
     replay.step()
@@ -124,6 +134,7 @@ def test_intervals_already_loaded_are_skipped_unless_asked_and_failures_are_coun
     assert replay.events[-1] == "RunsFailed"
 
     again = Replay({**JANUARY, "maxConcurrent": 31, "rerunSucceeded": True}, pipeline(DAILY))
+    again.begin()
     again.add_run("sales-202601030000", "2026-01-03T00:00:00Z", "Succeeded")
     again.step()
     assert len(again.order) == 31
@@ -131,6 +142,7 @@ def test_intervals_already_loaded_are_skipped_unless_asked_and_failures_are_coun
 
 def test_recorded_outcomes_stand_after_the_runs_are_deleted() -> None:
     replay = Replay({**JANUARY, "maxConcurrent": 2}, pipeline(DAILY))
+    replay.begin()
     replay.step()
     replay.finish(2)
     replay.step()
@@ -143,12 +155,20 @@ def test_recorded_outcomes_stand_after_the_runs_are_deleted() -> None:
 
 def test_cancelling_stops_creating_and_stops_its_runs() -> None:
     replay = Replay({**JANUARY, "maxConcurrent": 3}, pipeline(DAILY))
+    replay.begin()
     replay.step()
     replay.backfill["spec"]["cancelled"] = True
     replay.step()
     assert all(r["spec"].get("cancelled") for r in replay.runs.values())
     assert replay.status["phase"] == "Cancelled" and "completionTime" not in replay.status
-    replay.step()  # asked once: not asked again
+    assert (
+        plan_backfill(
+            BackfillFacts(
+                replay.backfill, replay.pipeline, tuple(peer_run(r) for r in replay.runs.values()), NOW
+            )
+        ).cancels
+        == ()
+    )  # asked once: not asked again
     replay.finish(3, "Cancelled")
     replay.step()
     assert len(replay.order) == 3
@@ -157,6 +177,7 @@ def test_cancelling_stops_creating_and_stops_its_runs() -> None:
 
 def test_the_schedule_it_started_with_holds_when_the_pipelines_cron_changes() -> None:
     replay = Replay({**JANUARY, "maxConcurrent": 1}, pipeline(DAILY))
+    replay.begin()
     replay.step()
     assert replay.pipeline is not None
     replay.pipeline["spec"]["schedule"]["cron"] = "0 * * * *"
@@ -194,5 +215,35 @@ def test_a_backfill_waits_for_its_pipeline() -> None:
     assert replay.status["phase"] == "Pending"
     assert replay.status["conditions"][0]["reason"] == "PipelineNotFound"
     replay.pipeline = pipeline(DAILY)
+    replay.begin()
     replay.step()
     assert replay.status["phase"] == "Running" and replay.order == ["2026-01-02"]
+
+
+def test_a_run_deleted_before_it_ended_is_failed_not_run_again() -> None:
+    replay = Replay({**JANUARY, "maxConcurrent": 1}, pipeline(DAILY))
+    replay.begin()
+    replay.step()
+    [name] = replay.runs
+    del replay.runs[name]  # deleted by hand while running
+    replay.step()
+    assert replay.order == ["2026-01-02", "2026-01-03"]  # January 2 not again
+    assert replay.status["outcomes"].startswith("FR")
+    assert replay.status["failed"] == 1
+
+
+def test_an_interval_another_run_is_loading_waits_for_its_outcome() -> None:
+    replay = Replay({**JANUARY, "maxConcurrent": 31}, pipeline(DAILY))
+    # A scheduled run for January 3 (written with an offset) is still running.
+    replay.add_run("sales-202601030000", "2026-01-03T01:00:00+01:00", "Running")
+    replay.begin()
+    facts = BackfillFacts(
+        replay.backfill, replay.pipeline, tuple(peer_run(r) for r in replay.runs.values()), NOW
+    )
+    assert plan_backfill(facts).wake_after == 30
+    replay.step()
+    assert "2026-01-03" not in replay.order and len(replay.order) == 30
+    assert replay.status["pending"] == 1
+    replay.runs["sales-202601030000"]["status"] = {"phase": "Succeeded"}
+    replay.step()
+    assert replay.status["alreadyLoaded"] == 1 and replay.status["pending"] == 0

@@ -171,6 +171,9 @@ def test_a_run_scheduled_in_the_repeated_hour_is_due_after_it() -> None:
     # UTC) has gone by and is due, while the second pass never is.
     schedule = CronSchedule.parse("45 2 * * *", "Europe/Paris")
     assert due_times(schedule, utc(2026, 10, 24, 12), utc(2026, 10, 25, 1, 50)) == [utc(2026, 10, 25, 0, 45)]
+    # Also while the clocks still read before 02:45 (01:30 UTC is 02:30 UTC+1):
+    # the first 02:45 has passed even though the local clock has not reached it again.
+    assert due_times(schedule, utc(2026, 10, 24, 12), utc(2026, 10, 25, 1, 30)) == [utc(2026, 10, 25, 0, 45)]
 
 
 # --- long gaps: bounded by time, not by ticks -----------------------------------------

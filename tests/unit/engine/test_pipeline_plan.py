@@ -138,8 +138,8 @@ def test_an_invalid_cron_is_reported_and_schedules_nothing() -> None:
     valid = next(c for c in plan.status.conditions or () if c.type == "Valid")
     assert (valid.status, valid.reason) == ("False", "InvalidSchedule")
     assert plan.status.next_schedule_time is None
-    # Kept, so that the fixed schedule starts afresh rather than firing missed times.
-    assert plan.status.observed_schedule == "0 * * * *|UTC"
+    # Marked, so that the fixed schedule starts afresh rather than firing missed times.
+    assert plan.status.observed_schedule == "0 * * * *|UTC|invalid"
 
 
 def test_the_newest_missed_time_starts_and_the_next_time_is_when_to_wake() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sluice.api.v1alpha1 import PipelineRunSpec, PipelineRunStatus, PipelineSpec, ScheduleSpec
+from sluice.api.v1alpha1 import DataInterval, PipelineRunSpec, PipelineRunStatus, PipelineSpec, ScheduleSpec
 from sluice.engine.admission import PeerRun
 from sluice.engine.observe import TaskObservation, TrackedPod
 from sluice.engine.run_plan import RunFacts, RunPlan, admission_scope, plan_gone, plan_run
@@ -207,6 +207,44 @@ def test_a_rerun_reuses_the_succeeded_tasks_params_and_claim_of_a_finished_run()
     assert extract.results[0].value == "7"
     assert task_status(plan, "load").phase == "Pending"
     assert "re-running run run-0" in plan.events[0].message
+
+
+def test_a_rerun_loads_the_same_data_interval_and_scheduled_time_as_its_source() -> None:
+    interval = {"start": "2026-10-23T02:00:00+02:00", "end": "2026-10-24T02:00:00+02:00"}
+    scheduled = {
+        "sluice.dev/scheduled-time": "2026-10-24T00:00:00Z",
+        "sluice.dev/scheduled-date": "2026-10-24",
+    }
+    failed = started(CHAIN, phase="Failed", completion_time=LATER)
+    # Frozen in the source's status (started by this version), or derived
+    # from its annotations and spec (started before times were frozen).
+    frozen = failed.model_copy(
+        update={
+            "scheduled_time": scheduled["sluice.dev/scheduled-time"],
+            "scheduled_date": "2026-10-24",
+            "data_interval": DataInterval.model_validate(interval),
+        }
+    )
+    sources = [
+        {"metadata": {"name": "run-0"}, "status": frozen.to_api()},
+        {
+            "metadata": {
+                "name": "run-0",
+                "annotations": scheduled,
+                "creationTimestamp": "2026-10-24T00:00:02Z",
+            },
+            "spec": {"pipelineRef": {"name": "sales"}, "dataInterval": interval},
+            "status": failed.to_api(),
+        },
+    ]
+    for body in sources:
+        plan = plan_run(facts(spec={"rerunOf": {"name": "run-0"}}, source=Fetched("run-0", body)))
+        assert plan.status is not None
+        assert plan.status.data_interval == DataInterval.model_validate(interval)
+        assert (plan.status.scheduled_time, plan.status.scheduled_date) == (
+            "2026-10-24T00:00:00Z",
+            "2026-10-24",
+        )
 
 
 def test_a_rerun_of_a_missing_or_unfinished_run_fails_clearly() -> None:

@@ -18,6 +18,7 @@ from sluice.engine.pipeline_plan import (
     DeleteRun,
     PipelineFacts,
     ScheduledRun,
+    own_scheduled_runs,
     plan_pipeline,
 )
 
@@ -251,3 +252,29 @@ def test_history_limits_never_delete_a_run_an_unfinished_rerun_re_runs() -> None
     replay.rerun_sources = frozenset()
     replay.pass_at(utc(2026, 1, 1, 2, 2))
     assert sorted(replay.runs) == ["sales-202601010200"]
+
+
+def test_a_schedule_broken_then_restored_fires_nothing_from_while_it_was_broken() -> None:
+    replay = Replay({"cron": "0 * * * *", "catchUp": 5}, created=utc(2026, 1, 1))
+    assert replay.pass_at(utc(2026, 1, 1, 1, 0, 5)) == ["sales-202601010100"]
+    replay.edit(cron="61 * * * *")
+    replay.pass_at(utc(2026, 1, 1, 1, 10))
+    assert replay.pipeline["status"]["observedSchedule"].endswith("|invalid")
+    replay.edit(cron="0 * * * *")  # exactly as before
+    assert replay.pass_at(utc(2026, 1, 1, 5, 30)) == []
+    assert replay.pass_at(utc(2026, 1, 1, 6, 0, 5)) == ["sales-202601010600"]
+
+
+def test_only_runs_the_pipeline_owns_count_as_its_scheduled_runs() -> None:
+    def obj(name: str, owner_uid: str) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "name": name,
+                "annotations": {"sluice.dev/scheduled-time": "2026-01-01T01:00:00Z"},
+                "ownerReferences": [{"kind": "Pipeline", "name": "sales", "uid": owner_uid}],
+            },
+            "status": {"phase": "Succeeded"},
+        }
+
+    found = own_scheduled_runs([obj("sales-202601010100", "u1"), obj("sales-202601010200", "other")], "u1")
+    assert [run.name for run in found] == ["sales-202601010100"]
