@@ -301,7 +301,7 @@ class Controller:
             # garbage-collected); the cache drops them as they go.
             self.cache.forget_run(meta.get("uid", ""))
             if self.runs is not None:
-                self.runs.forget(key)
+                self.runs.forget(key, meta.get("uid", ""))
             self.queue.add(key)
             self._wake_rerun_source_pipeline(obj)
             self._enqueue_backfill(obj, gone=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,33 @@ def backfill_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     return status
 
 
+def listing(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """The Backfill's runs as the API lists them (items and resourceVersion)."""
+    found: dict[str, Any] = kube.custom.list_namespaced_custom_object(
+        "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector=f"sluice.dev/backfill={name}"
+    )
+    return found
+
+
+def runs_of(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    return sorted(listing(kube, namespace, name)["items"], key=lambda r: r["metadata"]["name"])
+
+
+def run_changes(kube: Kube, namespace: str, name: str, since: str, seconds: int) -> Iterator[dict[str, Any]]:
+    """Every change to the Backfill's runs after resourceVersion ``since``, in the API server's order."""
+    changes: Iterator[dict[str, Any]] = watch.Watch().stream(
+        kube.custom.list_namespaced_custom_object,
+        "sluice.dev",
+        "v1alpha1",
+        namespace,
+        "pipelineruns",
+        label_selector=f"sluice.dev/backfill={name}",
+        resource_version=since,
+        timeout_seconds=seconds,
+    )
+    return changes
+
+
 def daily(name: str, *tasks: dict[str, Any]) -> dict[str, Any]:
     # Suspended: only the backfill starts runs here.
     schedule = {
@@ -58,9 +86,7 @@ def test_a_31_day_backfill_loads_each_date_once_in_order_never_more_than_3_at_on
     kube.apply(namespace, done_before)
     assert kube.wait_run(namespace, "sales-jan-10")["status"]["phase"] == "Succeeded"
 
-    listed = kube.custom.list_namespaced_custom_object(
-        "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=january"
-    )
+    listed = listing(kube, namespace, "january")
     kube.apply(
         namespace,
         backfill(
@@ -71,16 +97,7 @@ def test_a_31_day_backfill_loads_each_date_once_in_order_never_more_than_3_at_on
     phases: dict[str, str] = {}
     created: list[str] = []
     most_active = 0
-    for change in watch.Watch().stream(
-        kube.custom.list_namespaced_custom_object,
-        "sluice.dev",
-        "v1alpha1",
-        namespace,
-        "pipelineruns",
-        label_selector="sluice.dev/backfill=january",
-        resource_version=listed["metadata"]["resourceVersion"],
-        timeout_seconds=240,
-    ):
+    for change in run_changes(kube, namespace, "january", listed["metadata"]["resourceVersion"], 240):
         obj = change["object"]
         name = obj["metadata"]["name"]
         if change["type"] == "ADDED":  # a run made again would show its date twice
@@ -109,9 +126,7 @@ def test_a_31_day_backfill_loads_each_date_once_in_order_never_more_than_3_at_on
     # A run loads its interval: January 2's is [Jan 1, Jan 2], its param from the schedule's.
     first = next(
         r
-        for r in kube.custom.list_namespaced_custom_object(
-            "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=january"
-        )["items"]
+        for r in runs_of(kube, namespace, "january")
         if r["metadata"]["annotations"]["sluice.dev/scheduled-date"] == "2026-01-02"
     )
     [pod] = kube.pods(namespace, first["metadata"]["name"])
@@ -149,9 +164,7 @@ def test_cancelling_a_backfill_stops_its_runs_and_starts_no_more(
         lambda: (s := backfill_status(kube, namespace, "spring")).get("completionTime") and s,
     )
     assert status["phase"] == "Cancelled" and status["running"] == 0
-    runs = kube.custom.list_namespaced_custom_object(
-        "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=spring"
-    )["items"]
+    runs = runs_of(kube, namespace, "spring")
     assert sorted(r["status"]["phase"] for r in runs) == ["Cancelled", "Cancelled"]
 
 
@@ -181,23 +194,12 @@ def test_an_operator_killed_mid_backfill_goes_on_without_running_a_date_twice(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     # Every run object ever made for it, from a watch that misses none.
-    listed = kube.custom.list_namespaced_custom_object(
-        "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=ten"
-    )
+    listed = listing(kube, namespace, "ten")
     added: list[str] = []
     backfill_done = threading.Event()
 
     def watch_added() -> None:
-        for change in watch.Watch().stream(
-            kube.custom.list_namespaced_custom_object,
-            "sluice.dev",
-            "v1alpha1",
-            namespace,
-            "pipelineruns",
-            label_selector="sluice.dev/backfill=ten",
-            resource_version=listed["metadata"]["resourceVersion"],
-            timeout_seconds=150,
-        ):
+        for change in run_changes(kube, namespace, "ten", listed["metadata"]["resourceVersion"], 150):
             if change["type"] == "ADDED":
                 added.append(change["object"]["metadata"]["uid"])
             if backfill_done.is_set():
@@ -219,9 +221,7 @@ def test_an_operator_killed_mid_backfill_goes_on_without_running_a_date_twice(
         timeout=120,
     )
     assert status["outcomes"] == "S" * 10
-    runs = kube.custom.list_namespaced_custom_object(
-        "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=ten"
-    )["items"]
+    runs = runs_of(kube, namespace, "ten")
     dates = sorted(r["metadata"]["annotations"]["sluice.dev/scheduled-date"] for r in runs)
     assert dates == [f"2026-05-{day:02d}" for day in range(2, 12)]
     # Each name was one object all along: no run was deleted and made again.
@@ -240,10 +240,7 @@ def test_a_run_deleted_mid_way_counts_failed_and_a_deleted_pipeline_fails_the_ba
     )
 
     def its_runs() -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = kube.custom.list_namespaced_custom_object(
-            "sluice.dev", "v1alpha1", namespace, "pipelineruns", label_selector="sluice.dev/backfill=june"
-        )["items"]
-        return sorted(items, key=lambda r: r["metadata"]["name"])
+        return runs_of(kube, namespace, "june")
 
     [first] = wait_for("its first run", its_runs)
     kube.kubectl("delete", "pipelinerun", first["metadata"]["name"], "-n", namespace, "--wait=true")

@@ -44,6 +44,7 @@ from sluice.engine.data_interval import scheduled_interval
 from sluice.engine.errors import InvalidPipeline
 from sluice.engine.naming import backfill_run_name, label_value
 from sluice.engine.params import substitute
+from sluice.engine.status_patch import conditional_status_patch
 
 SUCCEEDED, FAILED, LOADED, STARTED, OPEN = "S", "F", "L", "R", "."
 # An interval whose run is another's, still active: looked at again this often.
@@ -400,14 +401,8 @@ def backfill_run(
 
 
 def status_patch(backfill: Mapping[str, Any], status: BackfillStatus) -> dict[str, Any]:
-    """The merge patch writing ``status``, conditional on the version it came from."""
-    body: dict[str, Any] = {
-        "metadata": {"resourceVersion": backfill["metadata"]["resourceVersion"]},
-        "status": status.to_api(),
-    }
-    for name in CLEARABLE_STATUS_FIELDS:
-        body["status"].setdefault(name, None)
-    return body
+    """The conditional merge patch writing ``status``, clearing the fields it dropped."""
+    return conditional_status_patch(backfill, status, CLEARABLE_STATUS_FIELDS)
 
 
 def _changed(old: BackfillStatus, new: BackfillStatus) -> BackfillStatus | None:

@@ -45,6 +45,7 @@ from sluice.engine.errors import InvalidPipeline
 from sluice.engine.naming import label_value, scheduled_run_name
 from sluice.engine.params import substitute
 from sluice.engine.pipeline_status import pipeline_status
+from sluice.engine.status_patch import conditional_status_patch
 
 # Fields a merge patch must clear explicitly when the plan drops them.
 CLEARABLE_STATUS_FIELDS = ("nextScheduleTime", "observedSchedule", "scheduleActiveSince")
@@ -127,16 +128,8 @@ class PipelinePlan:
 
 
 def status_patch(pipeline: Mapping[str, Any], status: PipelineStatus) -> dict[str, Any]:
-    """The merge patch that writes ``status``, conditional on the version it
-    was computed from; fields the status dropped are cleared explicitly.
-    """
-    body: dict[str, Any] = {
-        "metadata": {"resourceVersion": pipeline["metadata"]["resourceVersion"]},
-        "status": status.to_api(),
-    }
-    for field in CLEARABLE_STATUS_FIELDS:
-        body["status"].setdefault(field, None)
-    return body
+    """The conditional merge patch writing ``status``, clearing the fields it dropped."""
+    return conditional_status_patch(pipeline, status, CLEARABLE_STATUS_FIELDS)
 
 
 @dataclass(frozen=True)

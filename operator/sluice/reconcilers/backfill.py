@@ -22,7 +22,7 @@ from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, NameTaken, backfill_path, pipeline_path, run_path
 from sluice.reconcilers.keys import BackfillKey, OwnWrites
 from sluice.reconcilers.peers import PeerIndex
-from sluice.reconcilers.refusals import clear_blocked, refusal_of, show_refusal
+from sluice.reconcilers.refusals import clear_blocked, show_refusal_on
 
 
 class BackfillReconciler:
@@ -64,14 +64,8 @@ class BackfillReconciler:
 
     async def show_refusal(self, key: BackfillKey, error: ApiError) -> None:
         """A call of this Backfill's pass was refused for good: say so on it."""
-        backfill = await self.client.get_optional(backfill_path(key.namespace, key.name))
-        if backfill is None:
-            return
-        path = backfill_path(key.namespace, key.name, "status")
-        refusal = refusal_of(error, key.namespace)
-        written = await show_refusal(self.client, self.events, backfill, path, refusal, rfc3339(self.clock()))
-        if written is not None:
-            self.writes.note(key, written)
+        now = rfc3339(self.clock())
+        await show_refusal_on(self.client, self.events, self.writes, key, backfill_path, error, now)
 
     async def _act(self, backfill: dict[str, Any], plan: BackfillPlan) -> None:
         namespace = backfill["metadata"]["namespace"]

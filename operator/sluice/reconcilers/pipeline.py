@@ -31,7 +31,7 @@ from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, NameTaken, pipeline_path, run_path
 from sluice.reconcilers.keys import OwnWrites, PipelineKey
 from sluice.reconcilers.peers import PeerIndex
-from sluice.reconcilers.refusals import clear_blocked, refusal_of, show_refusal
+from sluice.reconcilers.refusals import clear_blocked, show_refusal_on
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,8 @@ class PipelineReconciler:
         """A call of this Pipeline's pass (a scheduled run's create, a prune)
         was refused for good: say so on the Pipeline.
         """
-        pipeline = await self.client.get_optional(pipeline_path(key.namespace, key.name))
-        if pipeline is None:
-            return
-        path = pipeline_path(key.namespace, key.name, "status")
-        refusal = refusal_of(error, key.namespace)
-        written = await show_refusal(self.client, self.events, pipeline, path, refusal, rfc3339(self.clock()))
-        if written is not None:
-            self.writes.note(key, written)
+        now = rfc3339(self.clock())
+        await show_refusal_on(self.client, self.events, self.writes, key, pipeline_path, error, now)
 
     async def _scheduled_runs(self, key: PipelineKey) -> list[dict[str, Any]]:
         selector = f"{labels.SCHEDULED_BY}={label_value(key.name)}"

@@ -71,6 +71,7 @@ PERMANENT_CREATE_ERRORS = (400, 422)
 # tasks, then again after each create that did not go as planned. More
 # means the facts keep changing under the pass; it looks again shortly.
 MAX_ROUNDS = 6
+DELETED_REMEMBERED = 10_000
 RETRY_SOON_SECONDS = 0.05
 
 
@@ -118,6 +119,8 @@ class RunReconciler:
         self.last_runs = LastRunRecorder(client, self.pipeline_writes)
         # The newest version of every unfinished run (see observe_run).
         self.live: dict[RunKey, dict[str, Any]] = {}
+        # UIDs of runs seen deleted, newest last (bounded).
+        self.deleted: dict[str, None] = {}
         # The last parsed (status, spec, spec error) per run, with its resourceVersion.
         self.parsed: dict[
             RunKey, tuple[str, tuple[PipelineRunStatus, PipelineRunSpec | None, str | None]]
@@ -127,8 +130,15 @@ class RunReconciler:
         """Whether this version of the run is the one our last status write made."""
         return self.run_writes.ours(key, version)
 
-    def forget(self, key: RunKey) -> None:
-        """The run was deleted: drop what this reconciler kept about it."""
+    def forget(self, key: RunKey, uid: str = "") -> None:
+        """The run was deleted: drop what this reconciler kept about it, and
+        remember its UID, so a write of ours answered after the deletion
+        was seen cannot bring it back into ``live`` or the peer index.
+        """
+        if uid:
+            self.deleted[uid] = None
+            while len(self.deleted) > DELETED_REMEMBERED:
+                del self.deleted[next(iter(self.deleted))]
         self.run_writes.forget(key)
         self.parsed.pop(key, None)
         self.live.pop(key, None)
@@ -182,7 +192,17 @@ class RunReconciler:
                     held = held | outcome.held
                     create_errors += outcome.errors
                     continue
-                run = await self._write_status(run, plan.status)
+                try:
+                    run = await self._write_status(run, plan.status)
+                except ApiError as refused:
+                    if refused.not_found:
+                        # Deleted under this pass. Its DELETED event may have
+                        # been handled before our own earlier write's answer
+                        # put the run back in ``live``: drop that copy, so the
+                        # retry reads the truth (gone) and releases its pods.
+                        self.live.pop(key, None)
+                        self.parsed.pop(key, None)
+                    raise
             # Events first: they only come from a status change, so a failed
             # release (retried by the next pass) must not lose them.
             await self._announce(run, plan)
@@ -451,6 +471,8 @@ class RunReconciler:
         key = RunKey(meta["namespace"], meta["name"])
         version = written["metadata"]["resourceVersion"]
         self.run_writes.note(key, written)
+        if written["metadata"].get("uid") in self.deleted:
+            return written  # deleted meanwhile: the write raced its deletion
         self.peers.observe(written)
         self.observe_run(written)
         held = self.parsed.get(key)

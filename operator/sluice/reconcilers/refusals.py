@@ -9,12 +9,14 @@ the Event itself, and then the operator log is all that is left.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sluice.api.v1alpha1 import Condition
 from sluice.engine.blocked import Refusal, blocked_conditions, blocked_event, unblocked_conditions
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient
+from sluice.reconcilers.keys import BackfillKey, OwnWrites, PipelineKey
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,28 @@ async def show_refusal(
         log.warning("could not show %s on %s: %s", refusal.reason, obj["metadata"]["name"], error)
     await events.announce(obj, blocked_event(refusal))
     return written
+
+
+async def show_refusal_on(
+    client: KubeClient,
+    events: EventRecorder,
+    writes: OwnWrites,
+    key: PipelineKey | BackfillKey,
+    path: Callable[..., str],
+    error: ApiError,
+    now: str,
+) -> None:
+    """Read the object a pass was refused for (``path(namespace, name[,
+    subresource])`` addresses it), show the refusal on it, and note the
+    write as this operator's own, so it causes no pass of its own.
+    """
+    obj = await client.get_optional(path(key.namespace, key.name))
+    if obj is None:
+        return
+    refusal = refusal_of(error, key.namespace)
+    written = await show_refusal(client, events, obj, path(key.namespace, key.name, "status"), refusal, now)
+    if written is not None:
+        writes.note(key, written)
 
 
 async def clear_blocked(
