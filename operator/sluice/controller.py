@@ -67,6 +67,24 @@ def pod_tombstone(pod: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_tombstone(run: dict[str, Any]) -> dict[str, Any]:
+    """What a run deleted while the watch was down still has to tell: who
+    to forget, and whom its going concerns (its Backfill, a rerun's source
+    Pipeline).
+    """
+    meta = run["metadata"]
+    run_labels = meta.get("labels") or {}
+    rerun_of = (run.get("spec") or {}).get("rerunOf")
+    return {
+        "metadata": {
+            **{k: meta[k] for k in ("name", "namespace", "uid") if k in meta},
+            "labels": {k: run_labels[k] for k in (labels.BACKFILL_UID,) if k in run_labels},
+        },
+        "spec": {"rerunOf": rerun_of} if rerun_of else {},
+        "status": {"pipelineName": (run.get("status") or {}).get("pipelineName")},
+    }
+
+
 class Controller:
     """Everything the handlers share; one per operator process."""
 
@@ -138,7 +156,14 @@ class Controller:
         informers = [
             Informer(self.client, f"{group}/{PIPELINES}", self.saw_pipeline, name="pipelines"),
             # Smaller pages: one run of a 5,000-task pipeline is over a megabyte.
-            Informer(self.client, f"{group}/{PIPELINE_RUNS}", self.saw_run, name="pipelineruns", page=250),
+            Informer(
+                self.client,
+                f"{group}/{PIPELINE_RUNS}",
+                self.saw_run,
+                name="pipelineruns",
+                page=250,
+                tombstone=run_tombstone,
+            ),
             Informer(
                 self.client,
                 f"/api/v1{scope}/pods",

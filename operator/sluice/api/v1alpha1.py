@@ -574,8 +574,8 @@ class BackfillStatus(ApiModel):
         default=None,
         max_length=MAX_BACKFILL_RUNS,
         description=(
-            "One letter per interval, oldest first: S succeeded, F failed or cancelled, L already "
-            "loaded, . not yet. Recorded outcomes stand even after the run is deleted."
+            "One letter per interval, oldest first: S succeeded, F failed, cancelled or deleted, L already "
+            "loaded, R its run started, . not yet. Recorded outcomes stand even after the run is deleted."
         ),
     )
     last_run_name: str | None = None

@@ -37,7 +37,7 @@ from sluice.api.v1alpha1 import (
 )
 from sluice.engine.admission import PeerRun
 from sluice.engine.announce import Announcement, normal, warning
-from sluice.engine.clock import parse_time, rfc3339
+from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.cron import CronSchedule
 from sluice.engine.data_interval import scheduled_interval
@@ -85,7 +85,7 @@ class Tally:
         return self.outcomes.count(letter)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def intervals(cron: CronSchedule, start: datetime, end: datetime) -> tuple[datetime, ...] | None:
     """The ends of the schedule's intervals lying within [start, end], oldest
     first (an interval runs from one instant to the next); None when there
@@ -128,15 +128,24 @@ def plan_backfill(facts: BackfillFacts) -> BackfillPlan:
         # that a later pass (the Pipeline's cron edited) would not find.
         slots = max(0, spec.max_concurrent - len(tally.running))
         assert facts.pipeline is not None
-        for index in tally.pending[:slots]:
+        # An interval is loaded once it has ended, never before (its data
+        # would be incomplete, and the schedule would load it again).
+        ended = [index for index in tally.pending if ends[index] <= facts.now]
+        for index in ended[:slots]:
             creates.append(backfill_run(backfill, facts.pipeline, spec, cron, ends[index]))
             tally.outcomes[index] = STARTED
     status = _counted(status, tally, len(creates), cron, now, spec.cancelled)
     if creates:
         status = status.model_copy(update={"last_run_name": creates[-1]["metadata"]["name"]})
-    wake = 0.0 if not current.schedule and status.phase == "Running" else None
+    waits = []
+    if not current.schedule and status.phase == "Running":
+        waits.append(0.0)  # the first pass only recorded the schedule: go on at once
     if tally.busy and not spec.cancelled:
-        wake = BUSY_RECHECK_SECONDS
+        waits.append(BUSY_RECHECK_SECONDS)
+    future = [ends[index] for index in tally.pending if ends[index] > facts.now]
+    if future and not spec.cancelled:
+        waits.append((min(future) - facts.now).total_seconds() + WAKE_MARGIN_SECONDS)
+    wake = min(waits) if waits else None
     events: list[Announcement] = []
     if current.phase in (None, "Pending") and status.phase == "Running":
         events.append(

@@ -28,7 +28,9 @@ def scheduled_interval(cron: CronSchedule, moment: datetime) -> DataInterval:
     return DataInterval(start=in_zone(cron.previous_before(moment), cron), end=in_zone(moment, cron))
 
 
-def run_interval(given: DataInterval | None, schedule: ScheduleSpec | None, created: str) -> DataInterval:
+def run_interval(
+    given: DataInterval | None, schedule: ScheduleSpec | None, created: str, scheduled_time: str | None = None
+) -> DataInterval:
     """The interval a run loads: its own ``spec.dataInterval`` when set (a
     scheduled or backfilled run has one; a run made by hand may); else the
     newest interval of its pipeline's schedule complete when it was created
@@ -42,6 +44,10 @@ def run_interval(given: DataInterval | None, schedule: ScheduleSpec | None, crea
             cron = CronSchedule.parse(schedule.cron, schedule.timezone)
         except InvalidPipeline:
             cron = None
+        if cron is not None and scheduled_time:
+            # Scheduled (by an earlier version, without spec.dataInterval) or
+            # annotated by hand: the interval ending at its scheduled time.
+            return scheduled_interval(cron, parse_time(scheduled_time))
         if cron is not None:
             return scheduled_interval(cron, cron.latest_at_or_before(parse_time(created)))
     return DataInterval(start=created, end=created)
@@ -68,5 +74,5 @@ def run_times(
     return RunTimes(
         annotations.get(labels.SCHEDULED_TIME) or created,
         annotations.get(labels.SCHEDULED_DATE) or created[:10],
-        run_interval(given, schedule, created),
+        run_interval(given, schedule, created, annotations.get(labels.SCHEDULED_TIME)),
     )

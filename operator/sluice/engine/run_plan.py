@@ -366,7 +366,11 @@ def _admit(facts: RunFacts, source: RunSource) -> RunPlan:
     verb = f"re-running run {facts.spec.rerun_of.name}:" if facts.spec.rerun_of else "running"
     started = normal("Started", f"{verb} {len(source.graph.order)} tasks of pipeline {source.pipeline_name}")
     # The scheduler records its own runs in order; only record runs made by hand.
-    by_hand = source.pipeline_name != INLINE and labels.SCHEDULED_BY not in facts.labels
+    by_hand = (
+        source.pipeline_name != INLINE
+        and labels.SCHEDULED_BY not in facts.labels
+        and labels.BACKFILL not in facts.labels  # a Backfill's old dates are not the newest run
+    )
     return RunPlan(
         status=snapshot,
         events=(started,),

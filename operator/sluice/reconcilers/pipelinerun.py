@@ -164,6 +164,18 @@ class RunReconciler:
         if held is None or resource_version(held) <= resource_version(obj):
             self.live[key] = obj
 
+    def _wrote(self, key: RunKey, written: dict[str, Any]) -> bool:
+        """Take in a run as one of our writes returned it; False when the run
+        was seen deleted meanwhile (the write raced its deletion), which
+        must not bring it back into ``live`` or the peer index.
+        """
+        if written["metadata"].get("uid") in self.deleted:
+            return False
+        self.run_writes.note(key, written)
+        self.peers.observe(written)
+        self.observe_run(written)
+        return True
+
     async def reconcile(self, key: RunKey) -> float | None:
         """One pass over one run; returns seconds until it wants another pass."""
         run = self.live.get(key) or await self.client.get_optional(run_path(key.namespace, key.name))
@@ -234,8 +246,7 @@ class RunReconciler:
             self.client, run, run_path(key.namespace, key.name, "status"), self.clock()
         )
         if written is not None:
-            self.run_writes.note(key, written)
-            self.observe_run(written)
+            self._wrote(key, written)
         return wake
 
     # --- observe ----------------------------------------------------------------------
@@ -470,11 +481,8 @@ class RunReconciler:
         written = await self.client.merge_patch(run_path(meta["namespace"], meta["name"], "status"), body)
         key = RunKey(meta["namespace"], meta["name"])
         version = written["metadata"]["resourceVersion"]
-        self.run_writes.note(key, written)
-        if written["metadata"].get("uid") in self.deleted:
-            return written  # deleted meanwhile: the write raced its deletion
-        self.peers.observe(written)
-        self.observe_run(written)
+        if not self._wrote(key, written):
+            return written
         held = self.parsed.get(key)
         unchanged = held is not None and held[0] == meta["resourceVersion"]
         if held is not None and unchanged and written.get("status") == body["status"]:
@@ -505,8 +513,7 @@ class RunReconciler:
             refusal = refusal_of(error, key.namespace)
             written = await show_refusal(self.client, self.events, run, path, refusal, self.clock())
         if written is not None:
-            self.run_writes.note(key, written)
-            self.observe_run(written)
+            self._wrote(key, written)
 
     async def _announce(self, run: dict[str, Any], plan: RunPlan) -> None:
         if plan.finished is not None:

@@ -247,3 +247,30 @@ def test_an_interval_another_run_is_loading_waits_for_its_outcome() -> None:
     replay.runs["sales-202601030000"]["status"] = {"phase": "Succeeded"}
     replay.step()
     assert replay.status["alreadyLoaded"] == 1 and replay.status["pending"] == 0
+
+
+def test_intervals_that_have_not_ended_yet_wait_for_their_end() -> None:
+    # NOW is 2026-11-26 12:00: of a range up to Nov 30, the intervals ending
+    # Nov 24..26 (00:00) are loaded now, the rest when they end.
+    replay = Replay(
+        {"start": "2026-11-23T00:00:00Z", "end": "2026-11-30T00:00:00Z", "maxConcurrent": 10}, pipeline(DAILY)
+    )
+    replay.begin()
+    facts = BackfillFacts(replay.backfill, replay.pipeline, (), NOW)
+    plan = plan_backfill(facts)
+    assert [b["metadata"]["annotations"]["sluice.dev/scheduled-date"] for b in plan.creates] == [
+        "2026-11-24",
+        "2026-11-25",
+        "2026-11-26",
+    ]
+    assert plan.wake_after is not None and 12 * 3600 <= plan.wake_after < 12 * 3600 + 5  # Nov 27 00:00
+    assert plan.status is not None and plan.status.pending == 4
+
+
+def test_the_first_pass_goes_on_at_once_even_when_another_run_holds_an_interval() -> None:
+    replay = Replay({**JANUARY, "maxConcurrent": 3}, pipeline(DAILY))
+    replay.add_run("sales-202601020000", "2026-01-02T00:00:00Z", "Running")
+    plan = plan_backfill(
+        BackfillFacts(replay.backfill, replay.pipeline, tuple(peer_run(r) for r in replay.runs.values()), NOW)
+    )
+    assert plan.wake_after == 0

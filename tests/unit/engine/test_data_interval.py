@@ -24,3 +24,12 @@ def test_a_run_of_a_pipeline_without_a_schedule_loads_the_empty_interval_at_its_
 def test_a_runs_own_interval_wins() -> None:
     given = DataInterval(start="2026-01-01T00:00:00Z", end="2026-02-01T00:00:00Z")
     assert run_interval(given, ScheduleSpec(cron="@daily"), "2026-06-01T00:00:00Z") == given
+
+
+def test_a_run_with_a_scheduled_time_but_no_interval_loads_the_interval_ending_then() -> None:
+    # Runs an earlier version scheduled carry the annotation but no spec.dataInterval.
+    hourly = ScheduleSpec(cron="0 * * * *")
+    created_together = "2026-01-01T12:00:05Z"
+    assert run_interval(None, hourly, created_together, "2026-01-01T10:00:00Z") == DataInterval(
+        start="2026-01-01T09:00:00+00:00", end="2026-01-01T10:00:00+00:00"
+    )
