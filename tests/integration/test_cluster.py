@@ -55,6 +55,17 @@ def test_up_brings_back_a_component_killed_with_sigkill(kube: Kube) -> None:
     state = pathlib.Path(hack_env()["SLUICE_STATE_DIR"])
     pid = int((state / "pids" / "etcd.pid").read_text())
     os.kill(pid, signal.SIGKILL)
+
+    def dead() -> bool:
+        # SIGKILL is delivered asynchronously: until the kernel has ended the
+        # process it still reads as running, and `up` would (rightly) keep it.
+        try:
+            state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state in ("Z", "X")
+
+    wait_for("the killed etcd to be dead", dead)
     done = subprocess.run([str(HACK), "up"], env=hack_env(), capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "recovering: etcd" in done.stderr
