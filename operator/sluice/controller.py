@@ -376,20 +376,25 @@ class Controller:
         """
         meta = obj["metadata"]
         key = PipelineKey(meta["namespace"], meta["name"])
-        for (namespace, name), (pipeline, _) in self.backfill_index.items():
-            if namespace == meta["namespace"] and pipeline == meta["name"]:
-                self.queue.add(BackfillKey(namespace, name))
         if kind == "DELETED":
             self.pipeline_writes.forget(key)
+            self._wake_backfills_of(key)
             return
         if self.runs is not None:
             for waiting in self.runs.waiting_for_pipeline.release(meta["namespace"], meta["name"]):
                 self.queue.add(waiting)
         if self.pipeline_writes.ours(key, meta.get("resourceVersion", "")):
             # Our own status write (every run started by hand records itself
-            # there): nothing new for the pipeline's pass.
+            # there): nothing new for the pipeline's pass, nor its Backfills'.
             return
         self.queue.add(key)
+        self._wake_backfills_of(key)
+
+    def _wake_backfills_of(self, pipeline: PipelineKey) -> None:
+        """The Pipeline appeared, changed or went: its Backfills look again."""
+        for (namespace, name), (of, _) in self.backfill_index.items():
+            if (namespace, of) == (pipeline.namespace, pipeline.name):
+                self.queue.add(BackfillKey(namespace, name))
 
     def saw_backfill(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
