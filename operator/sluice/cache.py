@@ -39,7 +39,7 @@ KEPT_CONDITIONS = frozenset({"DisruptionTarget"})
 
 # The labels and container-state fields a pass reads; the rest is dropped, so
 # 10,000s of finished task pods stay a few hundred bytes each.
-KEPT_LABELS = (labels.RUN, labels.RUN_UID, labels.TASK, labels.ATTEMPT)
+KEPT_LABELS = (labels.RUN, labels.RUN_UID, labels.TASK, labels.ATTEMPT, labels.INSTANCE)
 KEPT_TERMINATED = ("exitCode", "reason", "message", "startedAt", "finishedAt")
 
 

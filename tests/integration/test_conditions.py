@@ -97,11 +97,11 @@ def test_oversized_result_fails_the_task_with_a_clear_reason(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
     big = task(
-        "dump", results=[{"name": "blob"}], annotations={"sim.sluice.dev/result": "blob=" + "x" * 2000}
+        "dump", results=[{"name": "blob"}], annotations={"sim.sluice.dev/result": "blob=" + "x" * 4050}
     )
     kube.apply(namespace, pipeline("big", [big, task("next", "dump")]), run("big-1", "big"))
     obj = kube.wait_run(namespace, "big-1")
     dump = tasks_by_name(obj)["dump"]
     assert (dump["phase"], dump["reason"]) == ("Failed", "ResultTooLarge")
-    assert "2000 bytes" in dump["message"] and "workspace" in dump["message"]
+    assert "4050 bytes" in dump["message"] and "workspace" in dump["message"]
     assert tasks_by_name(obj)["next"]["phase"] == "Skipped"

@@ -144,3 +144,20 @@ def test_a_reference_counts_only_to_sluices_own_kind_and_only_for_the_run_it_nam
     assert [p["metadata"]["name"] for p in cache.pods_of("u1", "r")] == ["a-3"]
     assert ChildCache.controlled_by(pod("a-3", "5"), "u1", "r")
     assert not ChildCache.controlled_by(misnamed, "u1", "r")
+
+
+def test_a_fanned_out_instance_pod_keeps_the_labels_that_say_which_instance_it_is() -> None:
+    cache = ChildCache()
+    instance = pod("load-3", "5")
+    instance["metadata"]["labels"].update(
+        {"sluice.dev/task": "load", "sluice.dev/instance": "3", "sluice.dev/attempt": "1", "team": "data"}
+    )
+    cache.upsert_pod(instance)
+    [kept] = cache.pods_of("u1")
+    assert kept["metadata"]["labels"] == {
+        "sluice.dev/run-uid": "u1",
+        "sluice.dev/run": "r",
+        "sluice.dev/task": "load",
+        "sluice.dev/instance": "3",
+        "sluice.dev/attempt": "1",
+    }

@@ -96,7 +96,8 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _with_validations(schema: dict[str, Any], rules: list[dict[str, str]]) -> dict[str, Any]:
-    schema["x-kubernetes-validations"] = rules
+    """Add ``rules`` after those the model itself declares."""
+    schema["x-kubernetes-validations"] = [*schema.get("x-kubernetes-validations", ()), *rules]
     return schema
 
 

@@ -183,13 +183,105 @@ class WhenExpression(ApiModel):
     values: list[str] = Field(min_length=1, max_length=100)
 
 
+MAX_INSTANCES = 1000
+MAX_AXES = 10
+SCRIPT_MAX = 65_536
+# What a matrix axis may read its values from: a param, or an upstream task's result.
+MATRIX_SOURCE_PATTERN = (
+    r"^\$\((params\.[A-Za-z_][A-Za-z0-9_-]*"
+    r"|tasks\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.results\.[A-Za-z_][A-Za-z0-9_-]*)\)$"
+)
+
+
+class MatrixAxis(ApiModel):
+    """One axis of a fan-out: its values are a literal list, or read when the
+    task becomes ready from ``from``, which must hold a JSON array of scalars.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.values) != has(self.from)",
+                    "message": "a matrix axis needs exactly one of values or from",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=64, pattern=PARAM_NAME_PATTERN)
+    values: list[int | str] | None = Field(
+        default=None, max_length=MAX_INSTANCES, json_schema_extra={"items": int_or_string()}
+    )
+    from_: str | None = Field(
+        default=None,
+        alias="from",
+        max_length=256,
+        pattern=MATRIX_SOURCE_PATTERN,
+        description=(
+            "$(params.NAME) or $(tasks.TASK.results.NAME): a JSON array of strings, numbers or booleans."
+        ),
+    )
+
+
+class Matrix(ApiModel):
+    """Run the task once per combination of its axes' values (their cross
+    product, the last axis varying fastest), then once per ``include`` entry;
+    each instance reads its values as ``$(matrix.AXIS)``.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.axes) || has(self.include)", "message": "a matrix needs axes or include"}
+            ]
+        }
+    )
+
+    axes: list[MatrixAxis] | None = Field(
+        default=None, min_length=1, max_length=MAX_AXES, json_schema_extra=list_map("name")
+    )
+    include: list[dict[str, int | str]] | None = Field(
+        default=None,
+        max_length=MAX_INSTANCES,
+        json_schema_extra={"items": {"type": "object", "additionalProperties": int_or_string()}},
+        description="Explicit combinations (axis name -> value), run after the cross product.",
+    )
+    parallelism: int | None = Field(
+        default=None, ge=1, description="At most this many of the task's instances at once."
+    )
+
+
 class TaskSpec(ApiModel):
-    """One containerised step; each run runs it as one pod per attempt."""
+    """One containerised step; each run runs it as one pod per attempt (one per
+    instance and attempt when it has a ``matrix``).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.script) && has(self.command))",
+                    "message": "a task has either script or command, not both",
+                }
+            ]
+        }
+    )
 
     name: str = Field(json_schema_extra=dns_label(TASK_NAME_MAX))
     image: str = Field(min_length=1, max_length=512, pattern=IMAGE_PATTERN)
     command: list[str] | None = None
     args: list[str] | None = None
+    script: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=SCRIPT_MAX,
+        description=(
+            "A script run by /bin/sh, or by the interpreter its #! line names; args become its "
+            "arguments. In a shell script a $(...) reference becomes an environment variable, "
+            "never text pasted into the code."
+        ),
+    )
     working_dir: str | None = None
     env: list[EnvVar] | None = Field(default=None, json_schema_extra=list_map("name"))
     env_from: list[dict[str, Any]] | None = Field(
@@ -211,6 +303,10 @@ class TaskSpec(ApiModel):
         default=None,
         ge=1,
         description="Per attempt: the pod's activeDeadlineSeconds; exceeding it fails the attempt (Timeout).",
+    )
+    matrix: Matrix | None = Field(
+        default=None,
+        description=f"Fan out: one instance per combination of values, at most {MAX_INSTANCES}.",
     )
 
 
@@ -436,6 +532,22 @@ class ResultValue(ApiModel):
     value: str
 
 
+class InstanceStatus(ApiModel):
+    """One instance of a fanned-out task: the fields of a task's entry, by index."""
+
+    index: int = Field(ge=0)
+    values: str | None = Field(default=None, description="Its matrix values, as a reminder (shortened).")
+    phase: TaskPhase
+    pod_name: str | None = None
+    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = Field(default=None, max_length=4096)
+    attempts: int | None = None
+    results: list[ResultValue] | None = Field(default=None, json_schema_extra=list_map("name"))
+
+
 class TaskRunStatus(ApiModel):
     """One task's state in a run; kept small so 500-task runs fit in etcd."""
 
@@ -453,6 +565,11 @@ class TaskRunStatus(ApiModel):
     message: str | None = Field(default=None, max_length=4096)
     attempts: int | None = None
     results: list[ResultValue] | None = Field(default=None, json_schema_extra=list_map("name"))
+    instances: list[InstanceStatus] | None = Field(
+        default=None,
+        json_schema_extra=list_map("index"),
+        description="A fanned-out task's instances, in order; the task's phase sums them up.",
+    )
 
 
 class PipelineRunStatus(ApiModel):

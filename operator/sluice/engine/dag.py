@@ -174,15 +174,34 @@ def trigger_verdict(rule: str, upstream: Sequence[str]) -> str:
     return "skip" if rule == "AnyFailed" else "run"
 
 
-def task_verdict(graph: Graph, name: str, phases: Mapping[str, str]) -> str:
+def task_verdict(
+    graph: Graph,
+    name: str,
+    phases: Mapping[str, str],
+    instances: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """Whether ``name`` may run, wait, or is skipped. A fanned-out upstream
+    task counts as its instances (``instances``: their phases, by task), so
+    trigger rules count instances: AllFailed means every instance failed.
+    """
     if name in graph.finally_:
         main = [phases[m] for m in graph.main]
         return "run" if all(phase in FINISHED_TASK_PHASES for phase in main) else "wait"
-    return trigger_verdict(graph.rules.get(name, "AllSucceeded"), [phases[dep] for dep in graph.deps[name]])
+    upstream: list[str] = []
+    for dep in graph.deps[name]:
+        fanned = instances.get(dep) if instances else None
+        if fanned:
+            upstream.extend(fanned)
+        else:
+            upstream.append(phases[dep])
+    return trigger_verdict(graph.rules.get(name, "AllSucceeded"), upstream)
 
 
 def resolve_task_phases(
-    graph: Graph, observed: Mapping[str, str], skipped_by_when: Iterable[str] = ()
+    graph: Graph,
+    observed: Mapping[str, str],
+    skipped_by_when: Iterable[str] = (),
+    instances: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, str]:
     """Every task's phase, given the phases observed from its pod (if any).
 
@@ -197,7 +216,7 @@ def resolve_task_phases(
         if name in observed:
             phases[name] = observed[name]
             continue
-        verdict = task_verdict(graph, name, phases)
+        verdict = task_verdict(graph, name, phases, instances)
         if verdict == "skip" or (verdict == "run" and name in when_false):
             phases[name] = "Skipped"
         else:
@@ -205,13 +224,20 @@ def resolve_task_phases(
     return phases
 
 
-def ready_tasks(graph: Graph, phases: Mapping[str, str], started: Iterable[str] = ()) -> list[str]:
+def ready_tasks(
+    graph: Graph,
+    phases: Mapping[str, str],
+    started: Iterable[str] = (),
+    instances: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
     """Tasks to start now: Pending, not yet started, trigger rule met."""
     already = set(started)
     return [
         name
         for name in graph.order
-        if phases[name] == "Pending" and name not in already and task_verdict(graph, name, phases) == "run"
+        if phases[name] == "Pending"
+        and name not in already
+        and task_verdict(graph, name, phases, instances) == "run"
     ]
 
 

@@ -27,14 +27,21 @@ def _bounded(prefix: str, suffix: str, limit: int = MAX_NAME) -> str:
     return f"{head}-{suffix}"
 
 
-def attempt_name(run_name: str, run_uid: str, task: str, attempt: int = 0) -> str:
+def attempt_name(
+    run_name: str, run_uid: str, task: str, attempt: int = 0, instance: int | None = None
+) -> str:
     """The pod of one attempt of one task: ``<run>-<task>-<hash>``, cut to 63
-    characters (a valid pod name and label value).
+    characters (a valid pod name and label value); an instance of a
+    fanned-out task: ``<run>-<task>-<index>-<hash>``.
 
-    Each retry of a task is a new pod: the attempt number joins the hash.
+    Each retry of a task is a new pod: the attempt number joins the hash. An
+    instance's key joins it as ``task[index]``, which no task name can be,
+    so it never meets a task named ``<task>-<index>``.
     """
-    parts = (run_uid, task) if attempt == 0 else (run_uid, task, str(attempt))
-    return _bounded(f"{run_name}-{task}", short_hash(*parts))
+    key = task if instance is None else f"{task}[{instance}]"
+    parts = (run_uid, key) if attempt == 0 else (run_uid, key, str(attempt))
+    prefix = f"{run_name}-{task}" if instance is None else f"{run_name}-{task}-{instance}"
+    return _bounded(prefix, short_hash(*parts))
 
 
 def label_value(value: str) -> str:

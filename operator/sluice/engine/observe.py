@@ -27,6 +27,7 @@ from typing import Any
 
 from sluice.api import labels
 from sluice.engine.clock import parse_time, rfc3339
+from sluice.engine.matrix import split_key, unit_key
 
 MESSAGE_LIMIT = 1024
 TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
@@ -245,13 +246,19 @@ def refused_pod(refusal: RefusedCreate) -> TaskObservation:
 
 
 def pod_attempt(pod: Mapping[str, Any]) -> tuple[str | None, int]:
-    """(task, attempt) from a task pod's labels."""
+    """(unit, attempt) from a task pod's labels: the unit is its task, or
+    ``task[index]`` for an instance of a fanned-out task.
+    """
     pod_labels = pod["metadata"].get("labels") or {}
     try:
         attempt = int(pod_labels.get(labels.ATTEMPT) or 0)
     except ValueError:
         attempt = 0
-    return pod_labels.get(labels.TASK), attempt
+    task = pod_labels.get(labels.TASK)
+    instance = pod_labels.get(labels.INSTANCE)
+    if task is not None and instance is not None and instance.isdigit():
+        return unit_key(task, int(instance)), attempt
+    return task, attempt
 
 
 def observe_tasks(
@@ -261,13 +268,14 @@ def observe_tasks(
     created: Iterable[CreatedPod] = (),
     refused: Iterable[RefusedCreate] = (),
 ) -> dict[str, TaskObservation]:
-    """Each task's latest attempt: from its newest pod, unless a newer
-    attempt was just created or refused.
+    """Each task's (and each instance's) latest attempt, keyed by unit: from
+    its newest pod, unless a newer attempt was just created or refused.
+    ``tasks`` are the task names of the run's spec.
     """
     latest: dict[str, tuple[int, Mapping[str, Any]]] = {}
     for pod in pods:
         name, attempt = pod_attempt(pod)
-        if name is None or name not in tasks:
+        if name is None or split_key(name)[0] not in tasks:
             continue
         held = latest.get(name)
         # Two pods of one attempt only come from a Job of an older Sluice:
@@ -276,13 +284,15 @@ def observe_tasks(
             latest[name] = (attempt, pod)
     observed = {task: observe_pod(pod, now, attempt) for task, (attempt, pod) in latest.items()}
     for new in created:
-        if new.task in tasks and (new.task not in observed or observed[new.task].attempt < new.attempt):
+        if split_key(new.task)[0] in tasks and (
+            new.task not in observed or observed[new.task].attempt < new.attempt
+        ):
             observed[new.task] = TaskObservation(new.name, "Running", attempt=new.attempt)
     for refusal in refused:
         task = refusal.task
         if (
             task is not None
-            and task in tasks
+            and split_key(task)[0] in tasks
             and (task not in observed or observed[task].attempt <= refusal.attempt)
         ):
             observed[task] = refused_pod(refusal)

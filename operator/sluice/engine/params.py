@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from sluice.api.v1alpha1 import ParamValue, PipelineSpec, TaskSpec
 from sluice.engine.dag import Graph
 from sluice.engine.errors import InvalidPipeline
+from sluice.engine.matrix import MATRIX_PREFIX, axis_names, check_matrix
+from sluice.engine.script import check_script, is_shell
 
 REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 CONTEXT_VARIABLES = (
@@ -59,6 +61,11 @@ def _task_strings(task: TaskSpec) -> Iterator[tuple[str, str]]:
             yield f"env {env.name}", env.value
     if task.working_dir:
         yield "workingDir", task.working_dir
+    if task.script is not None and is_shell(task.script):
+        yield "script", task.script
+    for i, axis in enumerate((task.matrix.axes if task.matrix else None) or ()):
+        if axis.from_ is not None:
+            yield f"matrix.axes[{i}].from", axis.from_
     for i, expression in enumerate(task.when or ()):
         yield f"when[{i}].input", expression.input
         for j, value in enumerate(expression.values):
@@ -95,17 +102,50 @@ def _explain(task: TaskSpec, variable: str, spec: PipelineSpec, graph: Graph) ->
     return "it is not a declared param, an upstream result or a context variable"
 
 
+def _check_matrix_references(task: TaskSpec, found: list[tuple[str, str]]) -> set[str]:
+    """The ``$(matrix.NAME)`` a task may use (its own axes), after refusing
+    them where they cannot be known: in ``when`` and in an axis's ``from``,
+    which are decided once for the whole task.
+    """
+    own = {MATRIX_PREFIX + name for name in axis_names(task.matrix)} if task.matrix else set()
+    for where, name in found:
+        if not name.startswith(MATRIX_PREFIX):
+            continue
+        if not own:
+            raise InvalidPipeline(
+                "InvalidReference", f'task "{task.name}" {where} references $({name}) but has no matrix'
+            )
+        if where.startswith("when") or where.startswith("matrix."):
+            raise InvalidPipeline(
+                "InvalidReference",
+                f'task "{task.name}" {where} references $({name}): it is known per instance, '
+                "but when and matrix are decided once for the whole task",
+            )
+        if name not in own:
+            raise InvalidPipeline(
+                "InvalidReference",
+                f'task "{task.name}" {where} references $({name}); its matrix gives: '
+                + ", ".join(sorted(f"$({n})" for n in own)),
+            )
+    return own
+
+
 def check_references(spec: PipelineSpec, graph: Graph) -> None:
-    """Raise InvalidPipeline for any ``$(...)`` that names nothing known."""
+    """Raise InvalidPipeline for any ``$(...)`` that names nothing known, and
+    for a matrix or script no run could carry out.
+    """
     base = {f"params.{param.name}" for param in spec.params or ()} | set(CONTEXT_VARIABLES)
     declared = {t.name: {r.name for r in t.results or ()} for t in spec.tasks}
     for task in [*spec.tasks, *(spec.finally_ or ())]:
+        check_matrix(task)
+        check_script(task)
         found = [
             (where, match.group(1))
             for where, text in _task_strings(task)
             for match in REFERENCE.finditer(text)
         ]
-        upstream = [(where, name) for where, name in found if name not in base]
+        own = _check_matrix_references(task, found)
+        upstream = [(where, name) for where, name in found if name not in base and name not in own]
         if not upstream:
             continue  # most tasks: no need to walk their ancestors (5,000-task pipelines)
         known = _task_variables(graph, task, declared)

@@ -12,13 +12,15 @@ deleted early (by hand, by eviction, by the pod GC).
 from __future__ import annotations
 
 from collections import ChainMap
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sluice.api import labels
 from sluice.api.v1alpha1 import API_VERSION, EnvVar, PipelineSpec, PodDefaults, TaskSpec
 from sluice.engine.naming import attempt_name, claim_name, label_value
 from sluice.engine.params import substitute
+from sluice.engine.script import SCRIPT_DIR, SCRIPT_VOLUME, kubelet_literal, render_script
 
 CONTAINER_NAME = "task"
 # Held on every task pod until the run's status records the attempt's outcome.
@@ -116,12 +118,15 @@ def render_pod(
     run: RunIdentity,
     spec: PipelineSpec,
     task: TaskSpec,
-    variables: dict[str, str],
+    variables: Mapping[str, str],
     attempt: int = 0,
     claim: str | None = None,
+    instance: int | None = None,
 ) -> dict[str, Any]:
-    """The pod for one attempt of one task of one run (``claim``: a workspace
-    claim other than the run's own, as a rerun reuses its source's).
+    """The pod for one attempt of one task (or of one ``instance`` of a
+    fanned-out task, whose ``$(matrix.*)`` values ``variables`` holds) of one
+    run (``claim``: a workspace claim other than the run's own, as a rerun
+    reuses its source's).
 
     The user's labels and annotations (pipeline defaults, then the task's)
     pass through, so admission systems keyed on them (Kueue's queue-name
@@ -131,7 +136,7 @@ def render_pod(
     defaults = spec.defaults
     # A view, not a copy: a 1,000-way fan-out renders 1,000 pods from one
     # run's variables (every task's status and results).
-    scope = ChainMap({"context.task.name": task.name}, variables)
+    scope = ChainMap({"context.task.name": task.name}, cast(MutableMapping[str, str], variables))
 
     def sub(values: list[str] | None) -> list[str] | None:
         return [substitute(v, scope, for_kubelet=True) for v in values] if values is not None else None
@@ -142,10 +147,15 @@ def render_pod(
         else {"name": e.name, "value": substitute(e.value or "", scope, for_kubelet=True)}
         for e in _merge_env(defaults.env if defaults else None, task.env)
     ]
+    command = sub(task.command)
+    script = render_script(task.script, scope) if task.script is not None else None
+    if script is not None:
+        command = script.command
+        env += [{"name": name, "value": kubelet_literal(value)} for name, value in script.env]
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": task.image,
-        "command": sub(task.command),
+        "command": command,
         "args": sub(task.args),
         "workingDir": substitute(task.working_dir, scope) if task.working_dir else None,
         "env": env or None,
@@ -157,15 +167,25 @@ def render_pod(
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     own_labels = {**task_labels(run, task.name), labels.ATTEMPT: str(attempt)}
+    if instance is not None:
+        own_labels[labels.INSTANCE] = str(instance)
     pod_labels = dict(own_labels)
     pod_annotations: dict[str, str] = {}
     for meta in (defaults.metadata if defaults else None, task.metadata):
         if meta is not None:
             pod_annotations.update(meta.annotations or {})
             pod_labels = {**(meta.labels or {}), **pod_labels}
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
     workspace = _workspace_volume(run, spec, claim)
     if workspace is not None:
-        container["volumeMounts"] = [workspace[1]]
+        volumes.append(workspace[0])
+        mounts.append(workspace[1])
+    if script is not None and script.needs_volume:
+        volumes.append({"name": SCRIPT_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
+        mounts.append({"name": SCRIPT_VOLUME, "mountPath": SCRIPT_DIR})
+    if mounts:
+        container["volumeMounts"] = mounts
     pod_spec: dict[str, Any] = {
         # Retries are Sluice's business (per-task policy, one pod per attempt).
         "restartPolicy": "Never",
@@ -173,8 +193,8 @@ def render_pod(
     }
     if task.timeout_seconds:
         pod_spec["activeDeadlineSeconds"] = task.timeout_seconds
-    if workspace is not None:
-        pod_spec["volumes"] = [workspace[0]]
+    if volumes:
+        pod_spec["volumes"] = volumes
     if defaults is not None:
         pod_spec.update(
             _drop_none(
@@ -194,7 +214,7 @@ def render_pod(
         "kind": "Pod",
         "metadata": _drop_none(
             {
-                "name": attempt_name(run.name, run.uid, task.name, attempt),
+                "name": attempt_name(run.name, run.uid, task.name, attempt, instance),
                 "namespace": run.namespace,
                 "labels": pod_labels,
                 "annotations": pod_annotations or None,

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from sluice.api.v1alpha1 import TaskSpec
 
-VALUE_LIMIT = 1024
+VALUE_LIMIT = 4000  # all but a name's room in the 4096-byte message: a fan-out list fits
 MESSAGE_LIMIT = 4096  # the kubelet truncates a termination message here
 # All of a run's results live in its one object (at most ~1.5 MB in etcd),
 # beside thousands of task entries: together they get this share of it.

@@ -23,7 +23,8 @@ may go: those whose outcome the status it writes has recorded.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -31,19 +32,23 @@ from sluice.api import labels
 from sluice.api.v1alpha1 import (
     FAILED_TASK_PHASES,
     FINISHED_RUN_PHASES,
+    FINISHED_TASK_PHASES,
+    MAX_TASKS,
     RECORDED_TASK_PHASES,
     DataInterval,
     ParamValue,
     PipelineRunSpec,
     PipelineRunStatus,
+    TaskRunStatus,
     TaskSpec,
 )
 from sluice.engine.admission import RECHECK_SECONDS, PeerRun, admission_wait
 from sluice.engine.announce import Announcement, normal, warning
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
-from sluice.engine.dag import Graph, build_graph, ready_tasks, within_parallelism
+from sluice.engine.dag import Graph, build_graph, ready_tasks, task_verdict
 from sluice.engine.data_interval import RunTimes, run_times
+from sluice.engine.matrix import Fanout, expand, gathered, literal_count, split_key, unit_key
 from sluice.engine.observe import TaskObservation, TrackedPod, truncate
 from sluice.engine.params import references
 from sluice.engine.render import RunIdentity, render_pod, workspace_claim
@@ -62,6 +67,7 @@ from sluice.engine.run_status import (
     failed_status,
     stopped_status,
     task_statuses,
+    unit_entries,
 )
 from sluice.engine.when import evaluate_when
 
@@ -221,7 +227,7 @@ def releasable(status: PipelineRunStatus, tracked: tuple[TrackedPod, ...]) -> tu
     others wait for the run to finish. The finalizer only matters to a
     delete, and releasing on the way costs an API call on every DAG edge.
     """
-    entries = {entry.name: entry for entry in status.tasks or ()}
+    entries = {entry.name: entry for entry in unit_entries(status)}
     release = []
     for pod in tracked:
         if not pod.ended or not (pod.deleting or status.finished):
@@ -318,11 +324,18 @@ def status_size_estimate(run_name: str, source: RunSource, spec: PipelineRunSpec
     """Bytes a run's object may reach: its spec, the snapshot, one finished
     entry per task (name, pod name, times), the messages' shared budget, and
     the most its declared results may take (within their own budget).
-    Calibrated on a 5,000-task run, whose object measured 1.20 MB.
+    Calibrated on a 5,000-task run, whose object measured 1.20 MB. An
+    instance's entry is a task's with its index and values.
     """
     snapshot = len(json.dumps(source.spec.to_api(), separators=(",", ":")))
     tasks = [*source.spec.tasks, *(source.spec.finally_ or ())]
     entries = sum(100 + 2 * len(task.name) + len(run_name) for task in tasks)
+    # Instances known now (literal values, params); those read from a result
+    # are bounded when expanded (MAX_UNITS).
+    params = {f"params.{name}": value for name, value in source.params.items()}
+    for task in tasks:
+        count = literal_count(task.matrix, params) if task.matrix is not None else None
+        entries += (count or 0) * (160 + 2 * len(task.name) + len(run_name))
     own = len(json.dumps(spec.to_api(), separators=(",", ":")))
     results = min(RUN_RESULTS_BUDGET, sum(most_results_bytes(task) for task in tasks))
     return own + snapshot + entries + min(MESSAGE_BUDGET, 100 * len(tasks)) + results
@@ -432,25 +445,35 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
         for obs in observed.values()
         if obs.phase == "Running" and obs.look_again_at
     ]
-    observed, retries_due, wakes = plan_retries(tasks, observed, now)
+    units = UnitSpecs(tasks)
+    observed, retries_due, wakes = plan_retries(units, observed, now)
     wakes += deadlines
-    observed = collect_results(tasks, observed, status)
+    observed = collect_results(units, observed, status)
     identity = RunIdentity(facts.namespace, facts.name, facts.uid, status.pipeline_name or INLINE)
     interval = facts.spec.data_interval if facts.spec else None
     base = run_variables(identity, status, facts.annotations, facts.created, interval)
-    skipped, variables, phases = decide_when(status, graph, tasks, observed, base)
-    ready = within_parallelism(ready_tasks(graph, phases), phases, spec.parallelism)
-    wanted = [(name, 0) for name in ready] + retries_due
+    decided = decide_when(status, graph, tasks, observed, base)
+    variables, fanouts = decided.variables, decided.fanouts
+    wanted = [(name, 0) for name in ready_units(graph, tasks, decided, spec.parallelism)] + retries_due
     wanted = [(name, attempt) for name, attempt in wanted if name not in facts.held]
-    starts, observed = startable(wanted, tasks, variables, observed, now)
+
+    def scope(key: str) -> Mapping[str, str]:
+        task, index = split_key(key)
+        return variables if index is None else ChainMap(fanouts[task].variables(index), variables)
+
+    starts, observed = startable(wanted, units, scope, observed, now)
 
     claim_name = status.workspace_claim_name
     claim = workspace_claim(identity, spec) if starts and not claim_name else None
     if claim is not None:
         claim_name = claim["metadata"]["name"]
     pods = tuple(
-        PodStart(name, attempt, render_pod(identity, spec, tasks[name], variables, attempt, claim_name))
-        for name, attempt in starts
+        PodStart(
+            key,
+            attempt,
+            render_pod(identity, spec, units[key], scope(key), attempt, claim_name, split_key(key)[1]),
+        )
+        for key, attempt in starts
     )
     for pod in pods:
         # A task's startTime is when Sluice started its attempt (as Tekton
@@ -463,7 +486,7 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
             wakes.append(float(seconds))
 
     base_status = status.model_copy(update={"workspace_claim_name": claim_name})
-    new_status = compute_status(base_status, graph, observed, now, skipped)
+    new_status = compute_status(base_status, graph, observed, now, decided.skipped, fanouts)
     finished = new_status.phase in FINISHED_RUN_PHASES
     if not finished:
         timeout = timeout_wake(facts.spec, status, now)
@@ -531,7 +554,7 @@ def keep_recorded(
     """
     recorded = {
         e.name: (e.attempts or 1) - 1
-        for e in status.tasks or ()
+        for e in unit_entries(status)
         if e.phase in RECORDED_TASK_PHASES and e.reason != "Retrying"
     }
     return {
@@ -547,7 +570,7 @@ def unseen_pods(status: PipelineRunStatus, observed: Mapping[str, TaskObservatio
     """
     return tuple(
         entry.pod_name
-        for entry in status.tasks or ()
+        for entry in unit_entries(status)
         if entry.phase == "Running" and entry.pod_name and entry.name not in observed
     )
 
@@ -561,7 +584,7 @@ def lost_attempts(
     """
     result = dict(observed)
     unseen = set(unseen_pods(status, observed))
-    for entry in status.tasks or ():
+    for entry in unit_entries(status):
         if entry.pod_name not in unseen:
             continue
         result[entry.name] = TaskObservation(
@@ -618,7 +641,7 @@ def collect_results(
     result = dict(observed)
     recorded = {
         e.name: stored_size((r.name, r.value) for r in e.results or ())
-        for e in status.tasks or ()
+        for e in unit_entries(status)
         if e.phase == "Succeeded" and e.results
     }
     pending = [name for name, obs in observed.items() if obs.phase == "Succeeded" and obs.output is not None]
@@ -670,44 +693,190 @@ def run_variables(
     return variables
 
 
+class UnitSpecs(Mapping[str, TaskSpec]):
+    """Task specs by unit key: an instance ``task[i]`` runs its task's spec."""
+
+    def __init__(self, tasks: Mapping[str, TaskSpec]) -> None:
+        self.tasks = tasks
+
+    def __getitem__(self, key: str) -> TaskSpec:
+        return self.tasks[split_key(key)[0]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """What one pass settled before starting anything: tasks ``when`` skips
+    (-> why), the fan-outs of tasks cleared to run, every task's phase and
+    entry, and the substitution values.
+    """
+
+    skipped: dict[str, str]
+    fanouts: dict[str, Fanout]
+    phases: dict[str, str]
+    entries: dict[str, TaskRunStatus]
+    variables: dict[str, str]
+
+    def instance_phases(self) -> dict[str, list[str]]:
+        return {
+            name: [i.phase for i in entry.instances]
+            for name, entry in self.entries.items()
+            if entry.instances
+        }
+
+
 def decide_when(
     status: PipelineRunStatus,
     graph: Graph,
     tasks: Mapping[str, TaskSpec],
     observed: Mapping[str, TaskObservation],
     base: Mapping[str, str],
-) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-    """(tasks skipped by `when` -> why, variables, phases), to a fixpoint:
-    a skip can make further tasks ready, whose `when` is then evaluated.
+) -> Decided:
+    """Skips by `when` and fan-outs, to a fixpoint: a skip, or a matrix with
+    no instances, can clear further tasks, whose `when` is then evaluated.
+
+    A task with a matrix is expanded whenever its trigger rule is met and its
+    `when` holds, on every pass: what it reads is frozen in the status, so
+    the instances are the same each time.
     """
     skipped: dict[str, str] = {}
+    fanouts: dict[str, Fanout] = {}
     recorded = {t.name: t for t in status.tasks or ()}
     while True:
         # The task entries alone (not the whole status, with its outcome
         # condition): this runs once per skip round, on every pass.
-        _, entries = task_statuses(graph, observed, recorded, skipped)
-        phases: dict[str, str] = {t.name: t.phase for t in entries}
-        variables = dict(base)
-        for entry in entries:
-            variables[f"tasks.{entry.name}.status"] = entry.phase
-            for result in entry.results or ():
-                variables[f"tasks.{entry.name}.results.{result.name}"] = result.value
-        main = [phases[name] for name in graph.main]
-        variables["tasks.status"] = "Failed" if any(p in FAILED_TASK_PHASES for p in main) else "Succeeded"
+        phases, listed = task_statuses(graph, observed, recorded, skipped, fanouts)
+        entries = {entry.name: entry for entry in listed}
+        variables = task_variables(base, graph, tasks, entries)
+        decided = Decided(skipped, fanouts, phases, entries, variables)
+        instances = decided.instance_phases()
         newly = {
             name: why
-            for name in ready_tasks(graph, phases)
+            for name in ready_tasks(graph, phases, instances=instances)
             if name not in skipped and (why := evaluate_when(tasks[name].when, variables)) is not None
         }
-        if not newly:
-            return skipped, variables, phases
+        fanned = {
+            name: expand(matrix, variables)
+            for name in graph.order
+            if (matrix := tasks[name].matrix) is not None
+            and name not in fanouts
+            and name not in skipped
+            and name not in newly
+            and task_verdict(graph, name, phases, instances) == "run"
+            and evaluate_when(tasks[name].when, variables) is None
+        }
+        if not newly and not fanned:
+            return decided
         skipped.update(newly)
+        fanouts.update(within_unit_limit(graph, recorded, fanouts, fanned))
+
+
+# Task entries and instances one run may hold together: its status was
+# measured at 1.2 MB with 5,000 entries, below what etcd stores.
+MAX_UNITS = MAX_TASKS
+
+
+def within_unit_limit(
+    graph: Graph,
+    recorded: Mapping[str, TaskRunStatus],
+    held: Mapping[str, Fanout],
+    new: Mapping[str, Fanout],
+) -> dict[str, Fanout]:
+    """``new`` fan-outs, those that would take the run past MAX_UNITS failed
+    instead. Fan-outs the status already records go first, so the one
+    refused is always the same, whatever pass expands them.
+    """
+    used = len(graph.order) + sum(len(f.instances) for f in held.values())
+    order = sorted(
+        new, key=lambda name: (not (recorded.get(name) and recorded[name].instances), graph.order.index(name))
+    )
+    result: dict[str, Fanout] = {}
+    for name in order:
+        fanout = new[name]
+        if used + len(fanout.instances) > MAX_UNITS:
+            fanout = Fanout(
+                reason="TooManyInstances",
+                message=f"its {len(fanout.instances)} instances would bring the run to "
+                f"{used + len(fanout.instances)} tasks and instances, past the {MAX_UNITS} "
+                "one run can hold in its status; split the work over several runs",
+            )
+        used += len(fanout.instances)
+        result[name] = fanout
+    return result
+
+
+def task_variables(
+    base: Mapping[str, str],
+    graph: Graph,
+    tasks: Mapping[str, TaskSpec],
+    entries: Mapping[str, TaskRunStatus],
+) -> dict[str, str]:
+    """Substitution values: the run's, then each task's status and results.
+    A fanned-out task's result, once all its instances ended, is a JSON
+    array of its instances' values (null where one wrote none).
+    """
+    variables = dict(base)
+    for entry in entries.values():
+        variables[f"tasks.{entry.name}.status"] = entry.phase
+        if tasks[entry.name].matrix is not None:
+            if entry.phase in FINISHED_TASK_PHASES and entry.reason not in FANOUT_FAILURES:
+                for declared in tasks[entry.name].results or ():
+                    values = [
+                        next((r.value for r in i.results or () if r.name == declared.name), None)
+                        for i in entry.instances or ()
+                    ]
+                    variables[f"tasks.{entry.name}.results.{declared.name}"] = gathered(values)
+            continue
+        for result in entry.results or ():
+            variables[f"tasks.{entry.name}.results.{result.name}"] = result.value
+    main = [entries[name].phase for name in graph.main]
+    variables["tasks.status"] = "Failed" if any(p in FAILED_TASK_PHASES for p in main) else "Succeeded"
+    return variables
+
+
+# Why a fanned-out task failed without instances: it has no result to gather.
+FANOUT_FAILURES = frozenset({"InvalidMatrix", "TooManyInstances", "MissingResult"})
+
+
+def ready_units(
+    graph: Graph, tasks: Mapping[str, TaskSpec], decided: Decided, parallelism: int | None
+) -> list[str]:
+    """Tasks and instances to start now, in declaration (then instance)
+    order: within each matrix's own parallelism, then the run's, which
+    counts running task pods (instances one by one).
+    """
+    instances = decided.instance_phases()
+    plain = set(ready_tasks(graph, decided.phases, instances=instances))
+    ready: list[str] = []
+    running = 0
+    for name in graph.order:
+        entry = decided.entries[name]
+        matrix = tasks[name].matrix
+        if entry.instances and matrix is not None:
+            active = sum(1 for i in entry.instances if i.phase == "Running")
+            running += active
+            pending = [unit_key(name, i.index) for i in entry.instances if i.phase == "Pending"]
+            if matrix.parallelism is not None:
+                pending = pending[: max(0, matrix.parallelism - active)]
+            ready.extend(pending)
+        elif matrix is None:
+            running += entry.phase == "Running"
+            if name in plain:
+                ready.append(name)
+    if parallelism is None:
+        return ready
+    return ready[: max(0, parallelism - running)]
 
 
 def startable(
     starts: list[tuple[str, int]],
     tasks: Mapping[str, TaskSpec],
-    variables: Mapping[str, str],
+    scope: Callable[[str], Mapping[str, str]],
     observed: Mapping[str, TaskObservation],
     now: str,
 ) -> tuple[list[tuple[str, int]], dict[str, TaskObservation]]:
@@ -717,6 +886,7 @@ def startable(
     result = dict(observed)
     ok = []
     for name, attempt in starts:
+        variables = scope(name)
         missing = sorted(ref for ref in references(tasks[name]) if ref not in variables)
         if not missing:
             ok.append((name, attempt))

@@ -194,6 +194,22 @@ def _rerun_source(name: str, fetched: Fetched | None) -> RunSource | Refused:
         for task in old.tasks or ()
         if task.phase == "Succeeded"
     ]
+    # A fanned-out task that failed runs again only its instances that did
+    # not succeed: the same inputs give the same instances, index by index.
+    reused += [
+        task.model_copy(
+            update={
+                "phase": "Pending",
+                "reason": None,
+                "message": None,
+                "start_time": None,
+                "completion_time": None,
+                "instances": [i for i in task.instances or () if i.phase == "Succeeded"] or None,
+            }
+        )
+        for task in old.tasks or ()
+        if task.phase != "Succeeded" and any(i.phase == "Succeeded" for i in task.instances or ())
+    ]
     params = {param.name: param.value for param in old.params or ()}
     spec = old.pipeline_spec
     return RunSource(

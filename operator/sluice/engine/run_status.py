@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from sluice.api.v1alpha1 import (
+    FAILED_TASK_PHASES,
     FINISHED_TASK_PHASES,
     RECORDED_TASK_PHASES,
     UNSUCCESSFUL_TASK_PHASES,
     Condition,
+    InstanceStatus,
     PipelineRunStatus,
     ResultValue,
     TaskPhase,
@@ -24,6 +26,7 @@ from sluice.api.v1alpha1 import (
 from sluice.engine.clock import parse_time
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, resolve_task_phases, run_phase
+from sluice.engine.matrix import Fanout, unit_key
 from sluice.engine.observe import TaskObservation, truncate
 
 SUCCEEDED = "Succeeded"
@@ -69,11 +72,15 @@ def task_statuses(
     observed: Mapping[str, TaskObservation],
     previous: Mapping[str, TaskRunStatus],
     skipped_by_when: Mapping[str, str] | None = None,
+    fanouts: Mapping[str, Fanout] | None = None,
 ) -> tuple[dict[str, str], list[TaskRunStatus]]:
     """Phases and status entries for every task, in declaration order.
 
     A task whose pod vanished (deleted by hand, or by a TTL) keeps the
     terminal phase the previous status recorded: status is the run's memory.
+    A fanned-out task (in ``fanouts``) gets one entry per instance, from
+    that instance's observation (keyed ``task[index]``), and a phase that
+    sums them up; its dependents' trigger rules count the instances.
 
     Entries are built without validation (``model_construct``): every value
     comes from the models or the pods, and validating 5,000 entries twice a
@@ -83,33 +90,26 @@ def task_statuses(
     for name, prev in previous.items():
         if name not in observed_phases and prev.phase in RECORDED_TASK_PHASES and name in graph.deps:
             observed_phases[name] = prev.phase
+    fanned: dict[str, TaskRunStatus] = {}
+    for name, fanout in (fanouts or {}).items():
+        entry = fanned_entry(name, fanout, observed, previous.get(name))
+        fanned[name] = entry
+        if entry.phase != "Pending":
+            observed_phases[name] = entry.phase
+    instance_phases = {
+        name: [i.phase for i in entry.instances or ()] for name, entry in fanned.items() if entry.instances
+    }
     when_false = skipped_by_when or {}
-    phases = resolve_task_phases(graph, observed_phases, when_false)
+    phases = resolve_task_phases(graph, observed_phases, when_false, instance_phases)
     entries = []
     for name in graph.order:
         phase = phases[name]
         obs = observed.get(name)
-        if obs is not None:
-            recorded = previous.get(name)
-            # The start recorded for this attempt stands (when its pod was
-            # created); the pod's own startTime only fills in for a pod the
-            # status has not recorded (met after a restart).
-            same_attempt = recorded is not None and recorded.pod_name == obs.pod_name
-            started = recorded.start_time if recorded is not None and same_attempt else None
+        if name in fanned:
+            entries.append(fanned[name])
+        elif obs is not None:
             entries.append(
-                TaskRunStatus.model_construct(
-                    name=name,
-                    phase=cast(TaskPhase, obs.phase),
-                    pod_name=obs.pod_name or None,
-                    start_time=started or obs.start_time,
-                    completion_time=obs.completion_time,
-                    exit_code=obs.exit_code if obs.phase == "Failed" else None,
-                    reason=obs.reason,
-                    # Bounded here whatever produced it: status must fit in etcd.
-                    message=truncate(obs.message),
-                    attempts=obs.attempt + 1 if obs.attempt > 0 or obs.reason == "Retrying" else None,
-                    results=_results(obs, previous.get(name)),
-                )
+                TaskRunStatus.model_construct(name=name, **_attempt_fields(obs, previous.get(name)))
             )
         elif name in previous and previous[name].phase in RECORDED_TASK_PHASES:
             entries.append(previous[name])
@@ -128,12 +128,143 @@ def task_statuses(
                     message=_skip_message(graph, name, phases),
                 )
             )
+        elif name in previous and previous[name].instances:
+            # A rerun's fanned-out task keeps the instances it reuses.
+            entries.append(previous[name])
         else:
             entries.append(TaskRunStatus.model_construct(name=name, phase="Pending"))
     return phases, entries
 
 
-def _results(obs: TaskObservation, previous: TaskRunStatus | None) -> list[ResultValue] | None:
+def _attempt_fields(obs: TaskObservation, recorded: TaskRunStatus | InstanceStatus | None) -> dict[str, Any]:
+    """A task's (or an instance's) entry fields from its latest attempt."""
+    # The start recorded for this attempt stands (when its pod was created);
+    # the pod's own startTime only fills in for a pod the status has not
+    # recorded (met after a restart).
+    same_attempt = recorded is not None and recorded.pod_name == obs.pod_name
+    started = recorded.start_time if recorded is not None and same_attempt else None
+    return {
+        "phase": cast(TaskPhase, obs.phase),
+        "pod_name": obs.pod_name or None,
+        "start_time": started or obs.start_time,
+        "completion_time": obs.completion_time,
+        "exit_code": obs.exit_code if obs.phase == "Failed" else None,
+        "reason": obs.reason,
+        # Bounded here whatever produced it: status must fit in etcd.
+        "message": truncate(obs.message),
+        "attempts": obs.attempt + 1 if obs.attempt > 0 or obs.reason == "Retrying" else None,
+        "results": _results(obs, recorded),
+    }
+
+
+def fanned_entry(
+    name: str,
+    fanout: Fanout,
+    observed: Mapping[str, TaskObservation],
+    previous: TaskRunStatus | None,
+) -> TaskRunStatus:
+    """A fanned-out task's entry: its instances, and a phase summing them up
+    (Pending until one starts, Running until all end, then Failed if any
+    failed, else Succeeded). No instances: Skipped; no valid matrix: Failed.
+    """
+    if fanout.failed:
+        if previous is not None and previous.phase == "Failed" and not previous.instances:
+            return previous
+        return TaskRunStatus.model_construct(
+            name=name, phase="Failed", reason=fanout.reason, message=truncate(fanout.message)
+        )
+    if not fanout.instances:
+        return TaskRunStatus.model_construct(
+            name=name, phase="Skipped", reason="EmptyMatrix", message="its matrix gave no instances"
+        )
+    recorded = {i.index: i for i in (previous.instances if previous is not None else None) or ()}
+    instances = []
+    for index in range(len(fanout.instances)):
+        obs = observed.get(unit_key(name, index))
+        kept = recorded.get(index)
+        label = fanout.label(index) or (kept.values if kept is not None else None)
+        if obs is not None:
+            fields = _attempt_fields(obs, kept)
+            instances.append(InstanceStatus.model_construct(index=index, values=label, **fields))
+        elif kept is not None and kept.phase in RECORDED_TASK_PHASES:
+            instances.append(kept)
+        else:
+            instances.append(InstanceStatus.model_construct(index=index, values=label, phase="Pending"))
+    return _summed_up(name, instances)
+
+
+def _summed_up(name: str, instances: list[InstanceStatus]) -> TaskRunStatus:
+    phases = [i.phase for i in instances]
+    counts = {phase: phases.count(phase) for phase in dict.fromkeys(phases)}
+    summary = f"{len(instances)} instances: " + ", ".join(
+        f"{count} {phase.lower()}" for phase, count in counts.items()
+    )
+    phase: TaskPhase
+    if all(p == "Pending" for p in phases):
+        phase = "Pending"
+    elif all(p in FINISHED_TASK_PHASES for p in phases):
+        phase = "Failed" if any(p in FAILED_TASK_PHASES for p in phases) else "Succeeded"
+    else:
+        phase = "Running"
+    failed = next((i for i in instances if i.phase in FAILED_TASK_PHASES), None)
+    if failed is not None:
+        summary += f"; instance {failed.index} ({failed.values}): {failed.message or failed.reason}"
+    starts = [i.start_time for i in instances if i.start_time]
+    ends = [i.completion_time for i in instances if i.completion_time]
+    return TaskRunStatus.model_construct(
+        name=name,
+        phase=phase,
+        start_time=min(starts, key=parse_time) if starts else None,
+        completion_time=max(ends, key=parse_time) if phase in FINISHED_TASK_PHASES and ends else None,
+        reason="InstanceFailed" if phase == "Failed" else None,
+        message=truncate(summary),
+        instances=instances,
+    )
+
+
+def unit_entries(status: PipelineRunStatus) -> list[TaskRunStatus]:
+    """Every task's entry, with a fanned-out task's instances in its place as
+    entries keyed ``task[index]``: what the per-attempt rules (retries,
+    results, finalizers, lost pods) read.
+    """
+    result: list[TaskRunStatus] = []
+    for entry in status.tasks or ():
+        if not entry.instances:
+            result.append(entry)
+            continue
+        for instance in entry.instances:
+            fields = {k: getattr(instance, k) for k in INSTANCE_FIELDS}
+            result.append(TaskRunStatus.model_construct(name=unit_key(entry.name, instance.index), **fields))
+    return result
+
+
+INSTANCE_FIELDS = (
+    "phase",
+    "pod_name",
+    "start_time",
+    "completion_time",
+    "exit_code",
+    "reason",
+    "message",
+    "attempts",
+    "results",
+)
+
+
+def recorded_fanouts(status: PipelineRunStatus) -> dict[str, Fanout]:
+    """The fan-outs the status records, as far as their count: enough to
+    keep (or cancel) their instances without expanding again.
+    """
+    return {
+        entry.name: Fanout(tuple({} for _ in entry.instances))
+        for entry in status.tasks or ()
+        if entry.instances
+    }
+
+
+def _results(
+    obs: TaskObservation, previous: TaskRunStatus | InstanceStatus | None
+) -> list[ResultValue] | None:
     """A succeeded task's results; kept from the last status once its pod is gone."""
     if obs.results is not None:
         return [ResultValue(name=k, value=v) for k, v in obs.results] or None
@@ -169,17 +300,49 @@ MIN_MESSAGE = 32
 
 def bound_messages(entries: list[TaskRunStatus]) -> list[TaskRunStatus]:
     """Shorten every message (keeping its tail, where errors are) when together
-    they pass the run's budget. Shortening is idempotent, so a recorded
-    message read back from the status is stable across passes.
+    they pass the run's budget, instances' messages included. Shortening is
+    idempotent, so a recorded message read back from the status is stable
+    across passes.
     """
-    sizes = {id(e): len(e.message.encode()) for e in entries if e.message}
-    if sum(sizes.values()) <= MESSAGE_BUDGET:
+    sizes = [len(m.encode()) for e in entries for m in _messages(e)]
+    if sum(sizes) <= MESSAGE_BUDGET:
         return entries
     limit = max(MIN_MESSAGE, MESSAGE_BUDGET // len(sizes))
-    return [
-        e.model_copy(update={"message": truncate(e.message, limit)}) if sizes.get(id(e), 0) > limit else e
-        for e in entries
-    ]
+
+    def bounded(item: Any) -> Any:
+        if item.message and len(item.message.encode()) > limit:
+            return item.model_copy(update={"message": truncate(item.message, limit)})
+        return item
+
+    result = []
+    for entry in entries:
+        shortened = bounded(entry)
+        if shortened.instances:
+            instances = [bounded(i) for i in shortened.instances]
+            shortened = shortened.model_copy(update={"instances": instances})
+        result.append(shortened)
+    return result
+
+
+def _messages(entry: TaskRunStatus) -> list[str]:
+    found = [entry.message] if entry.message else []
+    return found + [i.message for i in entry.instances or () if i.message]
+
+
+def progress(entries: list[TaskRunStatus]) -> str:
+    """``succeeded/total`` for ``kubectl get``, counting a fanned-out task's
+    instances one by one (as pods are counted): a 1,000-way fan-out moves
+    the figure as it goes instead of sitting at one task for an hour.
+    """
+    total = succeeded = 0
+    for entry in entries:
+        if entry.instances:
+            total += len(entry.instances)
+            succeeded += sum(1 for i in entry.instances if i.phase == "Succeeded")
+        else:
+            total += 1
+            succeeded += entry.phase == "Succeeded"
+    return f"{succeeded}/{total}"
 
 
 def compute_status(
@@ -188,20 +351,20 @@ def compute_status(
     observed: Mapping[str, TaskObservation],
     now: str,
     skipped_by_when: Mapping[str, str] | None = None,
+    fanouts: Mapping[str, Fanout] | None = None,
 ) -> PipelineRunStatus:
     """The run's next status; ``previous`` must already hold the spec snapshot."""
     prev_tasks = {t.name: t for t in previous.tasks or ()}
-    _, entries = task_statuses(graph, observed, prev_tasks, skipped_by_when)
+    _, entries = task_statuses(graph, observed, prev_tasks, skipped_by_when, fanouts)
     entries = bound_messages(entries)
     phase = run_phase({e.name: e.phase for e in entries})
     start = previous.start_time or now
-    succeeded = sum(1 for e in entries if e.phase == "Succeeded")
     status = previous.model_copy(
         update={
             "phase": phase,
             "tasks": entries,
             "start_time": start,
-            "progress": f"{succeeded}/{len(entries)}",
+            "progress": progress(entries),
             "conditions": set_condition(previous.conditions, _outcome_condition(phase, entries, now)),
         }
     )
@@ -242,17 +405,21 @@ def stopped_status(
     now: str,
 ) -> PipelineRunStatus:
     """A run stopped before its end (cancelled, or past its timeout): every
-    task that had not finished is Cancelled, and the run ends in ``phase``.
+    task (and instance) that had not finished is Cancelled, and the run
+    ends in ``phase``.
     """
-    status = compute_status(previous, graph, observed, now)
-    tasks = [
-        task.model_copy(
-            update={"phase": "Cancelled", "reason": reason, "message": message, "completion_time": now}
-        )
-        if task.phase in ("Pending", "Running")
-        else task
-        for task in status.tasks or ()
-    ]
+    status = compute_status(previous, graph, observed, now, fanouts=recorded_fanouts(previous))
+    update = {"phase": "Cancelled", "reason": reason, "message": message, "completion_time": now}
+    tasks = []
+    for entry in status.tasks or ():
+        task = entry
+        if task.instances:
+            instances = [
+                i.model_copy(update=update) if i.phase in ("Pending", "Running") else i
+                for i in task.instances
+            ]
+            task = task.model_copy(update={"instances": instances})
+        tasks.append(task.model_copy(update=update) if task.phase in ("Pending", "Running") else task)
     ended = condition(SUCCEEDED, "False", reason, message, now)
     start = status.start_time or now
     return status.model_copy(

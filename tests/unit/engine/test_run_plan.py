@@ -431,7 +431,7 @@ def test_a_result_never_written_fails_its_reader_instead_of_starting_it() -> Non
 
 def test_an_oversized_result_fails_the_task_and_is_not_retried() -> None:
     spec = spec_of([{"name": "count", "results": [{"name": "rows"}], "retries": {"limit": 3}}])
-    done = ran("count", "Succeeded", completion_time=T0, output="rows=" + "9" * 2000)
+    done = ran("count", "Succeeded", completion_time=T0, output="rows=" + "9" * 4050)
     plan = plan_run(facts(started(spec, phase="Running"), tasks={"count": done}, now=LATER))
     count = task_status(plan, "count")
     assert (count.phase, count.reason) == ("Failed", "ResultTooLarge")
