@@ -1,6 +1,7 @@
 """The benchmark's scenarios, named by shape and size: ``chainN`` (one run of
-an N-task chain), ``runsN`` (N runs of a 5-task chain, submitted together)
-and ``fanoutN`` (one run of root -> N parallel tasks -> join).
+an N-task chain), ``runsN`` (N runs of a 5-task chain, submitted together),
+``fanoutN`` (one run of root -> N parallel tasks -> join) and ``matrixN``
+(the same shape, the middle one task fanned out to N instances by a matrix).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ TOLERATIONS = [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "No
 
 DEFAULT = ["chain20", "runs50", "runs200", "fanout100"]
 BIG = ["runs1000", "fanout1000"]
-NAME = re.compile(r"^(chain|runs|fanout)(\d+)$")
+NAME = re.compile(r"^(chain|runs|fanout|matrix)(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Scenario:
     name: str
     runs: int
     parents: dict[str, list[str]]  # task -> its upstreams, in pipeline order
-    fanout: list[str]  # the parallel tasks of a fan-out; empty otherwise
+    fanout: list[str]  # the parallel tasks (or instances, "w[i]") of a fan-out; empty otherwise
+    matrix: int = 0  # the middle task's instances, for matrixN
 
     @property
     def tasks(self) -> int:
@@ -39,7 +41,7 @@ class Scenario:
     @property
     def repeatable(self) -> bool:
         """``--repeat`` applies to the many-runs and fan-out scenarios, where noise matters most."""
-        return self.name.startswith(("runs", "fanout"))
+        return self.name.startswith(("runs", "fanout", "matrix"))
 
 
 def chain(length: int) -> dict[str, list[str]]:
@@ -53,12 +55,15 @@ def fan(width: int) -> tuple[dict[str, list[str]], list[str]]:
 
 def parse(name: str) -> Scenario:
     """A scenario from its name; ValueError for one that is not ``chainN``,
-    ``runsN`` or ``fanoutN``.
+    ``runsN``, ``fanoutN`` or ``matrixN``.
     """
     match = NAME.match(name)
     if match is None:
-        raise ValueError(f"unknown scenario {name!r}: expected chainN, runsN or fanoutN")
+        raise ValueError(f"unknown scenario {name!r}: expected chainN, runsN, fanoutN or matrixN")
     shape, size = match[1], int(match[2])
+    if shape == "matrix":
+        parents = {"root": [], "w": ["root"], "join": ["w"]}
+        return Scenario(name, 1, parents, [f"w[{i}]" for i in range(size)], matrix=size)
     if shape == "chain":
         return Scenario(name, 1, chain(size), [])
     if shape == "runs":
@@ -80,6 +85,9 @@ def pipeline(name: str, scenario: Scenario) -> dict[str, Any]:
         task(task_name, *ups, duration=FANOUT_TASK_DURATION if task_name in middle else None)
         for task_name, ups in scenario.parents.items()
     ]
+    if scenario.matrix:
+        tasks[1] = task("w", "root", duration=FANOUT_TASK_DURATION)
+        tasks[1]["matrix"] = {"axes": [{"name": "part", "values": list(range(scenario.matrix))}]}
     return pipeline_of(name, tasks)
 
 

@@ -12,20 +12,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-RUN = "sluice.dev/run"  # operator/sluice/api/labels.py: RUN, TASK, ATTEMPT
+RUN = "sluice.dev/run"  # operator/sluice/api/labels.py: RUN, TASK, ATTEMPT, INSTANCE
 TASK = "sluice.dev/task"
 ATTEMPT = "sluice.dev/attempt"
+INSTANCE = "sluice.dev/instance"
 
 TaskKey = tuple[str, str]  # (run, task)
 FINISHED = ("Succeeded", "Failed")
 
 
 def _task_key(obj: dict[str, Any]) -> tuple[TaskKey, int] | None:
-    """The (run, task) and attempt an object's labels name, if it is a task's."""
+    """The (run, task) and attempt an object's labels name, if it is a task's
+    (an instance of a fanned-out task: its task as ``task[index]``).
+    """
     found = (obj.get("metadata") or {}).get("labels") or {}
     run, task = found.get(RUN), found.get(TASK)
     if not run or not task:
         return None
+    if found.get(INSTANCE):
+        task = f"{task}[{found[INSTANCE]}]"
     try:
         attempt = int(found.get(ATTEMPT) or 0)
     except ValueError:
