@@ -8,6 +8,7 @@ except for the first time a transition is seen.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -185,7 +186,14 @@ def fanned_entry(
         label = fanout.label(index) or (kept.values if kept is not None else None)
         if obs is not None:
             fields = _attempt_fields(obs, kept)
-            instances.append(InstanceStatus.model_construct(index=index, values=label, **fields))
+            if (
+                kept is not None
+                and kept.values == label
+                and all(getattr(kept, k) == v for k, v in fields.items())
+            ):
+                instances.append(kept)  # unchanged: no new object (a 1,000-way fan-out, every pass)
+            else:
+                instances.append(InstanceStatus.model_construct(index=index, values=label, **fields))
         elif kept is not None and kept.phase in RECORDED_TASK_PHASES:
             instances.append(kept)
         else:
@@ -226,7 +234,15 @@ def unit_entries(status: PipelineRunStatus) -> list[TaskRunStatus]:
     """Every task's entry, with a fanned-out task's instances in its place as
     entries keyed ``task[index]``: what the per-attempt rules (retries,
     results, finalizers, lost pods) read.
+
+    Five rules read them on every pass: the answer for the last few status
+    objects is kept (by identity; statuses are replaced, never changed in
+    place), so a 1,000-instance run builds them once per status, not five
+    times.
     """
+    for held, entries in _UNITS:
+        if held is status:
+            return entries
     result: list[TaskRunStatus] = []
     for entry in status.tasks or ():
         if not entry.instances:
@@ -235,7 +251,13 @@ def unit_entries(status: PipelineRunStatus) -> list[TaskRunStatus]:
         for instance in entry.instances:
             fields = {k: getattr(instance, k) for k in INSTANCE_FIELDS}
             result.append(TaskRunStatus.model_construct(name=unit_key(entry.name, instance.index), **fields))
+    _UNITS.append((status, result))
     return result
+
+
+# (status, its unit entries) for the statuses read last; a deque keeps them alive,
+# so an identity check can never meet a recycled id.
+_UNITS: deque[tuple[PipelineRunStatus, list[TaskRunStatus]]] = deque(maxlen=4)
 
 
 INSTANCE_FIELDS = (
