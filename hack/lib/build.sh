@@ -11,6 +11,7 @@ K8S_BIN="$CACHE_ROOT/k8s-$K8S_VERSION/bin"
 ETCD_BIN="$CACHE_ROOT/etcd-$ETCD_VERSION/bin"
 KWOK_BIN="$CACHE_ROOT/kwok-$KWOK_VERSION/bin"
 HELM_BIN="$CACHE_ROOT/helm-$HELM_VERSION/bin"
+COREDNS_BIN="$CACHE_ROOT/coredns-$COREDNS_VERSION/bin"
 K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy)
 
 # go_build_with_progress LABEL ARGS...: `go build -v` prints each package as it
@@ -76,7 +77,10 @@ go_install_pinned() {
   log "$name built in $((SECONDS - start))s"
 }
 
+# build_all [DNS]: every binary; CoreDNS only when DNS is "yes" (the default):
+# it serves real nodes only, so a kwok cluster's cold start does not wait for it.
 build_all() {
+  local dns="${1:-yes}"
   mkdir -p "$CACHE_ROOT"
   # One build at a time: CI and a developer's shell may race on a cold cache.
   exec 9>"$CACHE_ROOT/.build.lock"
@@ -85,5 +89,10 @@ build_all() {
   build_etcd
   go_install_pinned kwok "$KWOK_BIN" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   go_install_pinned helm "$HELM_BIN" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # CoreDNS's module has no replace lines (unlike Kubernetes' and etcd's), so
+  # `go install module@version` builds it from its own go.sum, no wrapper module.
+  if [[ "$dns" == yes ]]; then
+    go_install_pinned coredns "$COREDNS_BIN" "github.com/coredns/coredns@$COREDNS_VERSION"
+  fi
   flock -u 9
 }
