@@ -200,18 +200,28 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
         check=True,
     )
     image = "sluice.local/debian:bookworm"
+    # A param a naive script template would run as code.
+    hostile = 'x"; echo INJECTED; $(id) #'
     manifests = [
         {
             "apiVersion": "sluice.dev/v1alpha1",
             "kind": "Pipeline",
             "metadata": {"name": "real"},
             "spec": {
+                "params": [{"name": "who"}],
+                # Scripts with a #! line are written to an emptyDir: a read-only root is fine.
+                "defaults": {"securityContext": {"readOnlyRootFilesystem": True}},
                 "tasks": [
                     {
                         "name": "count",
                         "image": image,
-                        "results": [{"name": "rows"}],
-                        "command": ["sh", "-c", "echo counting; echo rows=7 > /dev/termination-log"],
+                        "results": [{"name": "rows"}, {"name": "regions"}],
+                        "command": [
+                            "sh",
+                            "-c",
+                            "echo counting; "
+                            'printf \'rows=7\\nregions=["eu","us"]\\n\' > /dev/termination-log',
+                        ],
                     },
                     {
                         "name": "show",
@@ -219,14 +229,36 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
                         "dependsOn": ["count"],
                         "command": ["sh", "-c", "echo got $(tasks.count.results.rows) rows"],
                     },
-                ]
+                    {
+                        "name": "per-region",
+                        "image": image,
+                        "dependsOn": ["count"],
+                        "matrix": {"axes": [{"name": "region", "from": "$(tasks.count.results.regions)"}]},
+                        "results": [{"name": "seen"}],
+                        "script": "#!/bin/bash\nset -eu\n"
+                        'echo "region $(matrix.region) of $(params.who)"\n'
+                        'echo "seen=$(matrix.region)" > /dev/termination-log\n',
+                    },
+                    {
+                        "name": "gather",
+                        "image": image,
+                        "dependsOn": ["per-region"],
+                        "script": "echo gathered $(tasks.per-region.results.seen)\n",
+                    },
+                    {
+                        # Cluster DNS, as pods on any cluster have it.
+                        "name": "dns",
+                        "image": image,
+                        "command": ["getent", "hosts", "kubernetes.default.svc.cluster.local"],
+                    },
+                ],
             },
         },
         {
             "apiVersion": "sluice.dev/v1alpha1",
             "kind": "PipelineRun",
             "metadata": {"name": "real-1"},
-            "spec": {"pipelineRef": {"name": "real"}},
+            "spec": {"pipelineRef": {"name": "real"}, "params": [{"name": "who", "value": hostile}]},
         },
     ]
     subprocess.run(
@@ -245,11 +277,18 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
 
     obj = wait_for("the run on the real node", finished, timeout=180)
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
-    show = next(t for t in obj["status"]["tasks"] if t["name"] == "show")
-    logs = subprocess.run(
-        [*kubectl, "logs", "-n", "default", show["podName"]],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert logs == "got 7 rows\n"
+    tasks = {t["name"]: t for t in obj["status"]["tasks"]}
+
+    def logs_of(pod: str) -> str:
+        return subprocess.run(
+            [*kubectl, "logs", "-n", "default", pod], check=True, capture_output=True, text=True
+        ).stdout
+
+    assert logs_of(tasks["show"]["podName"]) == "got 7 rows\n"
+    instances = tasks["per-region"]["instances"]
+    assert [logs_of(i["podName"]) for i in instances] == [
+        f"region eu of {hostile}\n",
+        f"region us of {hostile}\n",
+    ]
+    assert logs_of(tasks["gather"]["podName"]) == 'gathered ["eu","us"]\n'
+    assert logs_of(tasks["dns"]["podName"]).split()[0] == "10.96.0.1"
