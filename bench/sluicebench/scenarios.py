@@ -32,7 +32,7 @@ class Scenario:
     runs: int
     parents: dict[str, list[str]]  # task -> its upstreams, in pipeline order
     fanout: list[str]  # the parallel tasks (or instances, "w[i]") of a fan-out; empty otherwise
-    matrix: int = 0  # the middle task's instances, for matrixN
+    matrix: int = 0  # matrixN: the middle task's instances (``parents`` lists them as w[i])
 
     @property
     def tasks(self) -> int:
@@ -62,8 +62,11 @@ def parse(name: str) -> Scenario:
         raise ValueError(f"unknown scenario {name!r}: expected chainN, runsN, fanoutN or matrixN")
     shape, size = match[1], int(match[2])
     if shape == "matrix":
-        parents = {"root": [], "w": ["root"], "join": ["w"]}
-        return Scenario(name, 1, parents, [f"w[{i}]" for i in range(size)], matrix=size)
+        # The instances stand in the DAG as the parallel tasks would: the
+        # edges and the fan-out figures read them by their keys, w[i].
+        instances = [f"w[{i}]" for i in range(size)]
+        parents = {"root": [], **{w: ["root"] for w in instances}, "join": instances}
+        return Scenario(name, 1, parents, instances, matrix=size)
     if shape == "chain":
         return Scenario(name, 1, chain(size), [])
     if shape == "runs":
@@ -80,14 +83,15 @@ FANOUT_TASK_DURATION = "10s"
 
 
 def pipeline(name: str, scenario: Scenario) -> dict[str, Any]:
+    if scenario.matrix:
+        fanned = task("w", "root", duration=FANOUT_TASK_DURATION)
+        fanned["matrix"] = {"axes": [{"name": "part", "values": list(range(scenario.matrix))}]}
+        return pipeline_of(name, [task("root"), fanned, task("join", "w")])
     middle = set(scenario.fanout)
     tasks = [
         task(task_name, *ups, duration=FANOUT_TASK_DURATION if task_name in middle else None)
         for task_name, ups in scenario.parents.items()
     ]
-    if scenario.matrix:
-        tasks[1] = task("w", "root", duration=FANOUT_TASK_DURATION)
-        tasks[1]["matrix"] = {"axes": [{"name": "part", "values": list(range(scenario.matrix))}]}
     return pipeline_of(name, tasks)
 
 
