@@ -2,6 +2,8 @@
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "sluice"
+# Sluice finds and tells its pods apart by the labels under this prefix: a user's are refused.
+PREFIX = "sluice.dev/"
 PIPELINE = "sluice.dev/pipeline"
 RUN = "sluice.dev/run"
 RUN_UID = "sluice.dev/run-uid"

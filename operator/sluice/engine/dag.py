@@ -183,18 +183,25 @@ def task_verdict(
     """Whether ``name`` may run, wait, or is skipped. A fanned-out upstream
     task counts as its instances (``instances``: their phases, by task), so
     trigger rules count instances: AllFailed means every instance failed.
+    It may run only once all of them ended; a skip is decided as early as
+    for any task.
     """
     if name in graph.finally_:
         main = [phases[m] for m in graph.main]
         return "run" if all(phase in FINISHED_TASK_PHASES for phase in main) else "wait"
     upstream: list[str] = []
+    fanning = False  # a fanned-out upstream task still has instances to finish
     for dep in graph.deps[name]:
         fanned = instances.get(dep) if instances else None
         if fanned:
             upstream.extend(fanned)
+            fanning = fanning or not all(phase in FINISHED_TASK_PHASES for phase in fanned)
         else:
             upstream.append(phases[dep])
-    return trigger_verdict(graph.rules.get(name, "AllSucceeded"), upstream)
+    verdict = trigger_verdict(graph.rules.get(name, "AllSucceeded"), upstream)
+    # Dependents wait for every instance (their gathered results exist only
+    # then): AnyFailed runs once the fan-out is over, not at its first failure.
+    return "wait" if fanning and verdict == "run" else verdict
 
 
 def resolve_task_phases(

@@ -21,11 +21,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sluice.api.v1alpha1 import MAX_INSTANCES, Matrix, TaskSpec
+from sluice.api.v1alpha1 import MAX_INSTANCES, Matrix, TaskRunStatus, TaskSpec
 from sluice.engine.errors import InvalidPipeline
 
 INSTANCE_KEY = re.compile(r"^(?P<task>[^\[]+)\[(?P<index>\d+)\]$")
-VALUES_LABEL_LIMIT = 128
+VALUES_LABEL_LIMIT = 64
 MATRIX_PREFIX = "matrix."
 
 
@@ -108,12 +108,25 @@ def _product_size(sizes: Sequence[int]) -> int:
     return total
 
 
-def literal_count(matrix: Matrix, variables: Mapping[str, str]) -> int | None:
-    """How many instances the matrix gives, when known before the run starts
-    (literal values and params); None when an axis reads a task's result.
-    """
-    fanout = expand(matrix, variables)
-    return None if fanout.failed else len(fanout.instances)
+# An instance's entry in the status beside its values and pod name
+# (index, phase, times, attempts, a short result): measured 134 bytes.
+INSTANCE_ENTRY_BYTES = 150
+
+
+def _pod_name_bytes(task: str, run_name: str) -> int:
+    return min(63, len(run_name) + len(task) + 16)
+
+
+def fanout_bytes(task: str, run_name: str, fanout: Fanout) -> int:
+    """What a fan-out's instance entries take in the run's status."""
+    each = INSTANCE_ENTRY_BYTES + _pod_name_bytes(task, run_name)
+    return sum(each + len(fanout.label(i)) for i in range(len(fanout.instances)))
+
+
+def recorded_bytes(entry: TaskRunStatus, run_name: str) -> int:
+    """The same, for the instances a status records."""
+    each = INSTANCE_ENTRY_BYTES + _pod_name_bytes(entry.name, run_name)
+    return sum(each + len(i.values or "") for i in entry.instances or ())
 
 
 def expand(matrix: Matrix, variables: Mapping[str, str]) -> Fanout:
@@ -194,4 +207,4 @@ def gathered(values: Sequence[str | None]) -> str:
     """A fanned-out task's result as its dependents read it: a JSON array of
     every instance's value in instance order, null where one wrote none.
     """
-    return json.dumps(list(values), separators=(",", ":"))
+    return json.dumps(list(values), separators=(",", ":"), ensure_ascii=False)

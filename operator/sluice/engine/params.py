@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 
-from sluice.api.v1alpha1 import ParamValue, PipelineSpec, TaskSpec
+from sluice.api import labels
+from sluice.api.v1alpha1 import ParamValue, PipelineSpec, PodMetadata, TaskSpec
 from sluice.engine.dag import Graph
 from sluice.engine.errors import InvalidPipeline
 from sluice.engine.matrix import MATRIX_PREFIX, axis_names, check_matrix
+from sluice.engine.script import REFERENCE as SCRIPT_REFERENCE
 from sluice.engine.script import check_script, is_shell
 
 REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -72,9 +74,15 @@ def _task_strings(task: TaskSpec) -> Iterator[tuple[str, str]]:
             yield f"when[{i}].values[{j}]", value
 
 
+def _found(where: str, text: str) -> Iterator[str]:
+    """The variables ``text`` names (in a script, only Sluice's namespaces)."""
+    pattern = SCRIPT_REFERENCE if where == "script" else REFERENCE
+    return (match.group(1) for match in pattern.finditer(text))
+
+
 def references(task: TaskSpec) -> set[str]:
     """Every variable a task's fields name."""
-    return {match.group(1) for _, text in _task_strings(task) for match in REFERENCE.finditer(text)}
+    return {name for where, text in _task_strings(task) for name in _found(where, text)}
 
 
 def _task_variables(graph: Graph, task: TaskSpec, declared: Mapping[str, set[str]]) -> set[str]:
@@ -130,20 +138,30 @@ def _check_matrix_references(task: TaskSpec, found: list[tuple[str, str]]) -> se
     return own
 
 
+def _check_labels(where: str, metadata: PodMetadata | None) -> None:
+    """Refuse pod labels under sluice.dev/: Sluice tells a run's pods apart
+    by them, and a task labelled as another task's instance would be lost.
+    """
+    for key in (metadata.labels if metadata else None) or {}:
+        if key.startswith(labels.PREFIX):
+            raise InvalidPipeline(
+                "InvalidLabels",
+                f"{where} metadata.labels has {key}: labels under {labels.PREFIX} are Sluice's",
+            )
+
+
 def check_references(spec: PipelineSpec, graph: Graph) -> None:
     """Raise InvalidPipeline for any ``$(...)`` that names nothing known, and
     for a matrix or script no run could carry out.
     """
     base = {f"params.{param.name}" for param in spec.params or ()} | set(CONTEXT_VARIABLES)
     declared = {t.name: {r.name for r in t.results or ()} for t in spec.tasks}
+    _check_labels("defaults", spec.defaults.metadata if spec.defaults else None)
     for task in [*spec.tasks, *(spec.finally_ or ())]:
         check_matrix(task)
         check_script(task)
-        found = [
-            (where, match.group(1))
-            for where, text in _task_strings(task)
-            for match in REFERENCE.finditer(text)
-        ]
+        _check_labels(f'task "{task.name}"', task.metadata)
+        found = [(where, name) for where, text in _task_strings(task) for name in _found(where, text)]
         own = _check_matrix_references(task, found)
         upstream = [(where, name) for where, name in found if name not in base and name not in own]
         if not upstream:

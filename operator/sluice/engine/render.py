@@ -148,7 +148,8 @@ def render_pod(
         for e in _merge_env(defaults.env if defaults else None, task.env)
     ]
     command = sub(task.command)
-    script = render_script(task.script, scope) if task.script is not None else None
+    own_env = {str(e["name"]) for e in env}
+    script = render_script(task.script, scope, own_env) if task.script is not None else None
     if script is not None:
         command = script.command
         env += [{"name": name, "value": kubelet_literal(value)} for name, value in script.env]
@@ -174,7 +175,8 @@ def render_pod(
     for meta in (defaults.metadata if defaults else None, task.metadata):
         if meta is not None:
             pod_annotations.update(meta.annotations or {})
-            pod_labels = {**(meta.labels or {}), **pod_labels}
+            theirs = {k: v for k, v in (meta.labels or {}).items() if not k.startswith(labels.PREFIX)}
+            pod_labels = {**theirs, **pod_labels}
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     workspace = _workspace_volume(run, spec, claim)

@@ -22,6 +22,7 @@ may go: those whose outcome the status it writes has recorded.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping
@@ -33,12 +34,12 @@ from sluice.api.v1alpha1 import (
     FAILED_TASK_PHASES,
     FINISHED_RUN_PHASES,
     FINISHED_TASK_PHASES,
-    MAX_TASKS,
     RECORDED_TASK_PHASES,
     DataInterval,
     ParamValue,
     PipelineRunSpec,
     PipelineRunStatus,
+    PipelineSpec,
     TaskRunStatus,
     TaskSpec,
 )
@@ -48,7 +49,7 @@ from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, build_graph, ready_tasks, task_verdict
 from sluice.engine.data_interval import RunTimes, run_times
-from sluice.engine.matrix import Fanout, expand, gathered, literal_count, split_key, unit_key
+from sluice.engine.matrix import Fanout, expand, fanout_bytes, gathered, recorded_bytes, split_key, unit_key
 from sluice.engine.observe import TaskObservation, TrackedPod, truncate
 from sluice.engine.params import references
 from sluice.engine.render import RunIdentity, render_pod, workspace_claim
@@ -320,25 +321,37 @@ def _plan_start(facts: RunFacts) -> RunPlan:
 STATUS_SIZE_LIMIT = 1_450_000
 
 
-def status_size_estimate(run_name: str, source: RunSource, spec: PipelineRunSpec) -> int:
-    """Bytes a run's object may reach: its spec, the snapshot, one finished
-    entry per task (name, pod name, times), the messages' shared budget, and
-    the most its declared results may take (within their own budget).
-    Calibrated on a 5,000-task run, whose object measured 1.20 MB. An
-    instance's entry is a task's with its index and values.
+def base_size(run_name: str, pipeline: PipelineSpec, spec: PipelineRunSpec | None) -> int:
+    """Bytes a run's object may reach without its instances: its spec, the
+    snapshot, one finished entry per task (name, pod name, times), the
+    messages' shared budget, and the most its declared results may take
+    (within their own budget). Calibrated on a 5,000-task run, whose object
+    measured 1.20 MB.
     """
-    snapshot = len(json.dumps(source.spec.to_api(), separators=(",", ":")))
-    tasks = [*source.spec.tasks, *(source.spec.finally_ or ())]
+    snapshot = len(json.dumps(pipeline.to_api(), separators=(",", ":")))
+    tasks = [*pipeline.tasks, *(pipeline.finally_ or ())]
     entries = sum(100 + 2 * len(task.name) + len(run_name) for task in tasks)
-    # Instances known now (literal values, params); those read from a result
-    # are bounded when expanded (MAX_UNITS).
+    own = len(json.dumps(spec.to_api(), separators=(",", ":"))) if spec is not None else 0
+    fans = any(task.matrix is not None for task in tasks)
+    # Instances write messages and results of their own: count the budgets whole.
+    most = sum(most_results_bytes(task) for task in tasks)
+    results = min(RUN_RESULTS_BUDGET, RUN_RESULTS_BUDGET if fans and most else most)
+    messages = MESSAGE_BUDGET if fans else min(MESSAGE_BUDGET, 100 * len(tasks))
+    return own + snapshot + entries + messages + results
+
+
+def status_size_estimate(run_name: str, source: RunSource, spec: PipelineRunSpec) -> int:
+    """``base_size`` and the instances known before the run starts (literal
+    values, params); those read from a result are measured when they are
+    expanded (``within_status_room``).
+    """
+    size = base_size(run_name, source.spec, spec)
     params = {f"params.{name}": value for name, value in source.params.items()}
-    for task in tasks:
-        count = literal_count(task.matrix, params) if task.matrix is not None else None
-        entries += (count or 0) * (160 + 2 * len(task.name) + len(run_name))
-    own = len(json.dumps(spec.to_api(), separators=(",", ":")))
-    results = min(RUN_RESULTS_BUDGET, sum(most_results_bytes(task) for task in tasks))
-    return own + snapshot + entries + min(MESSAGE_BUDGET, 100 * len(tasks)) + results
+    for task in [*source.spec.tasks, *(source.spec.finally_ or ())]:
+        if task.matrix is not None:
+            fanout = expand(task.matrix, params)
+            size += fanout_bytes(task.name, run_name, fanout)
+    return size
 
 
 def _admit(facts: RunFacts, source: RunSource) -> RunPlan:
@@ -452,7 +465,8 @@ def _plan_progress(facts: RunFacts) -> RunPlan:
     identity = RunIdentity(facts.namespace, facts.name, facts.uid, status.pipeline_name or INLINE)
     interval = facts.spec.data_interval if facts.spec else None
     base = run_variables(identity, status, facts.annotations, facts.created, interval)
-    decided = decide_when(status, graph, tasks, observed, base)
+    room = functools.cache(lambda: STATUS_SIZE_LIMIT - base_size(facts.name, spec, facts.spec))
+    decided = decide_when(status, graph, tasks, observed, base, facts.name, room)
     variables, fanouts = decided.variables, decided.fanouts
     wanted = [(name, 0) for name in ready_units(graph, tasks, decided, spec.parallelism)] + retries_due
     wanted = [(name, attempt) for name, attempt in wanted if name not in facts.held]
@@ -646,7 +660,7 @@ def collect_results(
     }
     pending = [name for name, obs in observed.items() if obs.phase == "Succeeded" and obs.output is not None]
     used = sum(size for name, size in recorded.items() if name not in pending)
-    for name in sorted(pending, key=lambda n: (n not in recorded, n)):
+    for name in sorted(pending, key=lambda n: (n not in recorded, split_key(n)[0], split_key(n)[1] or 0)):
         obs = observed[name]
         values, error = declared_results(tasks[name], obs.output)
         size = stored_size(values)
@@ -723,10 +737,13 @@ class Decided:
     variables: dict[str, str]
 
     def instance_phases(self) -> dict[str, list[str]]:
+        """The instances' phases of the tasks fanned out in this pass (not a
+        rerun's reused instances of a task not yet cleared to run again).
+        """
         return {
             name: [i.phase for i in entry.instances]
             for name, entry in self.entries.items()
-            if entry.instances
+            if entry.instances and name in self.fanouts and not self.fanouts[name].failed
         }
 
 
@@ -736,6 +753,8 @@ def decide_when(
     tasks: Mapping[str, TaskSpec],
     observed: Mapping[str, TaskObservation],
     base: Mapping[str, str],
+    run_name: str = "",
+    room: Callable[[], int] = lambda: STATUS_SIZE_LIMIT,
 ) -> Decided:
     """Skips by `when` and fan-outs, to a fixpoint: a skip, or a matrix with
     no instances, can clear further tasks, whose `when` is then evaluated.
@@ -773,39 +792,47 @@ def decide_when(
         if not newly and not fanned:
             return decided
         skipped.update(newly)
-        fanouts.update(within_unit_limit(graph, recorded, fanouts, fanned))
+        fanouts.update(within_status_room(graph, recorded, fanouts, fanned, run_name, room))
 
 
-# Task entries and instances one run may hold together: its status was
-# measured at 1.2 MB with 5,000 entries, below what etcd stores.
-MAX_UNITS = MAX_TASKS
-
-
-def within_unit_limit(
+def within_status_room(
     graph: Graph,
     recorded: Mapping[str, TaskRunStatus],
     held: Mapping[str, Fanout],
     new: Mapping[str, Fanout],
+    run_name: str,
+    room: Callable[[], int],
 ) -> dict[str, Fanout]:
-    """``new`` fan-outs, those that would take the run past MAX_UNITS failed
-    instead. Fan-outs the status already records go first, so the one
-    refused is always the same, whatever pass expands them.
+    """``new`` fan-outs; one whose instances would not fit in the run's
+    status (``room``: bytes left for all instances) fails instead. Fan-outs
+    the status records are counted first and always kept, whatever round
+    or pass expands them: a task whose instances run is never refused later.
     """
-    used = len(graph.order) + sum(len(f.instances) for f in held.values())
-    order = sorted(
-        new, key=lambda name: (not (recorded.get(name) and recorded[name].instances), graph.order.index(name))
+    reserved = {name: entry for name, entry in recorded.items() if entry.instances}
+    if all(name in reserved for name in new):
+        return dict(new)
+    used = sum(
+        fanout_bytes(name, run_name, held[name]) if name in held else recorded_bytes(reserved[name], run_name)
+        for name in set(held) | set(reserved)
     )
+    available = room()
     result: dict[str, Fanout] = {}
-    for name in order:
+    for name in sorted(new, key=graph.order.index):
         fanout = new[name]
-        if used + len(fanout.instances) > MAX_UNITS:
+        if name in reserved:
+            result[name] = fanout
+            continue
+        size = fanout_bytes(name, run_name, fanout)
+        if used + size > available:
             fanout = Fanout(
                 reason="TooManyInstances",
-                message=f"its {len(fanout.instances)} instances would bring the run to "
-                f"{used + len(fanout.instances)} tasks and instances, past the {MAX_UNITS} "
-                "one run can hold in its status; split the work over several runs",
+                message=f"its {len(fanout.instances)} instances would take about {size // 1000} KB of the "
+                f"run's status, which has {max(0, available - used) // 1000} KB left of the "
+                f"{STATUS_SIZE_LIMIT // 1000} KB a Kubernetes object may hold; split the work over "
+                "several runs",
             )
-        used += len(fanout.instances)
+        else:
+            used += size
         result[name] = fanout
     return result
 
@@ -857,7 +884,7 @@ def ready_units(
     for name in graph.order:
         entry = decided.entries[name]
         matrix = tasks[name].matrix
-        if entry.instances and matrix is not None:
+        if entry.instances and matrix is not None and name in instances:
             active = sum(1 for i in entry.instances if i.phase == "Running")
             running += active
             pending = [unit_key(name, i.index) for i in entry.instances if i.phase == "Pending"]
@@ -887,20 +914,31 @@ def startable(
     ok = []
     for name, attempt in starts:
         variables = scope(name)
-        missing = sorted(ref for ref in references(tasks[name]) if ref not in variables)
-        if not missing:
+        named = references(tasks[name])
+        missing = sorted(ref for ref in named if ref not in variables)
+        huge = sorted(ref for ref in named if ref in variables and len(variables[ref].encode()) > VALUE_MAX)
+        if not missing and not huge:
             ok.append((name, attempt))
             continue
-        refs = ", ".join(f"$({m})" for m in missing)
+        if missing:
+            refs = ", ".join(f"$({m})" for m in missing)
+            reason, message = "MissingResult", f"cannot start: {refs} not written by its task"
+        else:
+            size = len(variables[huge[0]].encode())
+            reason = "ValueTooLarge"
+            message = (
+                f"cannot start: $({huge[0]}) is {size} bytes, and Linux passes at most {VALUE_MAX} bytes "
+                "in one argument or environment variable; write bulk data to the workspace"
+            )
         result[name] = TaskObservation(
-            "",
-            "Failed",
-            reason="MissingResult",
-            completion_time=now,
-            attempt=attempt,
-            message=f"cannot start: {refs} not written by its task",
+            "", "Failed", reason=reason, completion_time=now, attempt=attempt, message=message
         )
     return ok, result
+
+
+# Linux's MAX_ARG_STRLEN (32 pages) less its terminating NUL and room for an
+# environment variable's name: the most one substituted value may be.
+VALUE_MAX = 131_072 - 1 - 128
 
 
 def announcements(old: PipelineRunStatus, new: PipelineRunStatus) -> tuple[Announcement, ...]:

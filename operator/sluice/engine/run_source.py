@@ -19,6 +19,7 @@ from sluice.api import labels
 from sluice.api.v1alpha1 import (
     FINISHED_RUN_PHASES,
     DataInterval,
+    InstanceStatus,
     PipelineRunSpec,
     PipelineRunStatus,
     PipelineSpec,
@@ -195,7 +196,8 @@ def _rerun_source(name: str, fetched: Fetched | None) -> RunSource | Refused:
         if task.phase == "Succeeded"
     ]
     # A fanned-out task that failed runs again only its instances that did
-    # not succeed: the same inputs give the same instances, index by index.
+    # not succeed (Pending again): the same inputs give the same instances,
+    # index by index, and the count stays known before it fans out again.
     reused += [
         task.model_copy(
             update={
@@ -204,7 +206,12 @@ def _rerun_source(name: str, fetched: Fetched | None) -> RunSource | Refused:
                 "message": None,
                 "start_time": None,
                 "completion_time": None,
-                "instances": [i for i in task.instances or () if i.phase == "Succeeded"] or None,
+                "instances": [
+                    i
+                    if i.phase == "Succeeded"
+                    else InstanceStatus(index=i.index, values=i.values, phase="Pending")
+                    for i in task.instances or ()
+                ],
             }
         )
         for task in old.tasks or ()

@@ -168,9 +168,10 @@ def fanned_entry(
     (Pending until one starts, Running until all end, then Failed if any
     failed, else Succeeded). No instances: Skipped; no valid matrix: Failed.
     """
+    if previous is not None and previous.phase == "Failed" and not previous.instances:
+        # It could not fan out (a bad list, past the limits): that stands.
+        return previous
     if fanout.failed:
-        if previous is not None and previous.phase == "Failed" and not previous.instances:
-            return previous
         return TaskRunStatus.model_construct(
             name=name, phase="Failed", reason=fanout.reason, message=truncate(fanout.message)
         )
@@ -194,11 +195,18 @@ def fanned_entry(
                 instances.append(kept)  # unchanged: no new object (a 1,000-way fan-out, every pass)
             else:
                 instances.append(InstanceStatus.model_construct(index=index, values=label, **fields))
-        elif kept is not None and kept.phase in RECORDED_TASK_PHASES:
+        elif kept is not None and kept.phase in RECORDED_TASK_PHASES and _same_values(kept, label):
             instances.append(kept)
         else:
             instances.append(InstanceStatus.model_construct(index=index, values=label, phase="Pending"))
     return _summed_up(name, instances)
+
+
+def _same_values(kept: InstanceStatus, label: str | None) -> bool:
+    """Whether a recorded instance is the one at its index now: a rerun
+    reuses instances by index, which holds only for the same values.
+    """
+    return not label or kept.values is None or kept.values == label
 
 
 def _summed_up(name: str, instances: list[InstanceStatus]) -> TaskRunStatus:
@@ -278,7 +286,7 @@ def recorded_fanouts(status: PipelineRunStatus) -> dict[str, Fanout]:
     keep (or cancel) their instances without expanding again.
     """
     return {
-        entry.name: Fanout(tuple({} for _ in entry.instances))
+        entry.name: Fanout(tuple({} for _ in range(max(i.index for i in entry.instances) + 1)))
         for entry in status.tasks or ()
         if entry.instances
     }

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sluice.api.v1alpha1 import TaskSpec
 from sluice.engine.errors import InvalidPipeline
 
-REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+# In a script only Sluice's own namespaces are references: `$(date)` or
+# `$(pwd)` is the shell's command substitution and stays the script's.
+REFERENCE = re.compile(r"\$\(((?:params|tasks|context|matrix)\.[A-Za-z0-9_.-]+)\)")
 SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox"})
 SCRIPT_DIR = "/sluice/script"
 SCRIPT_VOLUME = "sluice-script"
@@ -74,8 +76,13 @@ def env_name(variable: str, taken: set[str]) -> str:
 
 
 def check_script(task: TaskSpec) -> None:
-    """Raise InvalidPipeline for a reference in a script that cannot take one."""
+    """Raise InvalidPipeline for a script beside a command (the CRD refuses
+    it too; a Pipeline made before that rule must not run one silently), or
+    a reference in a script that cannot take one.
+    """
     script = task.script
+    if script is not None and task.command is not None:
+        raise InvalidPipeline("InvalidScript", f'task "{task.name}" has both script and command: keep one')
     if script is None or is_shell(script):
         return
     match = REFERENCE.search(script)
@@ -100,12 +107,14 @@ class RenderedScript:
     needs_volume: bool
 
 
-def render_script(script: str, variables: Mapping[str, str]) -> RenderedScript:
-    """The container's command and environment for ``script``. Values in
-    ``env`` are raw: the caller escapes them for the kubelet as any value.
+def render_script(script: str, variables: Mapping[str, str], taken: Iterable[str] = ()) -> RenderedScript:
+    """The container's command and environment for ``script`` (``taken``:
+    the task's own environment variables, which a carrier never replaces).
+    Values in ``env`` are raw: the caller escapes them for the kubelet as any
+    value.
     """
     carriers: dict[str, str] = {}
-    taken: set[str] = set()
+    taken = set(taken)
 
     def carrier(match: re.Match[str]) -> str:
         variable = match.group(1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import subprocess
 
 import pytest
 
@@ -168,11 +170,29 @@ def test_a_matrix_reading_an_upstream_result_with_its_values_in_args_is_valid() 
     )
 
 
-def test_the_schema_refuses_a_script_beside_a_command_only_at_the_api_server() -> None:
-    # The CEL rule lives in the CRD; the model alone accepts both (the API
-    # server is the gate at apply time, see the integration tests).
+def test_a_script_beside_a_command_is_refused_by_the_operator_too() -> None:
+    # The CRD refuses it at apply time; a Pipeline stored before that rule
+    # must not have its command silently ignored either.
     spec = spec_of([{"name": "t", "script": "echo hi", "command": ["sh"]}])
-    assert spec.tasks[0].script == "echo hi"
+    with pytest.raises(InvalidPipeline) as refused:
+        check_references(spec, build_graph(spec))
+    assert "both script and command" in refused.value.message
+
+
+def test_a_shell_scripts_own_command_substitutions_are_not_references() -> None:
+    validate([{"name": "t", "script": 'echo "$(date) in $(pwd)" $(params.day)'}], params=[{"name": "day"}])
+    with pytest.raises(InvalidPipeline) as refused:
+        validate([{"name": "t", "script": "echo $(params.dya)"}], params=[{"name": "day"}])
+    assert "$(params.dya)" in refused.value.message
+
+
+def test_labels_under_sluice_dev_are_refused_on_tasks_and_defaults() -> None:
+    with pytest.raises(InvalidPipeline) as refused:
+        validate([{"name": "t", "metadata": {"labels": {"sluice.dev/instance": "0"}}}])
+    assert refused.value.reason == "InvalidLabels"
+    with pytest.raises(InvalidPipeline):
+        validate([{"name": "t"}], defaults={"metadata": {"labels": {"sluice.dev/task": "x"}}})
+    validate([{"name": "t", "metadata": {"labels": {"sim.sluice.dev/fail": "true", "team": "data"}}}])
 
 
 RUN = RunIdentity("etl", "run-1", "uid-1", "sales")
@@ -265,3 +285,51 @@ def test_pipeline_specs_with_a_matrix_and_a_script_round_trip_through_the_api_fo
     assert PipelineSpec.model_validate(body).to_api()["tasks"][0]["matrix"] == {
         "axes": [{"name": "a", "from": "$(params.a)"}]
     }
+
+
+def test_a_scripts_reference_never_replaces_a_variable_the_task_sets_itself() -> None:
+    pod = render(
+        {
+            "name": "t",
+            "script": "echo $(params.day)",
+            "env": [{"name": "SLUICE_PARAMS_DAY", "value": "mine"}],
+        },
+        {"params.day": "d"},
+    )
+    env = container(pod)["env"]
+    assert {"name": "SLUICE_PARAMS_DAY", "value": "mine"} in env  # type: ignore[operator]
+    assert {"name": "SLUICE_PARAMS_DAY_2", "value": "d"} in env  # type: ignore[operator]
+    assert "$${SLUICE_PARAMS_DAY_2}" in container(pod)["command"][2]  # type: ignore[index]
+
+
+def as_the_kubelet_passes_it(text: str) -> str:
+    """The kubelet's expansion of an escaped value: `$$` becomes `$` (no
+    `$(VAR)` is left to expand: every `$` Sluice writes is doubled).
+    """
+    assert "$(" not in text.replace("$$", "")
+    return text.replace("$$", "$")
+
+
+HOSTILE = [
+    '"; touch /tmp/sluice-pwned; echo "',
+    "$(touch /tmp/sluice-pwned)",
+    "`touch /tmp/sluice-pwned`",
+    "${HOME:?boom} $((1+1)) \\ \n'quoted'",
+    "line one\nline two; touch /tmp/sluice-pwned",
+]
+
+
+@pytest.mark.parametrize("shell", ["", "/bin/sh", "/bin/bash"])
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_hostile_value_reaches_a_real_shell_as_data(shell: str, value: str, tmp_path: pathlib.Path) -> None:
+    script = (f"#!{shell}\n" if shell else "") + 'printf "%s|" "$(params.v)"\nprintf "%s" "$(matrix.m)"\n'
+    task = {"name": "t", "script": script, "matrix": {"axes": [{"name": "m", "values": ["x"]}]}}
+    pod = render(task, {"params.v": value, "matrix.m": value}, instance=0)
+    c = container(pod)
+    env = {e["name"]: as_the_kubelet_passes_it(e["value"]) for e in c["env"]}  # type: ignore[attr-defined]
+    launcher = as_the_kubelet_passes_it(c["command"][2]).replace("/sluice/script", str(tmp_path))  # type: ignore[index]
+    command = [*c["command"][:2], launcher, *c["command"][3:]]  # type: ignore[index]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{value}|{value}"
+    assert not pathlib.Path("/tmp/sluice-pwned").exists()
