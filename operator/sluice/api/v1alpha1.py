@@ -532,13 +532,11 @@ class ResultValue(ApiModel):
     value: str
 
 
-class InstanceStatus(ApiModel):
-    """One instance of a fanned-out task: the fields of a task's entry, by index."""
+class AttemptStatus(ApiModel):
+    """What a task's (or an instance's) latest attempt recorded."""
 
-    index: int = Field(ge=0)
-    values: str | None = Field(default=None, description="Its matrix values, as a reminder (shortened).")
     phase: TaskPhase
-    pod_name: str | None = None
+    pod_name: str | None = Field(default=None, description="The pod of the latest attempt.")
     start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     exit_code: int | None = None
@@ -548,23 +546,21 @@ class InstanceStatus(ApiModel):
     results: list[ResultValue] | None = Field(default=None, json_schema_extra=list_map("name"))
 
 
-class TaskRunStatus(ApiModel):
+class InstanceStatus(AttemptStatus):
+    """One instance of a fanned-out task, by index."""
+
+    index: int = Field(ge=0)
+    values: str | None = Field(default=None, description="Its matrix values, as a reminder (shortened).")
+
+
+class TaskRunStatus(AttemptStatus):
     """One task's state in a run; kept small so 500-task runs fit in etcd."""
 
     name: str
-    phase: TaskPhase
     job_name: str | None = Field(
         default=None,
         description="Deprecated, no longer written: the task's Job when tasks ran as Jobs.",
     )
-    pod_name: str | None = Field(default=None, description="The pod of the task's latest attempt.")
-    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    exit_code: int | None = None
-    reason: str | None = None
-    message: str | None = Field(default=None, max_length=4096)
-    attempts: int | None = None
-    results: list[ResultValue] | None = Field(default=None, json_schema_extra=list_map("name"))
     instances: list[InstanceStatus] | None = Field(
         default=None,
         json_schema_extra=list_map("index"),

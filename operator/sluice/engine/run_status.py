@@ -17,6 +17,7 @@ from sluice.api.v1alpha1 import (
     FINISHED_TASK_PHASES,
     RECORDED_TASK_PHASES,
     UNSUCCESSFUL_TASK_PHASES,
+    AttemptStatus,
     Condition,
     InstanceStatus,
     PipelineRunStatus,
@@ -268,17 +269,8 @@ def unit_entries(status: PipelineRunStatus) -> list[TaskRunStatus]:
 _UNITS: deque[tuple[PipelineRunStatus, list[TaskRunStatus]]] = deque(maxlen=4)
 
 
-INSTANCE_FIELDS = (
-    "phase",
-    "pod_name",
-    "start_time",
-    "completion_time",
-    "exit_code",
-    "reason",
-    "message",
-    "attempts",
-    "results",
-)
+# What an instance's entry shares with a task's.
+INSTANCE_FIELDS = tuple(AttemptStatus.model_fields)
 
 
 def recorded_fanouts(status: PipelineRunStatus) -> dict[str, Fanout]:
