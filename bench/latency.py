@@ -14,7 +14,7 @@ Scenarios (kwok cluster; simulated pods finish at once), by name:
   runs50      50 runs of a 5-task chain, submitted together (also runs200, runs1000)
   fanout100   one run of root -> 100 parallel tasks -> join (also fanout1000)
   matrix1000  the same, the middle one task fanned out by a matrix to 1,000 instances
-Any chainN, runsN or fanoutN works. Default: chain20,runs50,runs200,fanout100;
+Any chainN, runsN, fanoutN or matrixN works. Default: chain20,runs50,runs200,fanout100;
 the 1000 ones need --big or naming them. Each scenario gets a fresh
 namespace, deleted (and waited for) before the next one starts.
 
