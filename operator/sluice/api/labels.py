@@ -2,8 +2,6 @@
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "sluice"
-# Sluice finds and tells its pods apart by the labels under this prefix: a user's are refused.
-PREFIX = "sluice.dev/"
 PIPELINE = "sluice.dev/pipeline"
 RUN = "sluice.dev/run"
 RUN_UID = "sluice.dev/run-uid"
@@ -19,3 +17,5 @@ BACKFILL_UID = "sluice.dev/backfill-uid"
 # What status.pipelineName shows for a run with an inline pipelineSpec; not a
 # valid label value, so such runs' objects carry no pipeline label.
 INLINE_PIPELINE = "(inline)"
+# The labels Sluice sets on task pods and reads back: a user's are refused.
+OWN = frozenset({RUN, RUN_UID, TASK, ATTEMPT, INSTANCE, PIPELINE, MANAGED_BY})

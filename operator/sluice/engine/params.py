@@ -85,6 +85,18 @@ def references(task: TaskSpec) -> set[str]:
     return {name for where, text in _task_strings(task) for name in _found(where, text)}
 
 
+def pod_references(task: TaskSpec) -> set[str]:
+    """The variables substituted into the task's pod (not ``when`` inputs or
+    a matrix's ``from``, which the operator reads itself).
+    """
+    return {
+        name
+        for where, text in _task_strings(task)
+        if not where.startswith(("when", "matrix."))
+        for name in _found(where, text)
+    }
+
+
 def _task_variables(graph: Graph, task: TaskSpec, declared: Mapping[str, set[str]]) -> set[str]:
     """What ``task`` may reference: its ancestors' results and statuses, or
     (for a finally task) every main task's, plus the aggregate status.
@@ -139,14 +151,14 @@ def _check_matrix_references(task: TaskSpec, found: list[tuple[str, str]]) -> se
 
 
 def _check_labels(where: str, metadata: PodMetadata | None) -> None:
-    """Refuse pod labels under sluice.dev/: Sluice tells a run's pods apart
+    """Refuse the pod labels Sluice sets itself: it tells a run's pods apart
     by them, and a task labelled as another task's instance would be lost.
     """
     for key in (metadata.labels if metadata else None) or {}:
-        if key.startswith(labels.PREFIX):
+        if key in labels.OWN:
             raise InvalidPipeline(
                 "InvalidLabels",
-                f"{where} metadata.labels has {key}: labels under {labels.PREFIX} are Sluice's",
+                f"{where} metadata.labels has {key}: Sluice sets that label on its pods itself",
             )
 
 

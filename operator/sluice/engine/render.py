@@ -175,7 +175,7 @@ def render_pod(
     for meta in (defaults.metadata if defaults else None, task.metadata):
         if meta is not None:
             pod_annotations.update(meta.annotations or {})
-            theirs = {k: v for k, v in (meta.labels or {}).items() if not k.startswith(labels.PREFIX)}
+            theirs = {k: v for k, v in (meta.labels or {}).items() if k not in labels.OWN}
             pod_labels = {**theirs, **pod_labels}
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []

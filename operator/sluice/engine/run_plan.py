@@ -51,7 +51,7 @@ from sluice.engine.dag import Graph, build_graph, ready_tasks, task_verdict
 from sluice.engine.data_interval import RunTimes, run_times
 from sluice.engine.matrix import Fanout, expand, fanout_bytes, gathered, recorded_bytes, split_key, unit_key
 from sluice.engine.observe import TaskObservation, TrackedPod, truncate
-from sluice.engine.params import references
+from sluice.engine.params import pod_references, references
 from sluice.engine.render import RunIdentity, render_pod, workspace_claim
 from sluice.engine.results import (
     RUN_RESULTS_BUDGET,
@@ -332,6 +332,8 @@ def base_size(run_name: str, pipeline: PipelineSpec, spec: PipelineRunSpec | Non
     tasks = [*pipeline.tasks, *(pipeline.finally_ or ())]
     entries = sum(100 + 2 * len(task.name) + len(run_name) for task in tasks)
     own = len(json.dumps(spec.to_api(), separators=(",", ":"))) if spec is not None else 0
+    # The params are written again in the status (status.params).
+    own *= 2
     fans = any(task.matrix is not None for task in tasks)
     # Instances write messages and results of their own: count the budgets whole.
     most = sum(most_results_bytes(task) for task in tasks)
@@ -916,7 +918,11 @@ def startable(
         variables = scope(name)
         named = references(tasks[name])
         missing = sorted(ref for ref in named if ref not in variables)
-        huge = sorted(ref for ref in named if ref in variables and len(variables[ref].encode()) > VALUE_MAX)
+        huge = sorted(
+            ref
+            for ref in pod_references(tasks[name])
+            if ref in variables and len(variables[ref].encode()) > VALUE_MAX
+        )
         if not missing and not huge:
             ok.append((name, attempt))
             continue

@@ -426,3 +426,30 @@ def test_a_literal_matrix_counts_in_the_size_check_before_the_run_starts() -> No
     body = {"metadata": {"name": "sales"}, "spec": spec.to_api()}
     plan = plan_run(facts(PipelineRunStatus(), source=Fetched("sales", body)))
     assert plan.replan  # 1,000 instances fit in one run's status
+
+
+def test_fanning_out_again_over_a_big_gathered_result_is_not_refused_as_an_argument() -> None:
+    # The gathered array is read by the operator (matrix from), never put in a pod.
+    spec = spec_of(
+        [
+            {
+                "name": "load",
+                "results": [{"name": "part"}],
+                "matrix": {"axes": [{"name": "i", "values": list(range(200))}]},
+            },
+            {
+                "name": "again",
+                "dependsOn": ["load"],
+                "args": ["$(matrix.p)"],
+                "matrix": {"axes": [{"name": "p", "from": "$(tasks.load.results.part)"}]},
+            },
+        ]
+    )
+    plan = plan_run(facts(started(spec)))
+    done = {
+        s.task: TaskObservation(s.name, "Succeeded", T0, LATER, 0, results=(("part", "p" * 900 + s.task),))
+        for s in plan.starts
+    }
+    nxt = step(plan, done)
+    again = task_status(nxt, "again")
+    assert again.phase == "Running" and len(nxt.starts) == 200
