@@ -453,3 +453,25 @@ def test_fanning_out_again_over_a_big_gathered_result_is_not_refused_as_an_argum
     nxt = step(plan, done)
     again = task_status(nxt, "again")
     assert again.phase == "Running" and len(nxt.starts) == 200
+
+
+def test_a_running_fan_out_keeps_its_room_when_expanded_again_beside_one_that_does_not_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    axis = {"axes": [{"name": "v", "from": "$(params.n)"}]}
+    spec = spec_of(
+        [
+            {"name": "b"},
+            {"name": "x", "dependsOn": ["b"], "matrix": axis},
+            {"name": "y", "dependsOn": ["b"], "matrix": axis},
+        ],
+        params=[{"name": "n"}],
+    )
+    status = started(spec, params=[{"name": "n", "value": json.dumps(list(range(1000)))}])
+    monkeypatch.setattr(run_plan, "STATUS_SIZE_LIMIT", base_size("run-1", spec, None) + 250_000)
+    b = {"b": ok("b")}
+    first = plan_run(facts(status, tasks=b))
+    assert task_status(first, "x").phase == "Running" and task_status(first, "y").reason == "TooManyInstances"
+    # Next pass: x and y are expanded again in the same round; x's room is its own.
+    again = step(first, b | {s.task: TaskObservation(s.name, "Running", T0) for s in first.starts})
+    assert again.status is None and again.starts == ()
