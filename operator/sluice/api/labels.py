@@ -13,6 +13,13 @@ SCHEDULED_TIME = "sluice.dev/scheduled-time"
 SCHEDULED_DATE = "sluice.dev/scheduled-date"
 BACKFILL = "sluice.dev/backfill"
 BACKFILL_UID = "sluice.dev/backfill-uid"
+# A run started by an HMAC-signed event: the Trigger that received it.
+TRIGGER = "sluice.dev/trigger"
+# A run started by asset updates: its number among its pipeline's asset runs,
+# and the asset sequences it consumed (JSON), so a pass that lost its status
+# write finds what the run it made consumed.
+ASSET_RUN = "sluice.dev/asset-run"
+ASSET_SEQUENCES = "sluice.dev/asset-sequences"
 
 # What status.pipelineName shows for a run with an inline pipelineSpec; not a
 # valid label value, so such runs' objects carry no pipeline label.

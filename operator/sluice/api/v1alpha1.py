@@ -34,6 +34,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 PIPELINES = "pipelines"
 PIPELINE_RUNS = "pipelineruns"
 BACKFILLS = "backfills"
+ASSETS = "assets"
+TRIGGERS = "triggers"
 
 # A container image reference (registry/path:tag@digest), as the container
 # runtimes parse it. Upper case is only allowed in the registry host.
@@ -45,6 +47,13 @@ IMAGE_PATTERN = (
 PARAM_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 TASK_NAME_MAX = 63
+# An asset's name: what producers and consumers agree on, e.g. warehouse.daily_sales.
+ASSET_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+ASSET_NAME_MAX = 200
+# What a schedule may wait on: an asset of its own namespace, or NAMESPACE/ASSET
+# where that namespace's Asset lists the consumer's in allowedNamespaces.
+ASSET_REF_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+MAX_ASSETS = 20
 MAX_TASKS = 5000
 MAX_DEPENDENCIES = 1000
 
@@ -308,6 +317,17 @@ class TaskSpec(ApiModel):
         default=None,
         description=f"Fan out: one instance per combination of values, at most {MAX_INSTANCES}.",
     )
+    updates_assets: list[str] | None = Field(
+        default=None,
+        max_length=MAX_ASSETS,
+        json_schema_extra=list_set(
+            {"type": "string", "minLength": 1, "maxLength": ASSET_NAME_MAX, "pattern": ASSET_NAME_PATTERN}
+        ),
+        description=(
+            "Assets (e.g. warehouse.daily_sales) this task updates: each time it succeeds in a run, "
+            "each asset's Asset object records one update, which pipelines scheduled onAssets wait for."
+        ),
+    )
 
 
 class WorkspaceSpec(ApiModel):
@@ -363,9 +383,34 @@ CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\
 
 
 class ScheduleSpec(ApiModel):
-    """Start runs on a cron schedule; each run is named after its scheduled time."""
+    """Start runs on a cron schedule (each run named after its scheduled
+    time), on updates of data assets, or both.
+    """
 
-    cron: str = Field(pattern=CRON_PATTERN, max_length=256)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.cron) || has(self.onAssets)",
+                    "message": "a schedule needs cron, onAssets or both",
+                }
+            ]
+        }
+    )
+
+    cron: str | None = Field(default=None, pattern=CRON_PATTERN, max_length=256)
+    on_assets: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_ASSETS,
+        json_schema_extra=list_set(
+            {"type": "string", "minLength": 1, "maxLength": 264, "pattern": ASSET_REF_PATTERN}
+        ),
+        description=(
+            "Start one run once every listed asset has been updated since the last run they "
+            "started (NAMESPACE/ASSET for another namespace's asset, if its Asset allows this one)."
+        ),
+    )
     timezone: str = Field(default="UTC", max_length=64)
     concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Allow"
     starting_deadline_seconds: int | None = Field(default=None, ge=0)
@@ -405,6 +450,26 @@ class PipelineSpec(ApiModel):
         ge=1,
         description="At most this many runs of this pipeline at once; others wait Pending.",
     )
+    max_triggered_runs_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description=(
+            "At most this many runs started by data (asset updates, Trigger events) in any minute; "
+            "asset updates beyond it wait and are gathered into the next run, events are refused (429)."
+        ),
+    )
+
+
+class AssetWatermark(ApiModel):
+    """How far a pipeline scheduled on an asset has consumed its updates."""
+
+    name: str = Field(description="The asset as schedule.onAssets names it.")
+    consumed_sequence: int = Field(
+        ge=0, description="The asset's update sequence its last run started from (or its baseline)."
+    )
+    latest_sequence: int | None = Field(default=None, ge=0, description="The asset's newest update seen.")
+    message: str | None = Field(default=None, description="Why it cannot be read, if it cannot.")
 
 
 class PipelineStatus(ApiModel):
@@ -428,6 +493,15 @@ class PipelineStatus(ApiModel):
             "no time before it fires on its own (a Backfill loads those)."
         ),
     )
+    assets: list[AssetWatermark] | None = Field(
+        default=None,
+        json_schema_extra=list_map("name"),
+        description="Per schedule.onAssets entry: the updates consumed and the newest seen.",
+    )
+    asset_runs: int | None = Field(
+        default=None, ge=0, description="Runs started by asset updates so far (names the next one)."
+    )
+    last_asset_run_name: str | None = None
 
 
 # --- PipelineRun --------------------------------------------------------------
@@ -568,6 +642,13 @@ class TaskRunStatus(AttemptStatus):
     )
 
 
+class AssetUpdateRecord(ApiModel):
+    """One asset update a run's task recorded (so it is never recorded twice)."""
+
+    task: str
+    asset: str
+
+
 class PipelineRunStatus(ApiModel):
     phase: RunPhase | None = None
     conditions: list[Condition] | None = Field(default=None, json_schema_extra=list_map("type"))
@@ -590,6 +671,14 @@ class PipelineRunStatus(ApiModel):
         default=None, description="What it loads, fixed when it started (a rerun: its source's)."
     )
     tasks: list[TaskRunStatus] | None = Field(default=None, json_schema_extra=list_map("name"))
+    assets_updated: list[AssetUpdateRecord] | None = Field(
+        default=None,
+        description="The asset updates its succeeded tasks have recorded on their Asset objects.",
+    )
+    triggered_by: list[AssetEvent] | None = Field(
+        default=None,
+        description="For a run started by asset updates: the newest update of each asset it waited on.",
+    )
 
     @property
     def started(self) -> bool:
@@ -696,3 +785,117 @@ class BackfillStatus(ApiModel):
     @property
     def finished(self) -> bool:
         return self.phase in FINISHED_RUN_PHASES and self.completion_time is not None
+
+
+# --- Asset ----------------------------------------------------------------------
+
+ASSET_EVENTS_KEPT = 20
+
+
+class AssetSpec(ApiModel):
+    """A named data asset. The operator creates one the first time a task
+    updates it; apply one yourself to share it with other namespaces.
+    """
+
+    name: str = Field(
+        min_length=1,
+        max_length=ASSET_NAME_MAX,
+        pattern=ASSET_NAME_PATTERN,
+        json_schema_extra=immutable("spec.name"),
+        description="The asset's name as tasks' updatesAssets and schedules' onAssets write it.",
+    )
+    description: str | None = Field(default=None, max_length=1024)
+    allowed_namespaces: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        json_schema_extra=list_set({"type": "string", "minLength": 1, "maxLength": 63}),
+        description=(
+            'Other namespaces whose pipelines may be scheduled on this asset ("*": any). '
+            "Its own namespace always may."
+        ),
+    )
+
+
+class AssetEvent(ApiModel):
+    """One update of an asset: which run's task made it, and the data it loaded."""
+
+    asset: str | None = Field(default=None, description="On a run's triggeredBy: the onAssets entry.")
+    sequence: int = Field(ge=1)
+    time: str = Field(json_schema_extra={"format": "date-time"})
+    namespace: str | None = None
+    run: str
+    run_uid: str | None = None
+    pipeline: str | None = None
+    task: str
+    scheduled_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    scheduled_date: str | None = None
+    data_interval: DataInterval | None = None
+
+
+class AssetStatus(ApiModel):
+    sequence: int | None = Field(default=None, ge=0, description="How many updates it has had.")
+    last_update_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    last_updated_by: str | None = Field(default=None, description="RUN/TASK of the newest update.")
+    events: list[AssetEvent] | None = Field(
+        default=None,
+        max_length=ASSET_EVENTS_KEPT,
+        description=f"The newest {ASSET_EVENTS_KEPT} updates, oldest first.",
+    )
+
+
+# --- Trigger --------------------------------------------------------------------
+
+
+class SecretKeySelector(ApiModel):
+    name: str = Field(json_schema_extra=dns_label(253))
+    key: str = Field(default="secret", min_length=1, max_length=253)
+
+
+class TriggerParam(ApiModel):
+    """A run param taken from the event: ``value`` may hold $(body.PATH) and
+    $(header.NAME) references, replaced by what the request carries.
+    """
+
+    name: str = Field(min_length=1, max_length=128, pattern=PARAM_NAME_PATTERN)
+    value: str = Field(max_length=4096)
+
+
+class TriggerSpec(ApiModel):
+    """An authenticated HTTP endpoint that starts a run of a Pipeline for
+    each event POSTed to it, signed with HMAC-SHA256.
+    """
+
+    pipeline_ref: PipelineRef
+    secret_ref: SecretKeySelector = Field(
+        description="The Secret key holding the HMAC key senders sign request bodies with."
+    )
+    signature_header: str = Field(
+        default="X-Sluice-Signature-256",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="The header carrying sha256=HEX, the HMAC-SHA256 of the raw body.",
+    )
+    params: list[TriggerParam] | None = Field(
+        default=None, max_length=100, json_schema_extra=list_map("name")
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        max_length=1024,
+        description=(
+            "What names one event, e.g. $(header.X-Request-Id) or $(body.id): a redelivered event "
+            "maps to the same run and starts nothing. Unset: the SHA-256 of the body."
+        ),
+    )
+    suspend: bool = Field(default=False, description="Refuse every event (503) while true.")
+
+
+class TriggerStatus(ApiModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = Field(default=None, json_schema_extra=list_map("type"))
+    path: str | None = Field(default=None, description="Where to POST events, on the triggers Service.")
+    last_run_name: str | None = None
+    last_event_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+
+
+PipelineRunStatus.model_rebuild()

@@ -207,9 +207,9 @@ def _schedule(
             "InvalidPipeline",
             "its pipeline's spec is invalid (see the Pipeline's Valid condition)",
         )
-    if schedule is None:
+    if schedule is None or not schedule.cron:
         name = pipeline["metadata"]["name"]
-        return None, ("NoSchedule", f'pipeline "{name}" has no schedule to take intervals from')
+        return None, ("NoSchedule", f'pipeline "{name}" has no cron schedule to take intervals from')
     try:
         return CronSchedule.parse(schedule.cron, schedule.timezone), None
     except InvalidPipeline as error:

@@ -39,7 +39,7 @@ def run_interval(
     """
     if given is not None:
         return given
-    if schedule is not None:
+    if schedule is not None and schedule.cron:
         try:
             cron = CronSchedule.parse(schedule.cron, schedule.timezone)
         except InvalidPipeline:

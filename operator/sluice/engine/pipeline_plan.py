@@ -135,7 +135,7 @@ def status_patch(pipeline: Mapping[str, Any], status: PipelineStatus) -> dict[st
 @dataclass(frozen=True)
 class PipelineSchedule:
     spec: ScheduleSpec
-    cron: CronSchedule
+    cron: CronSchedule | None  # None: it runs on asset updates only
 
 
 def schedule_of(pipeline: Mapping[str, Any]) -> PipelineSchedule | None:
@@ -144,7 +144,9 @@ def schedule_of(pipeline: Mapping[str, Any]) -> PipelineSchedule | None:
     """
     try:
         spec = PipelineSpec.model_validate(pipeline.get("spec") or {}).schedule
-        return PipelineSchedule(spec, CronSchedule.parse(spec.cron, spec.timezone)) if spec else None
+        if spec is None:
+            return None
+        return PipelineSchedule(spec, CronSchedule.parse(spec.cron, spec.timezone) if spec.cron else None)
     except (ValidationError, InvalidPipeline):
         return None
 

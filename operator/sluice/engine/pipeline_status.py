@@ -34,7 +34,7 @@ def pipeline_status(pipeline: Mapping[str, Any], now: str) -> PipelineStatus | N
     try:
         spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
         check_references(spec, build_graph(spec))
-        if spec.schedule is not None:
+        if spec.schedule is not None and spec.schedule.cron:
             CronSchedule.parse(spec.schedule.cron, spec.schedule.timezone)
         valid = _valid("True", "Valid", f"{len(spec.tasks)} tasks form a valid DAG", now)
     except InvalidPipeline as error:
