@@ -28,12 +28,21 @@ import kopf
 
 from sluice import metrics
 from sluice.api import labels
-from sluice.api.v1alpha1 import BACKFILLS, FINISHED_RUN_PHASES, GROUP, PIPELINE_RUNS, PIPELINES, VERSION
+from sluice.api.v1alpha1 import (
+    ASSETS,
+    BACKFILLS,
+    FINISHED_RUN_PHASES,
+    GROUP,
+    PIPELINE_RUNS,
+    PIPELINES,
+    VERSION,
+)
 from sluice.cache import ChildCache
 from sluice.events import EventRecorder
 from sluice.informer import Informer
 from sluice.kube import ApiError, KubeClient, in_cluster_connection
 from sluice.leader import LeaderElector
+from sluice.reconcilers.asset_index import AssetIndex
 from sluice.reconcilers.backfill import BackfillReconciler
 from sluice.reconcilers.keys import BackfillKey, Key, OwnWrites, PipelineKey, RunKey
 from sluice.reconcilers.pipeline import PipelineReconciler
@@ -108,6 +117,8 @@ class Controller:
         self.backfill_index: dict[tuple[str, str], tuple[str, str]] = {}
         # What a Backfill counts of each of its runs, as last seen.
         self.backfill_run_states: dict[tuple[str, str], tuple[str | None, bool]] = {}
+        # Assets, and the Pipelines scheduled on each.
+        self.assets = AssetIndex(settings.namespace or "")
         self.workers: list[asyncio.Task[None]] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.leading = False
@@ -128,7 +139,9 @@ class Controller:
         self.client = KubeClient(info, qps=self.settings.api_qps, burst=self.settings.api_burst)
         events = EventRecorder(self.client)
         self.runs = RunReconciler(self.client, self.cache, events, self.settings, self.pipeline_writes)
-        self.pipelines = PipelineReconciler(self.client, events, self.pipeline_writes, self.runs.peers)
+        self.pipelines = PipelineReconciler(
+            self.client, events, self.pipeline_writes, self.runs.peers, self.assets
+        )
         self.backfills = BackfillReconciler(self.client, events, self.backfill_writes, self.runs.peers)
         # The lease is sought while the informers list: a new replica taking
         # over from a dead one waits out its lease and loads its cache at
@@ -174,14 +187,15 @@ class Controller:
             ),
         ]
         informers.append(Informer(self.client, f"{group}/{BACKFILLS}", self.saw_backfill, name="backfills"))
+        informers.append(Informer(self.client, f"{group}/{ASSETS}", self.saw_asset, name="assets"))
         for informer in informers:
             try:
                 await informer.list()
             except ApiError as error:
-                if error.not_found and informer.name == "backfills":
+                if error.not_found and informer.name in ("backfills", "assets"):
                     # Helm installs CRDs only on a first install.
                     raise RuntimeError(
-                        "the Backfill CRD (backfills.sluice.dev) is not installed: apply this release's "
+                        f"the {informer.name}.sluice.dev CRD is not installed: apply this release's "
                         "CRDs (kubectl apply --server-side -f crds/) before upgrading the operator"
                     ) from error
                 raise
@@ -376,6 +390,7 @@ class Controller:
         """
         meta = obj["metadata"]
         key = PipelineKey(meta["namespace"], meta["name"])
+        self.assets.saw_pipeline(kind, obj)
         if kind == "DELETED":
             self.pipeline_writes.forget(key)
             self._wake_backfills_of(key)
@@ -395,6 +410,13 @@ class Controller:
         for (namespace, name), (of, _) in self.backfill_index.items():
             if (namespace, of) == (pipeline.namespace, pipeline.name):
                 self.queue.add(BackfillKey(namespace, name))
+
+    def saw_asset(self, kind: str, obj: dict[str, Any]) -> None:
+        """An asset was updated (or appeared, changed its sharing, went): the
+        Pipelines scheduled on it look again.
+        """
+        for key in self.assets.saw_asset(kind, obj):
+            self.queue.add(key)
 
     def saw_backfill(self, kind: str, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]

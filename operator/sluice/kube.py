@@ -357,3 +357,11 @@ def events_path(namespace: str) -> str:
 
 def claims_path(namespace: str) -> str:
     return f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+
+
+def asset_path(namespace: str, name: str = "", subresource: str = "") -> str:
+    return _sluice_path(api.ASSETS, namespace, name, subresource)
+
+
+def trigger_path(namespace: str, name: str = "", subresource: str = "") -> str:
+    return _sluice_path(api.TRIGGERS, namespace, name, subresource)

@@ -43,6 +43,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["sluice.dev"]
   resources: ["pipelineruns/status", "pipelines/status", "backfills/status"]
   verbs: ["patch"]
+# Assets: watched (an update wakes the Pipelines scheduled on it), created
+# on a task's first update, and their status records each update.
+- apiGroups: ["sluice.dev"]
+  resources: ["assets"]
+  verbs: ["get", "list", "watch", "create"]
+- apiGroups: ["sluice.dev"]
+  resources: ["assets/status"]
+  verbs: ["patch"]
 # Task pods carry blockOwnerDeletion on their owning run; clusters enforcing
 # OwnerReferencesPermissionEnforcement require this.
 - apiGroups: ["sluice.dev"]

@@ -20,6 +20,8 @@ TRIGGER = "sluice.dev/trigger"
 # write finds what the run it made consumed.
 ASSET_RUN = "sluice.dev/asset-run"
 ASSET_SEQUENCES = "sluice.dev/asset-sequences"
+# The updates an asset run started from (JSON): frozen in its status.triggeredBy.
+TRIGGERED_BY = "sluice.dev/triggered-by"
 
 # What status.pipelineName shows for a run with an inline pipelineSpec; not a
 # valid label value, so such runs' objects carry no pipeline label.

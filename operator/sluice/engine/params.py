@@ -29,7 +29,37 @@ CONTEXT_VARIABLES = (
     "context.scheduledDate",
     "context.dataIntervalStart",
     "context.dataIntervalEnd",
+    "context.triggeredBy",
 )
+# What $(context.triggeredBy.ASSET.FIELD) may read of the update of an
+# asset the schedule waits on (empty when the run was not started by it).
+TRIGGER_FIELDS = {
+    "run": "run",
+    "pipeline": "pipeline",
+    "task": "task",
+    "namespace": "namespace",
+    "sequence": "sequence",
+    "time": "time",
+    "scheduledTime": "scheduled_time",
+    "scheduledDate": "scheduled_date",
+}
+TRIGGER_INTERVAL_FIELDS = ("dataIntervalStart", "dataIntervalEnd")
+TRIGGERED_BY_PREFIX = "context.triggeredBy."
+
+
+def trigger_variables(spec: PipelineSpec) -> set[str]:
+    """The $(context.triggeredBy.ASSET.FIELD) names a pipeline may use: one
+    per asset its schedule waits on and field. ASSET is the asset's name
+    without its namespace (an ``ns/asset`` entry is read as ``asset``).
+    """
+    assets = (spec.schedule.on_assets if spec.schedule else None) or ()
+    fields = [*TRIGGER_FIELDS, *TRIGGER_INTERVAL_FIELDS]
+    return {f"{TRIGGERED_BY_PREFIX}{asset_key(asset)}.{field}" for asset in assets for field in fields}
+
+
+def asset_key(entry: str) -> str:
+    """How $(context.triggeredBy...) names an onAssets entry: without its namespace."""
+    return entry.rpartition("/")[2]
 
 
 def bind_params(spec: PipelineSpec, given: list[ParamValue] | None) -> dict[str, str]:
@@ -119,6 +149,12 @@ def _explain(task: TaskSpec, variable: str, spec: PipelineSpec, graph: Graph) ->
             return f'task "{task.name}" must depend on "{other}" (directly or not) to read it'
         if parts[2] == "results":
             return f'task "{other}" declares no result "{".".join(parts[3:])}"'
+    if variable.startswith(TRIGGERED_BY_PREFIX):
+        fields = ", ".join([*TRIGGER_FIELDS, *TRIGGER_INTERVAL_FIELDS])
+        return (
+            "use $(context.triggeredBy.ASSET.FIELD) with an asset of schedule.onAssets and a field of: "
+            + fields
+        )
     return "it is not a declared param, an upstream result or a context variable"
 
 
@@ -167,6 +203,7 @@ def check_references(spec: PipelineSpec, graph: Graph) -> None:
     for a matrix or script no run could carry out.
     """
     base = {f"params.{param.name}" for param in spec.params or ()} | set(CONTEXT_VARIABLES)
+    base |= trigger_variables(spec)
     declared = {t.name: {r.name for r in t.results or ()} for t in spec.tasks}
     _check_labels("defaults", spec.defaults.metadata if spec.defaults else None)
     for task in [*spec.tasks, *(spec.finally_ or ())]:

@@ -23,7 +23,7 @@ still fires.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,8 @@ from sluice.api.v1alpha1 import (
     ScheduleSpec,
 )
 from sluice.engine.announce import Announcement, normal, warning
+from sluice.engine.asset_schedule import ScheduledRun, asset_run_number, plan_asset_schedule
+from sluice.engine.assets import AssetView, read_sequences
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.cron import CronSchedule, due_times
 from sluice.engine.data_interval import scheduled_interval
@@ -48,16 +50,7 @@ from sluice.engine.pipeline_status import pipeline_status
 from sluice.engine.status_patch import conditional_status_patch
 
 # Fields a merge patch must clear explicitly when the plan drops them.
-CLEARABLE_STATUS_FIELDS = ("nextScheduleTime", "observedSchedule", "scheduleActiveSince")
-
-
-@dataclass(frozen=True)
-class ScheduledRun:
-    """A run a schedule started, as the plan needs it."""
-
-    name: str
-    scheduled_at: str  # its scheduled time, or its creation time
-    phase: str | None
+CLEARABLE_STATUS_FIELDS = ("nextScheduleTime", "observedSchedule", "scheduleActiveSince", "assets")
 
 
 def own_scheduled_runs(items: Iterable[Mapping[str, Any]], pipeline_uid: str) -> tuple[ScheduledRun, ...]:
@@ -78,8 +71,16 @@ def own_scheduled_runs(items: Iterable[Mapping[str, Any]], pipeline_uid: str) ->
 
 def scheduled_run_view(obj: Mapping[str, Any]) -> ScheduledRun:
     meta = obj["metadata"]
-    at = (meta.get("annotations") or {}).get(labels.SCHEDULED_TIME) or meta.get("creationTimestamp") or ""
-    return ScheduledRun(meta["name"], at, (obj.get("status") or {}).get("phase"))
+    annotations = meta.get("annotations") or {}
+    created = meta.get("creationTimestamp") or ""
+    return ScheduledRun(
+        meta["name"],
+        annotations.get(labels.SCHEDULED_TIME) or created,
+        (obj.get("status") or {}).get("phase"),
+        created,
+        asset_run_number(annotations),
+        read_sequences(annotations.get(labels.ASSET_SEQUENCES)),
+    )
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,15 @@ class PipelineFacts:
     # Runs an unfinished rerun re-runs: it reuses their results and workspace
     # claim, so history limits must not delete them yet.
     rerun_sources: frozenset[str] = frozenset()
+    # Each schedule.onAssets entry's Asset, as the operator last saw it.
+    assets: Mapping[str, AssetView] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CreateRun:
     body: dict[str, Any]
-    scheduled_at: datetime
+    scheduled_at: datetime | None = None  # a cron run's time
+    note: str | None = None  # an asset run's announcement
 
     @property
     def name(self) -> str:
@@ -107,6 +111,8 @@ class CreateRun:
     @property
     def announcement(self) -> Announcement:
         """Posted once the run is created (not when it already existed)."""
+        if self.note is not None or self.scheduled_at is None:
+            return normal("AssetsUpdated", self.note or f"started run {self.name}")
         return normal("Scheduled", f"started run {self.name} for {rfc3339(self.scheduled_at)}")
 
 
@@ -195,7 +201,8 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     status = pipeline_status(pipeline, rfc3339(now)) or current
     parsed = schedule_of(pipeline)
     if parsed is None:
-        cleared: dict[str, Any] = {"next_schedule_time": None, "schedule_active_since": None}
+        # The asset-run count stays: the next asset run's name must not repeat one.
+        cleared: dict[str, Any] = {"next_schedule_time": None, "schedule_active_since": None, "assets": None}
         if not (pipeline.get("spec") or {}).get("schedule"):
             cleared["observed_schedule"] = None
         else:
@@ -204,19 +211,47 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
             # times that passed while it was broken.
             cleared["observed_schedule"] = invalid_mark(current.observed_schedule)
         return PipelinePlan(status=_changed(current, status.model_copy(update=cleared)))
-    schedule, cron = parsed.spec, parsed.cron
-    fingerprint = schedule_fingerprint(schedule)
-    since = counting_since(pipeline, status, fingerprint, now)
+    schedule = parsed.spec
     runs = list(facts.runs or ())
-    doomed = runs_to_prune(runs, schedule, facts.rerun_sources)
+    doomed = runs_to_prune(runs, schedule, facts.rerun_sources, status.asset_runs or 0)
     actions: list[CreateRun | DeleteRun | Announcement] = [DeleteRun(name) for name in doomed]
     runs = [run for run in runs if run.name not in doomed]
+    update: dict[str, Any] = {}
+    wakes: list[float] = []
+    if parsed.cron is None:
+        update |= {"observed_schedule": None, "next_schedule_time": None, "schedule_active_since": None}
+    else:
+        update |= _plan_cron(pipeline, status, schedule, parsed.cron, runs, now, actions, wakes)
+    if schedule.on_assets:
+        update |= _plan_assets(facts, status, schedule, runs, actions, wakes)
+    else:
+        update["assets"] = None
+    return PipelinePlan(
+        status=_changed(current, status.model_copy(update=update)),
+        actions=tuple(actions),
+        wake_after=min(wakes) if wakes else None,
+    )
+
+
+def _plan_cron(
+    pipeline: Mapping[str, Any],
+    status: PipelineStatus,
+    schedule: ScheduleSpec,
+    cron: CronSchedule,
+    runs: Sequence[ScheduledRun],
+    now: datetime,
+    actions: list[CreateRun | DeleteRun | Announcement],
+    wakes: list[float],
+) -> dict[str, Any]:
+    """The cron half: start the due times' runs (appended to ``actions``),
+    and say when the next one is (appended to ``wakes``); returns the
+    status fields to set.
+    """
+    fingerprint = schedule_fingerprint(schedule)
+    since = counting_since(pipeline, status, fingerprint, now)
     update: dict[str, Any] = {"observed_schedule": fingerprint}
     if schedule.suspend:
-        update |= {"next_schedule_time": None, "schedule_active_since": None}
-        return PipelinePlan(
-            status=_changed(current, status.model_copy(update=update)), actions=tuple(actions)
-        )
+        return update | {"next_schedule_time": None, "schedule_active_since": None}
     if status.observed_schedule != fingerprint or not status.schedule_active_since:
         update["schedule_active_since"] = rfc3339(since)
     due = due_times(cron, since, now, schedule.catch_up, schedule.starting_deadline_seconds)
@@ -226,11 +261,35 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
         update["last_run_name"] = scheduled_run_name(pipeline["metadata"]["name"], due[-1])
     following = cron.next_after(now)
     update["next_schedule_time"] = rfc3339(following)
-    return PipelinePlan(
-        status=_changed(current, status.model_copy(update=update)),
-        actions=tuple(actions),
-        wake_after=(following - now).total_seconds() + WAKE_MARGIN_SECONDS,
+    wakes.append((following - now).total_seconds() + WAKE_MARGIN_SECONDS)
+    return update
+
+
+def _plan_assets(
+    facts: PipelineFacts,
+    status: PipelineStatus,
+    schedule: ScheduleSpec,
+    runs: Sequence[ScheduledRun],
+    actions: list[CreateRun | DeleteRun | Announcement],
+    wakes: list[float],
+) -> dict[str, Any]:
+    """The asset half (see engine/asset_schedule.py); runs the cron half
+    just started count as active.
+    """
+    created = [a.name for a in actions if isinstance(a, CreateRun)]
+    deleted = {a.name for a in actions if isinstance(a, DeleteRun)}
+    active = [r.name for r in runs if r.phase not in FINISHED_RUN_PHASES and r.name not in deleted]
+    spec = PipelineSpec.model_validate(facts.pipeline.get("spec") or {})
+    plan = plan_asset_schedule(
+        facts.pipeline, spec, schedule, status, facts.assets, runs, [*active, *created], facts.now
     )
+    actions += plan.events
+    actions += [DeleteRun(name) for name in plan.replace]
+    if plan.start is not None:
+        actions.append(CreateRun(plan.start.body, note=plan.start.note))
+    if plan.wake_after is not None:
+        wakes.append(plan.wake_after)
+    return plan.update
 
 
 def _start_due(
@@ -308,15 +367,23 @@ def scheduled_run(
 
 
 def runs_to_prune(
-    runs: Sequence[ScheduledRun], schedule: ScheduleSpec, rerun_sources: frozenset[str] = frozenset()
+    runs: Sequence[ScheduledRun],
+    schedule: ScheduleSpec,
+    rerun_sources: frozenset[str] = frozenset(),
+    asset_runs_recorded: int = 0,
 ) -> list[str]:
     """Names of finished scheduled runs beyond the history limits, oldest
     first. A run an unfinished rerun re-runs is kept (and not counted) until
     that rerun ends: deleting it would take its workspace claim from under it.
+    An asset run the status does not count yet (its pass lost the write) is
+    kept too: it is how the next pass learns it was made.
     """
 
+    def kept(run: ScheduledRun) -> bool:
+        return run.name in rerun_sources or (run.asset_run or 0) > asset_runs_recorded
+
     def finished(phases: tuple[str, ...]) -> list[ScheduledRun]:
-        chosen = [run for run in runs if run.phase in phases and run.name not in rerun_sources]
+        chosen = [run for run in runs if run.phase in phases and not kept(run)]
         return sorted(chosen, key=lambda run: (run.scheduled_at, run.name))
 
     succeeded = finished(("Succeeded",))

@@ -45,6 +45,13 @@ from sluice.api.v1alpha1 import (
 )
 from sluice.engine.admission import RECHECK_SECONDS, PeerRun, admission_wait
 from sluice.engine.announce import Announcement, normal, warning
+from sluice.engine.assets import (
+    AssetUpdate,
+    parse_triggered_by,
+    triggered_variables,
+    updates_due,
+    with_recorded,
+)
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, build_graph, ready_tasks, task_verdict
@@ -149,6 +156,9 @@ class RunPlan:
     wait_for: WaitFor | None = None
     finished: str | None = None  # the final phase the run reaches in this pass
     record_last_run: str | None = None  # show this run as the pipeline's last run
+    # Updates of assets to record on their Asset objects before ``status``
+    # (which lists them as recorded) is written.
+    asset_updates: tuple[AssetUpdate, ...] = ()
     replan: bool = False  # the status is a new spec snapshot: write it, then plan on it
 
 
@@ -173,6 +183,12 @@ def _plan_run(facts: RunFacts) -> RunPlan:
         # may come to do it (the status write's own event wakes nothing).
         ttl = _plan_finished(replace(facts, status=recorded))
         plan = replace(plan, wake_after=WAKE_MARGIN_SECONDS if ttl.delete_run else ttl.wake_after)
+    updates = updates_due(recorded, facts.namespace, facts.name, facts.uid, facts.now)
+    if updates:
+        # Recorded on the Assets first, then listed in the status: a pass cut
+        # short between the two records them again, which finds them there.
+        recorded = with_recorded(recorded, updates)
+        plan = replace(plan, status=recorded, asset_updates=updates)
     return replace(plan, release=facts.orphans + releasable(recorded, facts.tracked))
 
 
@@ -388,6 +404,8 @@ def _admit(facts: RunFacts, source: RunSource) -> RunPlan:
             "scheduled_time": times.scheduled_time,
             "scheduled_date": times.scheduled_date,
             "data_interval": times.data_interval,
+            "triggered_by": source.triggered_by
+            or parse_triggered_by(facts.annotations.get(labels.TRIGGERED_BY)),
         }
     )
     snapshot = compute_status(snapshot, source.graph, {}, facts.now)
@@ -706,6 +724,8 @@ def run_variables(
             "context.dataIntervalEnd": times.data_interval.end,
         }
     )
+    if status.pipeline_spec is not None:
+        variables.update(triggered_variables(status.pipeline_spec, status.triggered_by or ()))
     return variables
 
 

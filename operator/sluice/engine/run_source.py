@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sluice.api import labels
 from sluice.api.v1alpha1 import (
     FINISHED_RUN_PHASES,
+    AssetEvent,
     DataInterval,
     InstanceStatus,
     PipelineRunSpec,
@@ -56,6 +57,7 @@ class RunSource:
     reused: list[TaskRunStatus] = field(default_factory=list)
     claim: str | None = None
     times: RunTimes | None = None  # a rerun's: its source's
+    triggered_by: list[AssetEvent] | None = None  # a rerun's: its source's
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,7 @@ def _rerun_source(name: str, fetched: Fetched | None) -> RunSource | Refused:
         reused,
         old.workspace_claim_name,
         frozen_times(fetched.body, old),
+        old.triggered_by,
     )
 
 

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sluice import metrics
+from sluice import faults, metrics
 from sluice.api import labels
 from sluice.engine.announce import Announcement
 from sluice.engine.clock import now, rfc3339
 from sluice.engine.naming import label_value
 from sluice.engine.pipeline_plan import (
+    CreateRun,
     DeleteRun,
     PipelineFacts,
     PipelinePlan,
@@ -29,6 +30,7 @@ from sluice.engine.pipeline_plan import (
 )
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, NameTaken, pipeline_path, run_path
+from sluice.reconcilers.asset_index import AssetIndex
 from sluice.reconcilers.keys import OwnWrites, PipelineKey
 from sluice.reconcilers.peers import PeerIndex
 from sluice.reconcilers.refusals import clear_blocked, show_refusal_on
@@ -43,12 +45,14 @@ class PipelineReconciler:
         events: EventRecorder,
         writes: OwnWrites,
         peers: PeerIndex,
+        assets: AssetIndex | None = None,
         clock: Callable[[], datetime] = now,
     ) -> None:
         self.client = client
         self.events = events
         self.writes = writes
         self.peers = peers
+        self.assets = assets or AssetIndex()
         self.clock = clock
 
     async def reconcile(self, key: PipelineKey) -> float | None:
@@ -57,15 +61,20 @@ class PipelineReconciler:
         if pipeline is None:
             return None
         runs = None
-        if schedule_of(pipeline) is not None:
+        schedule = schedule_of(pipeline)
+        if schedule is not None:
             runs = own_scheduled_runs(await self._scheduled_runs(key), pipeline["metadata"]["uid"])
         rerun_sources = self.peers.rerun_sources(key.namespace)
-        plan = plan_pipeline(PipelineFacts(pipeline, self.clock(), runs, rerun_sources))
+        waits_on = (schedule.spec.on_assets if schedule else None) or []
+        assets = self.assets.views(key.namespace, waits_on)
+        plan = plan_pipeline(PipelineFacts(pipeline, self.clock(), runs, rerun_sources, assets))
         await self._act(pipeline, plan)
         path = pipeline_path(key.namespace, key.name, "status")
         if plan.status is not None:
             pipeline = await self.client.merge_patch(path, status_patch(pipeline, plan.status))
             self.writes.note(key, pipeline)
+            if any(isinstance(a, CreateRun) and a.note for a in plan.actions):
+                faults.crash_point(faults.PIPELINE_STATUS_WRITTEN)
         # Every call of the pass succeeded: a refusal shown earlier is over.
         cleared = await clear_blocked(self.client, pipeline, path, rfc3339(self.clock()))
         if cleared is not None:
@@ -104,6 +113,8 @@ class PipelineReconciler:
                         continue
                     raise
                 metrics.RUNS_SCHEDULED.inc()
+                if action.note:
+                    faults.crash_point(faults.ASSET_RUN_CREATED)
                 await self.events.announce(pipeline, action.announcement)
 
     async def _ours(self, pipeline: dict[str, Any], name: str, error: ApiError) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sluice import metrics
+from sluice import faults, metrics
 from sluice.api.meta import resource_version
 from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, Condition, PipelineRunSpec, PipelineRunStatus
 from sluice.cache import ChildCache
@@ -56,6 +56,7 @@ from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, valida
 from sluice.engine.run_status import status_rejected_patch
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, claims_path, pipeline_path, pods_path, run_path
+from sluice.reconcilers.asset_writer import AssetWriter
 from sluice.reconcilers.keys import OwnWrites, RunKey, Waiters
 from sluice.reconcilers.last_run import LastRunRecorder
 from sluice.reconcilers.peers import PeerIndex
@@ -117,6 +118,7 @@ class RunReconciler:
         self.run_writes = OwnWrites()
         self.peers = PeerIndex()
         self.last_runs = LastRunRecorder(client, self.pipeline_writes)
+        self.assets = AssetWriter(client)
         # The newest version of every unfinished run (see observe_run).
         self.live: dict[RunKey, dict[str, Any]] = {}
         # UIDs of runs seen deleted, newest last (bounded).
@@ -204,17 +206,7 @@ class RunReconciler:
                     held = held | outcome.held
                     create_errors += outcome.errors
                     continue
-                try:
-                    run = await self._write_status(run, plan.status)
-                except ApiError as refused:
-                    if refused.not_found:
-                        # Deleted under this pass. Its DELETED event may have
-                        # been handled before our own earlier write's answer
-                        # put the run back in ``live``: drop that copy, so the
-                        # retry reads the truth (gone) and releases its pods.
-                        self.live.pop(key, None)
-                        self.parsed.pop(key, None)
-                    raise
+                run = await self._write_planned(key, run, plan)
             # Events first: they only come from a status change, so a failed
             # release (retried by the next pass) must not lose them.
             await self._announce(run, plan)
@@ -365,8 +357,10 @@ class RunReconciler:
         waiters.wait(key.namespace, pipeline, key)
 
     async def _act(self, facts: RunFacts, plan: RunPlan) -> ActOutcome:
-        """Delete, then create the claim, then the pods (concurrently)."""
+        """Record asset updates, delete, then create the claim, then the pods (concurrently)."""
         outcome = ActOutcome()
+        if plan.asset_updates:
+            await self.assets.record(facts.namespace, plan.asset_updates)
         if plan.stops:
             await asyncio.gather(
                 *(
@@ -471,6 +465,25 @@ class RunReconciler:
             )
 
     # --- write and announce ----------------------------------------------------------
+
+    async def _write_planned(self, key: RunKey, run: dict[str, Any], plan: RunPlan) -> dict[str, Any]:
+        """Write the plan's status (after its creates and asset updates)."""
+        if plan.asset_updates:
+            faults.crash_point(faults.ASSET_RECORDED)
+        try:
+            run = await self._write_status(run, plan.status)
+        except ApiError as refused:
+            if refused.not_found:
+                # Deleted under this pass. Its DELETED event may have been
+                # handled before our own earlier write's answer put the run
+                # back in ``live``: drop that copy, so the retry reads the
+                # truth (gone) and releases its pods.
+                self.live.pop(key, None)
+                self.parsed.pop(key, None)
+            raise
+        if plan.asset_updates:
+            faults.crash_point(faults.RUN_STATUS_WRITTEN)
+        return run
 
     async def _write_status(self, run: dict[str, Any], status: PipelineRunStatus | None) -> dict[str, Any]:
         """Write the whole status, conditional on the version it was computed from."""
