@@ -25,6 +25,8 @@ POD_CREATE_ERRORS = Counter("sluice_pod_create_errors_total", "Task pod creates 
 RUNS_FINISHED = Counter("sluice_runs_finished_total", "PipelineRuns that reached a final phase.", ["phase"])
 RUNS_SCHEDULED = Counter("sluice_scheduled_runs_total", "PipelineRuns started by a schedule.")
 RUNS_BACKFILLED = Counter("sluice_backfill_runs_total", "PipelineRuns started by a Backfill.")
+ASSET_UPDATES = Counter("sluice_asset_updates_total", "Asset updates recorded on Asset objects.")
+ASSET_RUNS = Counter("sluice_asset_runs_total", "PipelineRuns started by asset updates.")
 QUEUE_DEPTH = Gauge("sluice_work_queue_depth", "Objects waiting for a reconcile worker.")
 LEADER = Gauge("sluice_leader", "1 while this replica holds the leader lease.")
 

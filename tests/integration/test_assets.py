@@ -15,6 +15,7 @@ from kubernetes import client
 from sluice.engine.assets import asset_object_name
 from tests.builders import pipeline, run, task
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
+from tests.integration.test_metrics import scrape, try_scrape
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +87,7 @@ def watermark(kube: Kube, namespace: str, name: str, of: str) -> dict[str, Any]:
 def test_a_producer_updating_two_assets_starts_the_consumer_once_with_the_producers_day(
     kube: Kube, namespace: str, operator: OperatorProcess
 ) -> None:
+    before = wait_for("the metrics endpoint", lambda: try_scrape(operator.metrics_port))
     kube.apply(namespace, consumer(), producer([SALES, REGIONS]))
     wait_for(
         "the consumer to count its assets",
@@ -132,6 +134,12 @@ def test_a_producer_updating_two_assets_starts_the_consumer_once_with_the_produc
         if c["type"] == "AssetsReadable"
     )
     assert condition["status"] == "True" and REGIONS in condition["message"]
+    after = scrape(operator.metrics_port)
+    grew = {
+        name: after.get(name, 0) - before.get(name, 0)
+        for name in ("sluice_asset_updates_total", "sluice_asset_runs_total")
+    }
+    assert grew == {"sluice_asset_updates_total": 3, "sluice_asset_runs_total": 1}
 
 
 CRASH_POINTS = ["asset-recorded", "run-status-written", "asset-run-created", "pipeline-status-written"]

@@ -9,6 +9,7 @@ COPY data, which the server never parses as SQL.
 """
 
 import csv
+import datetime
 import io
 import os
 import subprocess
@@ -16,6 +17,13 @@ import sys
 import time
 
 TERMINATION_LOG = "/dev/termination-log"
+
+
+def as_day(text: str) -> datetime.date:
+    """A --day argument: a date, or a timestamp whose date is meant (a run's
+    data interval start, such as $(context.dataIntervalStart)).
+    """
+    return datetime.date.fromisoformat(text[:10])
 
 
 def write_results(**results: object) -> None:

@@ -13,12 +13,11 @@ region and product names, and duplicated orders.
 
 import argparse
 import csv
-import datetime
 import json
 import pathlib
 import random
 
-from common import write_results
+from common import as_day, write_results
 
 REGIONS = ["north", "south", "east", "west"]
 PRODUCTS = ["widget", "gadget", "gizmo", "doohickey"]
@@ -58,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--day", required=True, type=datetime.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--day", required=True, type=as_day, help="YYYY-MM-DD (or a timestamp)")
     parser.add_argument("--rows", type=int, default=5000)
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out-dir", type=pathlib.Path, help="write DIR/<region>.csv per region")

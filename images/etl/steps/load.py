@@ -13,12 +13,11 @@ result `rows`.
 
 import argparse
 import csv
-import datetime
 import decimal
 import io
 import pathlib
 
-from common import psql, wait_for_server, write_results
+from common import as_day, psql, wait_for_server, write_results
 
 COLUMNS = ["day", "region", "product", "orders", "revenue", "units"]
 
@@ -90,7 +89,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--clean-dir", required=True, type=pathlib.Path)
-    parser.add_argument("--day", required=True, type=datetime.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--day", required=True, type=as_day, help="YYYY-MM-DD (or a timestamp)")
     parser.add_argument("--wait-seconds", type=float, default=60, help="how long to wait for the server")
     args = parser.parse_args()
     day = args.day.isoformat()

@@ -8,11 +8,10 @@ not pass as a success.
 """
 
 import argparse
-import datetime
 import decimal
 from collections import defaultdict
 
-from common import query, wait_for_server
+from common import as_day, query, wait_for_server
 
 DAY_ROWS = """
 SELECT region, product, orders, units, revenue
@@ -25,7 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--day", required=True, type=datetime.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--day", required=True, type=as_day, help="YYYY-MM-DD (or a timestamp)")
     parser.add_argument("--wait-seconds", type=float, default=60, help="how long to wait for the server")
     args = parser.parse_args()
     day = args.day.isoformat()

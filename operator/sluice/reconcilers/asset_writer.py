@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import Any
 
+from sluice import metrics
 from sluice.api import labels
 from sluice.api.v1alpha1 import API_VERSION, AssetSpec, AssetStatus
 from sluice.engine.assets import AssetUpdate, asset_object_name, recorded_status
@@ -31,16 +32,17 @@ class AssetWriter:
     async def _record_one(self, namespace: str, asset: str, updates: list[AssetUpdate]) -> None:
         found = await self._asset(namespace, asset)
         status = AssetStatus.model_validate(found.get("status") or {})
-        changed = False
+        added = 0
         for update in updates:
             recorded = recorded_status(status, update)
             if recorded is not None:
-                status, changed = recorded, True
-        if not changed:
+                status, added = recorded, added + 1
+        if not added:
             return  # recorded by an earlier pass whose status write was lost
         meta = found["metadata"]
         body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status.to_api()}
         await self.client.merge_patch(asset_path(namespace, meta["name"], "status"), body)
+        metrics.ASSET_UPDATES.inc(added)
 
     async def _asset(self, namespace: str, asset: str) -> dict[str, Any]:
         """The asset's object, created on its first update."""

@@ -114,6 +114,7 @@ class PipelineReconciler:
                     raise
                 metrics.RUNS_SCHEDULED.inc()
                 if action.note:
+                    metrics.ASSET_RUNS.inc()
                     faults.crash_point(faults.ASSET_RUN_CREATED)
                 await self.events.announce(pipeline, action.announcement)
 
