@@ -142,6 +142,24 @@ def test_a_producer_updating_two_assets_starts_the_consumer_once_with_the_produc
     assert grew == {"sluice_asset_updates_total": 3, "sluice_asset_runs_total": 1}
 
 
+def test_producers_updating_one_asset_at_once_each_record_exactly_one_update(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    """Writes to an Asset are conditional: a producer that loses the race
+    records its update on the next pass, and none is lost or doubled.
+    """
+    kube.apply(namespace, pipeline("loader", [task("load", updatesAssets=[SALES])]))
+    names = [f"load-{i}" for i in range(8)]
+    kube.apply(namespace, *(run(name, "loader") for name in names))
+    for name in names:
+        assert kube.wait_run(namespace, name)["status"]["phase"] == "Succeeded"
+    found = asset(kube, namespace, SALES)
+    assert found is not None
+    assert found["status"]["sequence"] == len(names)
+    assert sorted(e["run"] for e in found["status"]["events"]) == sorted(names)
+    assert sorted(e["sequence"] for e in found["status"]["events"]) == list(range(1, len(names) + 1))
+
+
 CRASH_POINTS = ["asset-recorded", "run-status-written", "asset-run-created", "pipeline-status-written"]
 
 
