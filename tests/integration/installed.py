@@ -99,6 +99,27 @@ def install_rbac(
     return installation
 
 
+def install_triggers_rbac(
+    kube: Admin, helm: str, release: str, namespace: str, directory: pathlib.Path
+) -> Installation:
+    """Apply the chart's triggers-server RBAC (``triggers.enabled=true``) for
+    ``release`` into ``namespace``, with a kubeconfig holding its token.
+    """
+    documents = [
+        doc
+        for doc in yaml.safe_load_all(render(helm, release, namespace, "triggers.enabled=true"))
+        if doc
+        and doc["kind"] in RBAC_KINDS
+        and (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "triggers"
+    ]
+    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
+    account = next(d["metadata"]["name"] for d in documents if d["kind"] == "ServiceAccount")
+    token = kube.kubectl("create", "token", account, "-n", namespace, "--duration", "12h").stdout.strip()
+    path = directory / f"{release}-triggers.kubeconfig"
+    path.write_text(yaml.safe_dump(token_kubeconfig(kube.kubeconfig, token, namespace)))
+    return Installation(release, namespace, path, tuple(documents))
+
+
 def token_kubeconfig(admin_kubeconfig: str, token: str, namespace: str) -> dict[str, Any]:
     """The admin kubeconfig's cluster, with a bearer token as the only user."""
     config = yaml.safe_load(pathlib.Path(admin_kubeconfig).read_text())

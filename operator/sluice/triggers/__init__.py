@@ -1,0 +1,1 @@
+"""The triggers server: HMAC-signed HTTP events that start PipelineRuns."""

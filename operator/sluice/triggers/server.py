@@ -1,0 +1,319 @@
+"""The triggers server: receives events over HTTP and starts runs.
+
+Stateless on purpose: what it knows of Triggers and Pipelines comes from
+watches, the signing key is read per event (a rotated Secret applies at
+once), and a redelivered event is recognised by its run's deterministic
+name (AlreadyExists), so replicas need no election and a restart loses
+nothing. The answer is sent as soon as the run exists; the Pipeline's
+Event and the Trigger's status follow in the background, off the path a
+sender waits on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from sluice.api.v1alpha1 import GROUP, PIPELINES, TRIGGERS, VERSION, Condition, TriggerSpec
+from sluice.engine.clock import now_rfc3339
+from sluice.engine.conditions import condition, set_condition
+from sluice.events import EventRecorder
+from sluice.informer import Informer
+from sluice.kube import ApiError, KubeClient, run_path, trigger_path
+from sluice.triggers.plan import NewRun, Refusal, plan_event, run_limit
+from sluice.triggers.ratelimit import SlidingWindow
+
+log = logging.getLogger("sluice.triggers")
+
+EVENTS = Counter(
+    "sluice_trigger_events_total",
+    "Events received by Triggers: accepted (a run started), deduplicated (its run already existed) "
+    "or refused (reason says why).",
+    ["namespace", "trigger", "result", "reason"],
+)
+LATENCY = Histogram(
+    "sluice_trigger_request_duration_seconds",
+    "From a request's arrival to its answer.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+REFUSAL_EVENT_SECONDS = 60.0  # at most one Warning Event per trigger and reason per minute
+STATUS_SECONDS = 5.0
+STATUS_REFRESH_SECONDS = 60.0  # Ready is checked again this often (a Secret created later)
+
+
+@dataclass
+class Seen:
+    """What the status writer reports for one Trigger."""
+
+    last_run: str | None = None
+    last_event_time: str | None = None
+    dirty: bool = True
+    written_at: float = 0.0
+
+
+@dataclass
+class TriggerServer:
+    client: KubeClient
+    namespace: str | None  # None: every namespace
+    max_body_bytes: int = 1024 * 1024
+    triggers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    pipelines: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    window: SlidingWindow = field(default_factory=SlidingWindow)
+    seen: dict[tuple[str, str], Seen] = field(default_factory=dict)
+    refusals_told: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.events = EventRecorder(self.client)
+
+    # --- watches ------------------------------------------------------------------
+
+    def _keep(self, store: dict[tuple[str, str], dict[str, Any]], kind: str) -> Any:
+        def handle(event: str, obj: dict[str, Any]) -> None:
+            meta = obj["metadata"]
+            key = (meta["namespace"], meta["name"])
+            if event == "DELETED":
+                store.pop(key, None)
+                if kind == "Trigger":
+                    self.seen.pop(key, None)
+            else:
+                store[key] = {**obj, "kind": kind}
+                if kind == "Trigger":
+                    self.seen.setdefault(key, Seen()).dirty = True
+
+        return handle
+
+    async def start_watches(self) -> list[asyncio.Task[None]]:
+        scope = f"/namespaces/{self.namespace}" if self.namespace else ""
+        group = f"/apis/{GROUP}/{VERSION}{scope}"
+        informers = [
+            Informer(
+                self.client, f"{group}/{TRIGGERS}", self._keep(self.triggers, "Trigger"), name="triggers"
+            ),
+            Informer(
+                self.client, f"{group}/{PIPELINES}", self._keep(self.pipelines, "Pipeline"), name="pipelines"
+            ),
+        ]
+        tasks = []
+        for informer in informers:
+            await informer.list()
+            tasks.append(asyncio.create_task(informer.run()))
+        self.synced.set()
+        return tasks
+
+    # --- requests -----------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_post("/v1/namespaces/{namespace}/triggers/{name}", self.receive)
+        app.router.add_get("/healthz", self.healthz)
+        return app
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        if not self.synced.is_set():
+            return web.Response(status=503, text="watches not synced yet")
+        return web.Response(text="ok")
+
+    async def receive(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        trigger = self.triggers.get((namespace, name))
+        try:
+            if trigger is None:
+                label = ""  # unknown names are not metric labels: no unbounded series
+                answer = self._refused(
+                    "", namespace, Refusal(404, "not_found", f"no trigger {namespace}/{name}")
+                )
+                return answer
+            label = name
+            body = await self._body(request)
+            if isinstance(body, Refusal):
+                return self._refused(label, namespace, body, trigger)
+            return await self._handle(trigger, request, body)
+        finally:
+            LATENCY.observe(time.monotonic() - started)
+
+    async def _body(self, request: web.Request) -> bytes | Refusal:
+        """The raw body, refused without reading it all when it is too large."""
+        too_large = Refusal(
+            413, "body_too_large", f"the body is larger than {self.max_body_bytes} bytes (the server's limit)"
+        )
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return too_large
+        body = await request.content.read(self.max_body_bytes + 1)
+        if len(body) > self.max_body_bytes:
+            return too_large
+        return body
+
+    async def _handle(self, trigger: dict[str, Any], request: web.Request, body: bytes) -> web.Response:
+        meta = trigger["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        spec = trigger.get("spec") or {}
+        pipeline_name = (spec.get("pipelineRef") or {}).get("name", "")
+        pipeline = self.pipelines.get((namespace, pipeline_name))
+        key_material, problem = await self._signing_key(trigger)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        now = now_rfc3339()
+        planned = plan_event(trigger, pipeline, key_material, problem, headers, body, now)
+        if isinstance(planned, Refusal):
+            return self._refused(name, namespace, planned, trigger)
+        window_key = f"{namespace}/{pipeline_name}"
+        moment = time.monotonic()
+        wait = self.window.wait_needed(window_key, run_limit(pipeline), moment)
+        if wait > 0:
+            if await self._exists(namespace, planned.name):
+                return self._duplicate(name, namespace, planned)
+            limit = run_limit(pipeline)
+            refusal = Refusal(
+                429,
+                "rate_limited",
+                f"pipeline {pipeline_name} allows {limit} runs a minute (maxTriggeredRunsPerMinute)",
+                retry_after=wait,
+            )
+            return self._refused(name, namespace, refusal, trigger)
+        self.window.record(window_key, moment)
+        try:
+            await self.client.create(run_path(namespace), planned.body)
+        except ApiError as error:
+            self.window.forget(window_key, moment)
+            if error.already_exists:
+                return self._duplicate(name, namespace, planned)
+            log.warning("trigger %s/%s: creating run %s failed: %s", namespace, name, planned.name, error)
+            status = 502 if not error.permanent else 422
+            return self._refused(name, namespace, Refusal(status, "create_failed", error.message), trigger)
+        EVENTS.labels(namespace, name, "accepted", "").inc()
+        seen = self.seen.setdefault((namespace, name), Seen())
+        seen.last_run, seen.last_event_time, seen.dirty = planned.name, now, True
+        if pipeline is not None:
+            self._later(self.events.record(pipeline, "Normal", "Triggered", self._triggered(name, planned)))
+        return web.json_response({"run": planned.name, "duplicate": False}, status=202)
+
+    @staticmethod
+    def _triggered(trigger: str, planned: NewRun) -> str:
+        return f"run {planned.name} started by trigger {trigger} (event {planned.key[:80]})"
+
+    def _duplicate(self, name: str, namespace: str, planned: NewRun) -> web.Response:
+        EVENTS.labels(namespace, name, "deduplicated", "").inc()
+        return web.json_response({"run": planned.name, "duplicate": True}, status=200)
+
+    def _refused(
+        self, label: str, namespace: str, refusal: Refusal, trigger: dict[str, Any] | None = None
+    ) -> web.Response:
+        EVENTS.labels(namespace, label, "refused", refusal.reason).inc()
+        if trigger is not None:
+            self._tell_refusal(trigger, refusal)
+        headers = {"Retry-After": str(max(1, round(refusal.retry_after)))} if refusal.retry_after else None
+        body = {"error": refusal.reason, "message": refusal.message}
+        return web.json_response(body, status=refusal.status, headers=headers)
+
+    def _tell_refusal(self, trigger: dict[str, Any], refusal: Refusal) -> None:
+        """A Warning Event on the Trigger, at most once a minute per reason:
+        a flood of bad requests must not become a flood of API writes.
+        """
+        meta = trigger["metadata"]
+        key = (meta["namespace"], meta["name"], refusal.reason)
+        moment = time.monotonic()
+        if moment - self.refusals_told.get(key, -REFUSAL_EVENT_SECONDS) < REFUSAL_EVENT_SECONDS:
+            return
+        self.refusals_told[key] = moment
+        message = f"refused an event ({refusal.status}): {refusal.message}"
+        self._later(self.events.record(trigger, "Warning", "EventRefused", message))
+
+    async def _signing_key(self, trigger: Mapping[str, Any]) -> tuple[bytes | None, str | None]:
+        namespace = trigger["metadata"]["namespace"]
+        try:
+            ref = TriggerSpec.model_validate(trigger.get("spec") or {}).secret_ref
+        except ValueError:
+            return None, "the Trigger is invalid"
+        try:
+            secret = await self.client.get_optional(f"/api/v1/namespaces/{namespace}/secrets/{ref.name}")
+        except ApiError as error:
+            return None, f"the Secret {ref.name} cannot be read: {error.message}"
+        if secret is None:
+            return None, f"the Secret {ref.name} (spec.secretRef) does not exist"
+        encoded = (secret.get("data") or {}).get(ref.key)
+        if not encoded:
+            return None, f"the Secret {ref.name} has no key {ref.key} (spec.secretRef.key)"
+        return base64.b64decode(encoded), None
+
+    async def _exists(self, namespace: str, name: str) -> bool:
+        return await self.client.get_optional(run_path(namespace, name)) is not None
+
+    def _later(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # --- status ---------------------------------------------------------------------
+
+    async def write_statuses(self) -> None:
+        """Every few seconds, write the status of Triggers whose news changed:
+        Ready (the signing key can be read, the pipeline exists), where to
+        POST, the last run started.
+        """
+        while True:
+            for key, trigger in list(self.triggers.items()):
+                seen = self.seen.setdefault(key, Seen())
+                if not seen.dirty and time.monotonic() - seen.written_at < STATUS_REFRESH_SECONDS:
+                    continue
+                try:
+                    await self._write_status(trigger, seen)
+                    seen.dirty, seen.written_at = False, time.monotonic()
+                except (ApiError, OSError) as error:
+                    log.warning("trigger %s/%s: status not written: %s", *key, error)
+            await asyncio.sleep(STATUS_SECONDS)
+
+    async def _write_status(self, trigger: dict[str, Any], seen: Seen) -> None:
+        meta = trigger["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        status = dict(trigger.get("status") or {})
+        _, problem = await self._signing_key(trigger)
+        pipeline_name = ((trigger.get("spec") or {}).get("pipelineRef") or {}).get("name", "")
+        if problem is None and (namespace, pipeline_name) not in self.pipelines:
+            problem = f"pipeline {pipeline_name} (spec.pipelineRef) does not exist"
+        conditions = [Condition.model_validate(c) for c in status.get("conditions") or ()]
+        ready = (
+            condition("Ready", "False", "NotReady", problem, now_rfc3339())
+            if problem
+            else condition(
+                "Ready",
+                "True",
+                "Ready",
+                f"events POSTed to {self.path(namespace, name)} start runs",
+                now_rfc3339(),
+            )
+        )
+        new = {
+            "observedGeneration": meta.get("generation"),
+            "conditions": [c.to_api() for c in set_condition(conditions, ready)],
+            "path": self.path(namespace, name),
+        }
+        if seen.last_run:
+            new["lastRunName"] = seen.last_run
+            new["lastEventTime"] = seen.last_event_time
+        if all(status.get(k) == v for k, v in new.items()):
+            return
+        body = {"status": new}
+        await self.client.merge_patch(trigger_path(namespace, name, "status"), body)
+
+    @staticmethod
+    def path(namespace: str, name: str) -> str:
+        return f"/v1/namespaces/{namespace}/triggers/{name}"
+
+
+async def close(server: TriggerServer, tasks: list[asyncio.Task[None]]) -> None:
+    for task in [*tasks, *server.background]:
+        task.cancel()
+    with contextlib.suppress(Exception):
+        await asyncio.gather(*tasks, *server.background, return_exceptions=True)
+    await server.client.close()

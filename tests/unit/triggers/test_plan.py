@@ -1,0 +1,96 @@
+"""One event's outcome: the refusal, or the exact run it starts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sluice.triggers.plan import NewRun, Refusal, plan_event, trigger_run_name
+from sluice.triggers.signature import sign
+
+KEY = b"k"
+NOW = "2026-11-26T10:00:00Z"
+
+
+def trigger(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "landing", "namespace": "etl", "uid": "t-uid"},
+        "spec": {
+            "pipelineRef": {"name": "ingest"},
+            "secretRef": {"name": "hook"},
+            "params": [{"name": "object", "value": "$(body.key)"}],
+            **spec,
+        },
+    }
+
+
+PIPELINE = {
+    "metadata": {"name": "ingest"},
+    "spec": {"tasks": [{"name": "a", "image": "busybox"}], "params": [{"name": "object"}]},
+}
+
+
+def plan(body: bytes, signed: bool = True, **spec: Any) -> NewRun | Refusal:
+    headers = {"x-sluice-signature-256": sign(KEY, body)} if signed else {}
+    return plan_event(trigger(**spec), PIPELINE, KEY, None, headers, body, NOW)
+
+
+def test_a_signed_event_gives_a_run_owned_by_the_trigger_with_mapped_params() -> None:
+    result = plan(b'{"key": "a.csv"}')
+    assert isinstance(result, NewRun)
+    meta = result.body["metadata"]
+    assert meta["labels"] == {"sluice.dev/pipeline": "ingest", "sluice.dev/trigger": "landing"}
+    assert meta["ownerReferences"][0]["kind"] == "Trigger" and meta["ownerReferences"][0]["uid"] == "t-uid"
+    assert result.body["spec"] == {
+        "pipelineRef": {"name": "ingest"},
+        "params": [{"name": "object", "value": "a.csv"}],
+    }
+    assert result.key.startswith("sha256:")
+
+
+def test_the_same_event_gives_the_same_run_name_and_another_event_another() -> None:
+    one, same, other = plan(b'{"key": "a"}'), plan(b'{"key": "a"}'), plan(b'{"key": "b"}')
+    assert isinstance(one, NewRun) and isinstance(same, NewRun) and isinstance(other, NewRun)
+    assert one.name == same.name != other.name
+    keyed = plan(b'{"key": "a", "id": "e1"}', idempotencyKey="$(body.id)")
+    rekeyed = plan(b'{"key": "changed", "id": "e1"}', idempotencyKey="$(body.id)")
+    assert isinstance(keyed, NewRun) and isinstance(rekeyed, NewRun) and keyed.name == rekeyed.name
+
+
+def test_run_names_are_valid_and_bounded() -> None:
+    name = trigger_run_name("t" * 80, "uid", "key")
+    assert len(name) <= 63 and name != trigger_run_name("t" * 80 + "x", "uid", "key")
+    assert trigger_run_name("landing", "uid-1", "k") != trigger_run_name("landing", "uid-2", "k")
+
+
+@pytest.mark.parametrize(
+    ("body", "signed", "spec", "status", "reason"),
+    [
+        (b'{"key": "a"}', False, {}, 401, "signature"),
+        (b'{"key": ', True, {}, 400, "malformed"),
+        (b"\xff\xfe", True, {}, 400, "malformed"),
+        (b'{"nokey": 1}', True, {}, 422, "mapping"),
+        (b'{"key": "a"}', True, {"suspend": True}, 503, "suspended"),
+        (b'{"key": "a"}', True, {"params": [{"name": "undeclared", "value": "x"}]}, 422, "mapping"),
+        (b'{"key": "a"}', True, {"idempotencyKey": "$(body.missing)"}, 422, "mapping"),
+    ],
+)
+def test_refusals_say_why(body: bytes, signed: bool, spec: dict[str, Any], status: int, reason: str) -> None:
+    result = plan(body, signed, **spec)
+    assert isinstance(result, Refusal) and (result.status, result.reason) == (status, reason)
+
+
+def test_an_unsigned_sender_learns_nothing_of_the_pipeline_or_mapping() -> None:
+    headers: dict[str, str] = {}
+    missing_pipeline = plan_event(trigger(), None, KEY, None, headers, json.dumps({}).encode(), NOW)
+    assert isinstance(missing_pipeline, Refusal) and missing_pipeline.status == 401
+
+
+def test_an_unreadable_key_refuses_with_the_reason() -> None:
+    result = plan_event(trigger(), PIPELINE, None, "the Secret hook does not exist", {}, b"{}", NOW)
+    assert isinstance(result, Refusal) and (result.status, result.message) == (
+        503,
+        "the Secret hook does not exist",
+    )
