@@ -869,6 +869,14 @@ class TriggerSpec(ApiModel):
     secret_ref: SecretKeySelector = Field(
         description="The Secret key holding the HMAC key senders sign request bodies with."
     )
+    authentication: Literal["HMACSHA256", "BearerToken"] = Field(
+        default="HMACSHA256",
+        description=(
+            "HMACSHA256: the sender signs each body with the key (signatureHeader). BearerToken: the "
+            "sender sends the key itself as Authorization: Bearer KEY, for senders that cannot sign "
+            "(MinIO's webhook notifications); anyone who sees one request can then send others."
+        ),
+    )
     signature_header: str = Field(
         default="X-Sluice-Signature-256",
         min_length=1,

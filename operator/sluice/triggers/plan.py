@@ -18,7 +18,7 @@ from sluice.api import labels
 from sluice.api.v1alpha1 import API_VERSION, PipelineSpec, TriggerSpec
 from sluice.engine.naming import MAX_NAME, label_value, short_hash
 from sluice.triggers.expressions import MappingError, render
-from sluice.triggers.signature import signature_problem
+from sluice.triggers.signature import signature_problem, token_problem
 
 KEY_ANNOTATION = "sluice.dev/trigger-key"
 EVENT_TIME_ANNOTATION = "sluice.dev/event-time"
@@ -122,8 +122,11 @@ def _authenticated(
         raise _Refused(Refusal(503, "suspended", f"trigger {name} is suspended (spec.suspend)"))
     if key_material is None:
         raise _Refused(Refusal(503, "secret", secret_problem or "the signing key cannot be read"))
-    header = spec.signature_header.lower()
-    problem = signature_problem(key_material, body, headers.get(header), spec.signature_header)
+    if spec.authentication == "BearerToken":
+        problem = token_problem(key_material, headers.get("authorization"))
+    else:
+        header = spec.signature_header.lower()
+        problem = signature_problem(key_material, body, headers.get(header), spec.signature_header)
     if problem is not None:
         raise _Refused(Refusal(401, "signature", problem))
     return spec

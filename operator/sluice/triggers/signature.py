@@ -18,6 +18,15 @@ def sign(key: bytes, body: bytes) -> str:
     return PREFIX + hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
+def token_problem(key: bytes, authorization: str | None) -> str | None:
+    """Why a bearer-token request is refused, or None when its token is the key."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return "the request has no Authorization: Bearer <token> header"
+    if not hmac.compare_digest(authorization[len("Bearer ") :].strip().encode(), key.strip()):
+        return "the bearer token is not this trigger's"
+    return None
+
+
 def signature_problem(key: bytes, body: bytes, header: str | None, header_name: str) -> str | None:
     """Why the request's signature is refused, or None when it is valid."""
     if not header:

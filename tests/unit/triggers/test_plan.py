@@ -94,3 +94,19 @@ def test_an_unreadable_key_refuses_with_the_reason() -> None:
         503,
         "the Secret hook does not exist",
     )
+
+
+def test_a_bearer_token_trigger_accepts_only_its_key() -> None:
+    body = b'{"key": "a.csv"}'
+    for authorization, accepted in (
+        ("Bearer k", True),
+        ("Bearer K", False),
+        ("Basic k", False),
+        (None, False),
+    ):
+        headers = {"authorization": authorization} if authorization else {}
+        result = plan_event(trigger(authentication="BearerToken"), PIPELINE, KEY, None, headers, body, NOW)
+        assert isinstance(result, NewRun) is accepted, authorization
+    signed_only = {"x-sluice-signature-256": sign(KEY, body)}
+    result = plan_event(trigger(authentication="BearerToken"), PIPELINE, KEY, None, signed_only, body, NOW)
+    assert isinstance(result, Refusal) and result.status == 401
