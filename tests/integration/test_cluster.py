@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import pathlib
 import shutil
@@ -191,14 +194,25 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
             f"image.repository={repository}",
             "--set",
             f"image.tag={tag}",
+            "--set",
+            "triggers.enabled=true",
         ],
         check=True,
     )
     kubectl = [kubectl_bin, "--kubeconfig", real_cluster]
-    subprocess.run(
-        [*kubectl, "-n", "sluice-system", "rollout", "status", "deployment/sluice", "--timeout=180s"],
-        check=True,
-    )
+    for deployment in ("sluice", "sluice-triggers"):
+        subprocess.run(
+            [
+                *kubectl,
+                "-n",
+                "sluice-system",
+                "rollout",
+                "status",
+                f"deployment/{deployment}",
+                "--timeout=180s",
+            ],
+            check=True,
+        )
     image = "sluice.local/debian:bookworm"
     # A param a naive script template would run as code.
     hostile = 'x"; echo INJECTED; $(id) #'
@@ -244,6 +258,7 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
                         "image": image,
                         "dependsOn": ["per-region"],
                         "script": "echo gathered $(tasks.per-region.results.seen)\n",
+                        "updatesAssets": ["real.regions"],
                     },
                     {
                         # Cluster DNS, as pods on any cluster have it.
@@ -255,10 +270,42 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
             },
         },
         {
+            # Scheduled on the asset "gather" updates: runs once real-1's gather succeeded.
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Pipeline",
+            "metadata": {"name": "regions-report"},
+            "spec": {
+                "schedule": {"onAssets": ["real.regions"]},
+                "tasks": [
+                    {
+                        "name": "report",
+                        "image": image,
+                        "script": "echo regions updated by $(context.triggeredBy.real.regions.run)"
+                        " for $(context.dataIntervalStart)\n",
+                    }
+                ],
+            },
+        },
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"secret": "k3y"}},
+        {
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Trigger",
+            "metadata": {"name": "hook"},
+            "spec": {
+                "pipelineRef": {"name": "regions-report"},
+                "secretRef": {"name": "hook"},
+                "idempotencyKey": "$(body.id)",
+            },
+        },
+        {
             "apiVersion": "sluice.dev/v1alpha1",
             "kind": "PipelineRun",
             "metadata": {"name": "real-1"},
-            "spec": {"pipelineRef": {"name": "real"}, "params": [{"name": "who", "value": hostile}]},
+            "spec": {
+                "pipelineRef": {"name": "real"},
+                "params": [{"name": "who", "value": hostile}],
+                "dataInterval": {"start": "2026-11-24T00:00:00Z", "end": "2026-11-25T00:00:00Z"},
+            },
         },
     ]
     subprocess.run(
@@ -292,3 +339,55 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
     ]
     assert logs_of(tasks["gather"]["podName"]) == 'gathered ["eu","us"]\n'
     assert logs_of(tasks["dns"]["podName"]).split()[0] == "10.96.0.1"
+
+    def run_done(name: str) -> dict | None:
+        try:
+            found = custom.get_namespaced_custom_object(
+                "sluice.dev", "v1alpha1", "default", "pipelineruns", name
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found if (found.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+
+    report = wait_for(
+        "the asset-triggered report run", lambda: run_done("regions-report-asset-1"), timeout=120
+    )
+    assert report["status"]["phase"] == "Succeeded", report["status"]
+    assert logs_of(report["status"]["tasks"][0]["podName"]) == (
+        "regions updated by real-1 for 2026-11-24T00:00:00Z\n"
+    )
+
+    # A signed event, sent from a pod to the triggers Service by its cluster DNS name.
+    body = json.dumps({"id": "event-1"})
+    signature = "sha256=" + hmac.new(b"k3y", body.encode(), hashlib.sha256).hexdigest()
+    post = (
+        "import sys, urllib.request as u; r = u.urlopen(u.Request("
+        "'http://sluice-triggers.sluice-system.svc/v1/namespaces/default/triggers/hook', "
+        "data=sys.argv[1].encode(), method='POST', "
+        "headers={'Content-Type': 'application/json', 'X-Sluice-Signature-256': sys.argv[2]}), timeout=30); "
+        "print(r.status, r.read().decode())"
+    )
+    sent = subprocess.run(
+        [
+            *kubectl,
+            "exec",
+            "-n",
+            "sluice-system",
+            "deployment/sluice",
+            "--",
+            "/opt/sluice/bin/python",
+            "-c",
+            post,
+            body,
+            signature,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    status, answer = sent.split(" ", 1)
+    assert status == "202", sent
+    triggered = wait_for("the triggered run", lambda: run_done(json.loads(answer)["run"]), timeout=120)
+    assert triggered["status"]["phase"] == "Succeeded", triggered["status"]
