@@ -160,6 +160,42 @@ def test_producers_updating_one_asset_at_once_each_record_exactly_one_update(
     assert sorted(e["sequence"] for e in found["status"]["events"]) == list(range(1, len(names) + 1))
 
 
+@pytest.mark.allows_forbidden
+def test_an_asset_write_refused_for_good_does_not_stop_the_run_and_is_recorded_once_possible(
+    kube: Kube, namespace: str, operator: OperatorProcess
+) -> None:
+    """The Asset's object name is held by another asset: the producer run
+    still finishes, shows why its update is not recorded, and records it
+    once the name is free.
+    """
+    imposter = {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Asset",
+        "metadata": {"name": asset_object_name(SALES)},
+        "spec": {"name": "someone.else"},
+    }
+    kube.apply(
+        namespace, imposter, pipeline("loader", [task("load", updatesAssets=[SALES]), task("after", "load")])
+    )
+    kube.apply(namespace, run("load-1", "loader"))
+    assert kube.wait_run(namespace, "load-1")["status"]["phase"] == "Succeeded"
+
+    def blocked() -> dict[str, Any] | None:
+        conditions = (kube.run(namespace, "load-1").get("status") or {}).get("conditions") or ()
+        return next((c for c in conditions if c["type"] == "Blocked" and c["status"] == "True"), None)
+
+    shown = wait_for("the run to show the refused update", blocked)
+    assert "holds asset" in shown["message"]
+    assert not kube.run(namespace, "load-1")["status"].get("assetsUpdated")
+
+    kube.kubectl("delete", "asset", asset_object_name(SALES), "-n", namespace)
+    wait_for("the update to be recorded", lambda: sequence(kube, namespace, SALES) == 1, timeout=60)
+    wait_for(
+        "the run to list it", lambda: kube.run(namespace, "load-1")["status"].get("assetsUpdated"), timeout=30
+    )
+    assert asset(kube, namespace, SALES)["spec"]["name"] == SALES  # type: ignore[index]
+
+
 CRASH_POINTS = ["asset-recorded", "run-status-written", "asset-run-created", "pipeline-status-written"]
 
 

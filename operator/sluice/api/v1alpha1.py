@@ -54,6 +54,7 @@ ASSET_NAME_MAX = 200
 # where that namespace's Asset lists the consumer's in allowedNamespaces.
 ASSET_REF_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 MAX_ASSETS = 20
+MAX_TRIGGERED_PER_MINUTE = 1000
 MAX_TASKS = 5000
 MAX_DEPENDENCIES = 1000
 
@@ -453,10 +454,11 @@ class PipelineSpec(ApiModel):
     max_triggered_runs_per_minute: int | None = Field(
         default=None,
         ge=1,
-        le=10_000,
+        le=MAX_TRIGGERED_PER_MINUTE,
         description=(
-            "At most this many runs started by data (asset updates, Trigger events) in any minute; "
-            "asset updates beyond it wait and are gathered into the next run, events are refused (429)."
+            "At most this many runs started by asset updates, and this many started by Trigger events "
+            "(counted apart, by each triggers server replica), in any minute: asset updates beyond it "
+            "wait and are gathered into the next run, events are refused (429)."
         ),
     )
 
@@ -465,8 +467,14 @@ class AssetWatermark(ApiModel):
     """How far a pipeline scheduled on an asset has consumed its updates."""
 
     name: str = Field(description="The asset as schedule.onAssets names it.")
-    consumed_sequence: int = Field(
-        ge=0, description="The asset's update sequence its last run started from (or its baseline)."
+    uid: str | None = Field(default=None, description="The Asset object counted (a new one counts afresh).")
+    consumed_sequence: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "The asset's update sequence its last run started from (or its baseline); "
+            "unset until the asset can be read."
+        ),
     )
     latest_sequence: int | None = Field(default=None, ge=0, description="The asset's newest update seen.")
     message: str | None = Field(default=None, description="Why it cannot be read, if it cannot.")
@@ -500,6 +508,11 @@ class PipelineStatus(ApiModel):
     )
     asset_runs: int | None = Field(
         default=None, ge=0, description="Runs started by asset updates so far (names the next one)."
+    )
+    asset_run_times: list[str] | None = Field(
+        default=None,
+        max_length=MAX_TRIGGERED_PER_MINUTE,
+        description="When the latest asset runs started, for maxTriggeredRunsPerMinute.",
     )
     last_asset_run_name: str | None = None
 
@@ -790,6 +803,7 @@ class BackfillStatus(ApiModel):
 # --- Asset ----------------------------------------------------------------------
 
 ASSET_EVENTS_KEPT = 20
+ASSET_IDS_KEPT = 1000
 
 
 class AssetSpec(ApiModel):
@@ -840,6 +854,14 @@ class AssetStatus(ApiModel):
         default=None,
         max_length=ASSET_EVENTS_KEPT,
         description=f"The newest {ASSET_EVENTS_KEPT} updates, oldest first.",
+    )
+    recorded: list[str] | None = Field(
+        default=None,
+        max_length=ASSET_IDS_KEPT,
+        description=(
+            f"Hashes of the newest {ASSET_IDS_KEPT} updates' run UID and task: an update recorded "
+            "again after a lost write is found here and not counted twice."
+        ),
     )
 
 

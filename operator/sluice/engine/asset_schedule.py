@@ -96,10 +96,11 @@ def plan_asset_schedule(
     meta = pipeline["metadata"]
     namespace = meta["namespace"]
     refs = [AssetRef.parse(text, namespace) for text in schedule.on_assets or ()]
-    # A Pipeline created with this schedule counts updates from its creation
-    # (one made while the operator was down still counts); an asset added
-    # later counts from when the operator first sees it.
-    pristine = meta.get("generation", 1) == 1 and status.assets is None and not status.asset_runs
+    # A Pipeline created with this schedule (never edited) counts updates
+    # from its creation, also for an asset it can only read later (shared
+    # afterwards); an asset added by an edit counts from when the operator
+    # first reads it.
+    pristine = meta.get("generation", 1) == 1 and not status.asset_runs
     counts_from = meta.get("creationTimestamp") if pristine else None
     marks = watermarks(refs, status.assets or (), views, namespace, counts_from)
     readable = _readable(status.conditions, marks, rfc3339(now))
@@ -120,11 +121,9 @@ def plan_asset_schedule(
         # the active one ends (its end wakes this Pipeline).
         return AssetSchedulePlan(update, events=events)
     limit = spec.max_triggered_runs_per_minute
-    recent = sorted(
-        parse_time(run.created)
-        for run in runs
-        if run.asset_run is not None and run.created and parse_time(run.created) > now - RATE_WINDOW
-    )
+    # Counted from the status, not from the runs that exist: history limits
+    # and Replace delete runs, which must not free their place in the minute.
+    recent = sorted(t for t in map(parse_time, status.asset_run_times or ()) if t > now - RATE_WINDOW)
     if limit is not None and len(recent) >= limit:
         # Updates keep arriving: they are gathered into the run that starts
         # once the oldest of the minute's runs leaves the window.
@@ -132,10 +131,12 @@ def plan_asset_schedule(
         return AssetSchedulePlan(update, events=events, wake_after=max(wait, 0) + WAKE_MARGIN_SECONDS)
     triggering = triggering_events(refs, views, marks)
     body = asset_run(pipeline, schedule, name, number, marks, triggering)
-    producers = ", ".join(sorted({f"{e.run}/{e.task}" for e in triggering}))
+    producers = ", ".join(sorted({f"{e.run}/{e.task}" for e in triggering})[:10])
     note = f"started run {name}: {', '.join(r.text for r in refs)} updated (by {producers})"
     replaced = tuple(active) if schedule.concurrency_policy == "Replace" else ()
     update |= _started(consumed(marks), number, name)
+    kept = limit or 1  # only the window's worth of start times matter
+    update["asset_run_times"] = [*(rfc3339(t) for t in recent), rfc3339(now)][-kept:]
     return AssetSchedulePlan(update, AssetRunStart(body, note), replaced, events)
 
 

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sluice.api.schema_hints import DNS_SUBDOMAIN_PATTERN
 from sluice.api.v1alpha1 import (
     ASSET_EVENTS_KEPT,
+    ASSET_IDS_KEPT,
     AssetEvent,
     AssetSpec,
     AssetStatus,
@@ -93,6 +94,7 @@ class AssetView:
     spec: AssetSpec | None = None
     status: AssetStatus | None = None
     unreadable: str | None = None
+    uid: str | None = None
 
     @property
     def sequence(self) -> int:
@@ -175,23 +177,29 @@ def with_recorded(status: PipelineRunStatus, updates: Sequence[AssetUpdate]) -> 
     return status.model_copy(update={"assets_updated": records})
 
 
+def update_id(update: AssetUpdate) -> str:
+    return short_hash(update.event.run_uid or "", update.event.task)
+
+
 def recorded_status(current: AssetStatus, update: AssetUpdate) -> AssetStatus | None:
     """The Asset's status with ``update`` recorded as its next update, or None
     when it is already there (a pass repeated after a lost status write).
-    Only the newest updates are kept: consumers need the count and the
-    newest, and the object must stay small.
+    The newest updates are kept in full (consumers need them, and the object
+    must stay small); the identities of many more are kept as short hashes,
+    so a write retried after a long delay still finds its update.
     """
+    identity = update_id(update)
     events = list(current.events or ())
-    if any((e.run_uid, e.task) == update.identity for e in events):
+    if identity in (current.recorded or ()) or any((e.run_uid, e.task) == update.identity for e in events):
         return None
     sequence = (current.sequence or 0) + 1
     event = update.event.model_copy(update={"sequence": sequence})
-    events = [*events, event][-ASSET_EVENTS_KEPT:]
     return AssetStatus(
         sequence=sequence,
         last_update_time=event.time,
         last_updated_by=f"{event.run}/{event.task}",
-        events=events,
+        events=[*events, event][-ASSET_EVENTS_KEPT:],
+        recorded=[*(current.recorded or ()), identity][-ASSET_IDS_KEPT:],
     )
 
 
@@ -215,20 +223,18 @@ def asset_run_name(pipeline: str, number: int) -> str:
 
 def baseline(view: AssetView, counts_from: str | None) -> int:
     """Where a consumer starts counting an asset it has not counted before:
-    updates made after ``counts_from`` (its creation, for a Pipeline created
-    with the asset in its schedule) are new to it, so one made while the
-    operator was down still triggers; otherwise (an asset added later)
-    only updates from now on count.
+    updates made at or after ``counts_from`` (its creation, for a Pipeline
+    created with the asset in its schedule) are new to it, so one made while
+    the operator was down still triggers; otherwise (an asset added later,
+    or one that could not be read until now) only updates from now on count.
+    Sequences follow recording order, not completion time: the earliest
+    sequence completed since is where counting starts.
     """
     if counts_from is None or view.status is None:
         return view.sequence
     since = parse_time(counts_from)
-    before = [e.sequence for e in view.status.events or () if parse_time(e.time) < since]
-    if before:
-        return max(before)
-    kept = [e.sequence for e in view.status.events or ()]
-    # Every update it keeps is newer: those before them were older still.
-    return min(kept) - 1 if kept else view.sequence
+    after = [e.sequence for e in view.status.events or () if parse_time(e.time) >= since]
+    return min(after) - 1 if after else view.sequence
 
 
 def watermarks(
@@ -240,7 +246,9 @@ def watermarks(
 ) -> list[AssetWatermark]:
     """One watermark per listed asset, in the schedule's order: its consumed
     sequence kept (or its baseline for a new one), its newest sequence seen,
-    and why it cannot be read if it cannot.
+    and why it cannot be read if it cannot. Nothing is counted for an asset
+    that cannot be read: its baseline is taken once it can. An Asset object
+    deleted and made again (another UID) counts afresh from its first update.
     """
     held = {mark.name: mark for mark in current}
     marks = []
@@ -248,10 +256,19 @@ def watermarks(
         view = views.get(ref.text, AssetView())
         problem = view.unreadable or shared_with(ref, view, consumer_namespace)
         old = held.get(ref.text)
-        consumed = old.consumed_sequence if old is not None else baseline(view, counts_from)
+        consumed = old.consumed_sequence if old is not None else None
+        uid = old.uid if old is not None else None
+        if problem is None:
+            replaced = uid is not None and view.uid is not None and uid != view.uid
+            if replaced or (consumed is not None and consumed > view.sequence):
+                consumed = 0
+            elif consumed is None:
+                consumed = baseline(view, counts_from)
+            uid = view.uid or uid
         marks.append(
             AssetWatermark(
                 name=ref.text,
+                uid=uid,
                 consumed_sequence=consumed,
                 latest_sequence=None if problem else view.sequence,
                 message=problem,
@@ -260,15 +277,22 @@ def watermarks(
     return marks
 
 
-def all_updated(marks: Sequence[AssetWatermark]) -> bool:
-    """Every asset had an update since the last run (and may be read)."""
-    return bool(marks) and all(
-        m.message is None and (m.latest_sequence or 0) > m.consumed_sequence for m in marks
+def _pending(mark: AssetWatermark) -> bool:
+    """Updated since the last run, and readable."""
+    return (
+        mark.message is None
+        and mark.consumed_sequence is not None
+        and ((mark.latest_sequence or 0) > mark.consumed_sequence)
     )
 
 
+def all_updated(marks: Sequence[AssetWatermark]) -> bool:
+    """Every asset had an update since the last run (and may be read)."""
+    return bool(marks) and all(_pending(m) for m in marks)
+
+
 def waiting_for(marks: Sequence[AssetWatermark]) -> list[str]:
-    return [m.name for m in marks if m.message is None and (m.latest_sequence or 0) <= m.consumed_sequence]
+    return [m.name for m in marks if m.message is None and not _pending(m)]
 
 
 def consumed(marks: Sequence[AssetWatermark]) -> list[AssetWatermark]:
@@ -299,7 +323,7 @@ def adopt_consumed(marks: Sequence[AssetWatermark], sequences: Mapping[str, int]
     still count for the next run.
     """
     return [
-        m.model_copy(update={"consumed_sequence": max(m.consumed_sequence, sequences.get(m.name, 0))})
+        m.model_copy(update={"consumed_sequence": max(m.consumed_sequence or 0, sequences.get(m.name, 0))})
         for m in marks
     ]
 
@@ -307,19 +331,19 @@ def adopt_consumed(marks: Sequence[AssetWatermark], sequences: Mapping[str, int]
 def triggering_events(
     refs: Sequence[AssetRef], views: Mapping[str, AssetView], marks: Sequence[AssetWatermark]
 ) -> list[AssetEvent]:
-    """The newest update of each asset a run starts from, tagged with the
-    ``onAssets`` entry it answers (what ``$(context.triggeredBy...)`` reads).
+    """Every update a run starts from, oldest first per asset, tagged with
+    the ``onAssets`` entry it answers: all those since the last run (as far
+    as the Asset keeps them), not only the newest, so a run that gathers
+    several producer runs (a backfill, a held round) knows each of them.
     """
-    latest = {m.name: m.latest_sequence for m in marks}
+    window = {m.name: (m.consumed_sequence or 0, m.latest_sequence or 0) for m in marks}
     found = []
     for ref in refs:
         view = views.get(ref.text)
-        events = (view.status.events if view and view.status else None) or ()
-        match = next((e for e in reversed(events) if e.sequence == latest.get(ref.text)), None)
-        if match is None and events:
-            match = events[-1]
-        if match is not None:
-            found.append(match.model_copy(update={"asset": ref.text}))
+        low, high = window.get(ref.text, (0, 0))
+        for event in (view.status.events if view and view.status else None) or ():
+            if low < event.sequence <= high:
+                found.append(event.model_copy(update={"asset": ref.text}))
     return found
 
 

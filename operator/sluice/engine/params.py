@@ -57,6 +57,31 @@ def trigger_variables(spec: PipelineSpec) -> set[str]:
     return {f"{TRIGGERED_BY_PREFIX}{asset_key(asset)}.{field}" for asset in assets for field in fields}
 
 
+def check_asset_schedule(spec: PipelineSpec) -> None:
+    """Refuse an asset schedule no run could honour: two entries that
+    $(context.triggeredBy.ASSET...) could not tell apart, and a pipeline
+    scheduled on an asset of its own namespace that one of its own tasks
+    updates (each run would start the next, for ever).
+    """
+    entries = (spec.schedule.on_assets if spec.schedule else None) or []
+    keys = [asset_key(entry) for entry in entries]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise InvalidPipeline(
+            "InvalidSchedule",
+            f"schedule.onAssets lists {twice[0]} from two namespaces: $(context.triggeredBy.{twice[0]}...) "
+            "could not tell them apart",
+        )
+    for task in [*spec.tasks, *(spec.finally_ or ())]:
+        looped = sorted(set(task.updates_assets or ()) & {e for e in entries if "/" not in e})
+        if looped:
+            raise InvalidPipeline(
+                "SelfTriggering",
+                f'task "{task.name}" updates {looped[0]}, which this pipeline\'s schedule.onAssets waits on: '
+                "each run would start the next",
+            )
+
+
 def asset_key(entry: str) -> str:
     """How $(context.triggeredBy...) names an onAssets entry: without its namespace."""
     return entry.rpartition("/")[2]
@@ -202,6 +227,7 @@ def check_references(spec: PipelineSpec, graph: Graph) -> None:
     """Raise InvalidPipeline for any ``$(...)`` that names nothing known, and
     for a matrix or script no run could carry out.
     """
+    check_asset_schedule(spec)
     base = {f"params.{param.name}" for param in spec.params or ()} | set(CONTEXT_VARIABLES)
     base |= trigger_variables(spec)
     declared = {t.name: {r.name for r in t.results or ()} for t in spec.tasks}

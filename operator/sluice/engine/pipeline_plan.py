@@ -33,12 +33,13 @@ from sluice.api import labels
 from sluice.api.v1alpha1 import (
     API_VERSION,
     FINISHED_RUN_PHASES,
+    Condition,
     PipelineSpec,
     PipelineStatus,
     ScheduleSpec,
 )
 from sluice.engine.announce import Announcement, normal, warning
-from sluice.engine.asset_schedule import ScheduledRun, asset_run_number, plan_asset_schedule
+from sluice.engine.asset_schedule import ASSETS_READY, ScheduledRun, asset_run_number, plan_asset_schedule
 from sluice.engine.assets import AssetView, read_sequences
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.cron import CronSchedule, due_times
@@ -73,12 +74,14 @@ def scheduled_run_view(obj: Mapping[str, Any]) -> ScheduledRun:
     meta = obj["metadata"]
     annotations = meta.get("annotations") or {}
     created = meta.get("creationTimestamp") or ""
+    number = asset_run_number(annotations)
     return ScheduledRun(
         meta["name"],
-        annotations.get(labels.SCHEDULED_TIME) or created,
+        # An asset run is ordered by when it started: its producers' times may be old (a backfill).
+        created if number is not None else annotations.get(labels.SCHEDULED_TIME) or created,
         (obj.get("status") or {}).get("phase"),
         created,
-        asset_run_number(annotations),
+        number,
         read_sequences(annotations.get(labels.ASSET_SEQUENCES)),
     )
 
@@ -202,7 +205,12 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     parsed = schedule_of(pipeline)
     if parsed is None:
         # The asset-run count stays: the next asset run's name must not repeat one.
-        cleared: dict[str, Any] = {"next_schedule_time": None, "schedule_active_since": None, "assets": None}
+        cleared: dict[str, Any] = {
+            "next_schedule_time": None,
+            "schedule_active_since": None,
+            "assets": None,
+            "conditions": without_asset_condition(status.conditions),
+        }
         if not (pipeline.get("spec") or {}).get("schedule"):
             cleared["observed_schedule"] = None
         else:
@@ -225,12 +233,19 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     if schedule.on_assets:
         update |= _plan_assets(facts, status, schedule, runs, actions, wakes)
     else:
-        update["assets"] = None
+        update |= {"assets": None, "conditions": without_asset_condition(status.conditions)}
     return PipelinePlan(
         status=_changed(current, status.model_copy(update=update)),
         actions=tuple(actions),
         wake_after=min(wakes) if wakes else None,
     )
+
+
+def without_asset_condition(conditions: list[Condition] | None) -> list[Condition] | None:
+    """The conditions, without AssetsReadable once nothing is scheduled on assets."""
+    if not conditions:
+        return conditions
+    return [c for c in conditions if c.type != ASSETS_READY] or None
 
 
 def _plan_cron(
@@ -384,7 +399,7 @@ def runs_to_prune(
 
     def finished(phases: tuple[str, ...]) -> list[ScheduledRun]:
         chosen = [run for run in runs if run.phase in phases and not kept(run)]
-        return sorted(chosen, key=lambda run: (run.scheduled_at, run.name))
+        return sorted(chosen, key=lambda run: (run.scheduled_at, run.asset_run or 0, run.name))
 
     succeeded = finished(("Succeeded",))
     failed = finished(("Failed", "Cancelled"))

@@ -36,7 +36,11 @@ class AssetIndex:
         if kind == "DELETED":
             self.assets.pop(where, None)
         else:
-            self.assets[where] = {"spec": obj.get("spec") or {}, "status": obj.get("status") or {}}
+            self.assets[where] = {
+                "uid": meta.get("uid"),
+                "spec": obj.get("spec") or {},
+                "status": obj.get("status") or {},
+            }
         return (key for key, wanted in self.consumers.items() if where in wanted)
 
     def saw_pipeline(self, kind: str, obj: Mapping[str, Any]) -> None:
@@ -72,7 +76,7 @@ class AssetIndex:
             return AssetView(
                 unreadable=f'the Asset object {ref.object_name} holds asset "{spec.name}", not "{ref.asset}"'
             )
-        return AssetView(spec, status)
+        return AssetView(spec, status, uid=held.get("uid"))
 
     def views(self, namespace: str, texts: list[str]) -> dict[str, AssetView]:
         return {text: self.view(AssetRef.parse(text, namespace)) for text in texts}

@@ -14,20 +14,48 @@ from typing import Any
 
 from sluice import metrics
 from sluice.api import labels
-from sluice.api.v1alpha1 import API_VERSION, AssetSpec, AssetStatus
+from sluice.api.v1alpha1 import API_VERSION, AssetSpec, AssetStatus, PipelineRunStatus
 from sluice.engine.assets import AssetUpdate, asset_object_name, recorded_status
 from sluice.kube import ApiError, KubeClient, NameTaken, asset_path
+
+
+def without_records(
+    status: PipelineRunStatus | None, refused: Sequence[tuple[AssetUpdate, ApiError]]
+) -> PipelineRunStatus | None:
+    """The planned status, not listing the refused updates as recorded (so
+    the next pass tries them again).
+    """
+    if status is None:
+        return None
+    gone = {(update.event.task, update.asset) for update, _ in refused}
+    kept = [r for r in status.assets_updated or () if (r.task, r.asset) not in gone]
+    return status.model_copy(update={"assets_updated": kept or None})
 
 
 class AssetWriter:
     def __init__(self, client: KubeClient) -> None:
         self.client = client
 
-    async def record(self, namespace: str, updates: Sequence[AssetUpdate]) -> None:
-        """Record ``updates`` (made in ``namespace``), one write per asset."""
+    async def record(
+        self, namespace: str, updates: Sequence[AssetUpdate]
+    ) -> list[tuple[AssetUpdate, ApiError]]:
+        """Record ``updates`` (made in ``namespace``), one write per asset.
+        Returns the updates refused for good (RBAC, a name held by another
+        asset, a rejected write) with the refusal: the run goes on without
+        them and shows the refusal, instead of stopping on an asset. Any
+        other failure raises (the pass is retried).
+        """
+        refused = []
         ordered = sorted(updates, key=lambda u: u.asset)
         for asset, group in groupby(ordered, key=lambda u: u.asset):
-            await self._record_one(namespace, asset, list(group))
+            batch = list(group)
+            try:
+                await self._record_one(namespace, asset, batch)
+            except ApiError as error:
+                if not error.permanent:
+                    raise
+                refused += [(update, error) for update in batch]
+        return refused
 
     async def _record_one(self, namespace: str, asset: str, updates: list[AssetUpdate]) -> None:
         found = await self._asset(namespace, asset)

@@ -38,6 +38,7 @@ from sluice.api.v1alpha1 import FINISHED_RUN_PHASES, Condition, PipelineRunSpec,
 from sluice.cache import ChildCache
 from sluice.engine.admission import PeerRun
 from sluice.engine.announce import warning
+from sluice.engine.assets import AssetUpdate
 from sluice.engine.clock import now_rfc3339
 from sluice.engine.naming import label_value
 from sluice.engine.observe import RefusedCreate, TaskObservation, TrackedPod, observe_tasks, tracked_pod
@@ -56,7 +57,7 @@ from sluice.engine.run_source import Fetched, SourceRef, source_to_fetch, valida
 from sluice.engine.run_status import status_rejected_patch
 from sluice.events import EventRecorder
 from sluice.kube import ApiError, KubeClient, claims_path, pipeline_path, pods_path, run_path
-from sluice.reconcilers.asset_writer import AssetWriter
+from sluice.reconcilers.asset_writer import AssetWriter, without_records
 from sluice.reconcilers.keys import OwnWrites, RunKey, Waiters
 from sluice.reconcilers.last_run import LastRunRecorder
 from sluice.reconcilers.peers import PeerIndex
@@ -81,6 +82,8 @@ class ActOutcome:
     """How carrying out a plan's creates went, where it differed from the plan."""
 
     refused: bool = False  # something was refused for good (recorded in the cache)
+    # Asset updates refused for good: not listed as recorded; the pass ends with the refusal.
+    assets_refused: list[tuple[AssetUpdate, ApiError]] = field(default_factory=list)
     # (task, error) for each pod that could not be created for now.
     errors: list[tuple[str, BaseException]] = field(default_factory=list)
 
@@ -190,6 +193,7 @@ class RunReconciler:
         held: frozenset[str] = frozenset()
         create_errors: list[tuple[str, BaseException]] = []
         last_run_of: str | None = None
+        asset_refusal: ApiError | None = None
         wake: float | None = RETRY_SOON_SECONDS
         for _ in range(MAX_ROUNDS):
             facts = await self._observe(run, held)
@@ -206,6 +210,9 @@ class RunReconciler:
                     held = held | outcome.held
                     create_errors += outcome.errors
                     continue
+                if outcome.assets_refused:
+                    plan = replace(plan, status=without_records(plan.status, outcome.assets_refused))
+                    asset_refusal = outcome.assets_refused[0][1]
                 run = await self._write_planned(key, run, plan)
             # Events first: they only come from a status change, so a failed
             # release (retried by the next pass) must not lose them.
@@ -233,6 +240,10 @@ class RunReconciler:
             task, error = create_errors[0]
             await self.events.announce(run, create_failed(task, str(error)))
             raise error
+        if asset_refusal is not None:
+            # The run went on; the refusal shows on it (Blocked) and the
+            # update is tried again, with backoff, until it is recorded.
+            raise asset_refusal
         # Every call of the pass succeeded: a refusal shown earlier is over.
         written = await clear_blocked(
             self.client, run, run_path(key.namespace, key.name, "status"), self.clock()
@@ -357,10 +368,8 @@ class RunReconciler:
         waiters.wait(key.namespace, pipeline, key)
 
     async def _act(self, facts: RunFacts, plan: RunPlan) -> ActOutcome:
-        """Record asset updates, delete, then create the claim, then the pods (concurrently)."""
+        """Delete, record asset updates, then create the claim, then the pods (concurrently)."""
         outcome = ActOutcome()
-        if plan.asset_updates:
-            await self.assets.record(facts.namespace, plan.asset_updates)
         if plan.stops:
             await asyncio.gather(
                 *(
@@ -368,6 +377,8 @@ class RunReconciler:
                     for name in plan.stops
                 )
             )
+        if plan.asset_updates:
+            outcome.assets_refused = await self.assets.record(facts.namespace, plan.asset_updates)
         if plan.claim is not None and not await self._create_claim(facts, plan.claim):
             outcome.refused = True
             return outcome

@@ -291,16 +291,111 @@ def test_forbid_waits_for_the_active_run_and_replace_deletes_it() -> None:
     assert [a.name for a in result.actions if isinstance(a, DeleteRun)] == ["report-202611240900"]
 
 
-def test_the_rate_limit_gathers_updates_into_the_run_after_the_window() -> None:
+def test_the_rate_limit_counts_started_runs_even_once_deleted_and_gathers_what_waits() -> None:
     marks = [{"name": ASSET, "consumedSequence": 0}, {"name": OTHER, "consumedSequence": 0}]
-    limited = consumer(assets=marks, assetRuns=1)
+    limited = consumer(assets=marks, assetRuns=1, assetRunTimes=["2026-11-24T09:59:30Z"])
     limited["spec"]["maxTriggeredRunsPerMinute"] = 1
-    recent = (ScheduledRun("report-asset-1", T0, "Succeeded", "2026-11-24T09:59:30Z", 1, {}),)
-    result = plan(limited, ready(), recent)
+    # Run 1 was pruned already (history limit 0): its start still counts.
+    result = plan(limited, ready(), ())
     assert created(result) == []
     assert result.wake_after == pytest.approx(30, abs=0.1)
-    later = plan(limited, ready(), recent, NOW + timedelta(seconds=31))
-    assert [r.name for r in created(later)] == ["report-asset-2"]
+    # Meanwhile ASSET had two more updates: the run after the window gathers all three.
+    at = "2026-11-24T09:40:00Z"
+    waited = {
+        ASSET: view(
+            event(1, at, "daily-21", "2026-11-21"),
+            event(2, at, "daily-22", "2026-11-22"),
+            event(3, at, "daily-23", "2026-11-23"),
+        ),
+        OTHER: view(event(1, at), name=OTHER),
+    }
+    later = plan(limited, waited, (), NOW + timedelta(seconds=31))
+    [run] = created(later)
+    assert run.name == "report-asset-2"
+    triggered = json.loads(run.body["metadata"]["annotations"][labels.TRIGGERED_BY])
+    assert [(e["asset"], e["run"]) for e in triggered] == [
+        (ASSET, "daily-21"),
+        (ASSET, "daily-22"),
+        (ASSET, "daily-23"),
+        (OTHER, "daily-1"),
+    ]
+    assert run.body["spec"]["dataInterval"] == {
+        "start": "2026-11-21T00:00:00Z",
+        "end": "2026-11-23T23:59:59Z",
+    }
+    assert run.body["metadata"]["annotations"][labels.SCHEDULED_DATE] == "2026-11-23"
+    assert status_of(later).asset_run_times == [(NOW + timedelta(seconds=31)).strftime("%Y-%m-%dT%H:%M:%SZ")]
+
+
+def test_an_asset_made_again_counts_afresh_instead_of_waiting_for_its_old_count() -> None:
+    marks = [{"name": ASSET, "uid": "old", "consumedSequence": 57}, {"name": OTHER, "consumedSequence": 0}]
+    obj = consumer(assets=marks, assetRuns=3)
+    at = "2026-11-24T09:30:00Z"
+    remade = AssetView(AssetSpec(name=ASSET), AssetStatus(sequence=1, events=[event(1, at)]), uid="new")
+    result = plan(obj, {ASSET: remade, OTHER: view(event(1, at), name=OTHER)})
+    assert [r.name for r in created(result)] == ["report-asset-4"]
+    assert {m.name: m.uid for m in status_of(result).assets or ()}[ASSET] == "new"
+
+
+def test_nothing_is_counted_for_an_asset_until_it_can_be_read_then_only_what_follows() -> None:
+    theirs = "sales/" + ASSET
+    obj = consumer(generation=2, schedule={"onAssets": [theirs]}, assets=[], assetRuns=0)
+    at = "2026-11-24T09:30:00Z"
+    history = [event(n, at) for n in range(1, 6)]
+    hidden = AssetView(
+        AssetSpec(name=ASSET, allowed_namespaces=["other"]), AssetStatus(sequence=5, events=history)
+    )
+    first = plan(obj, {theirs: hidden})
+    [mark] = status_of(first).assets or ()
+    assert mark.consumed_sequence is None and mark.message is not None
+    shared = AssetView(
+        AssetSpec(name=ASSET, allowed_namespaces=["etl"]), AssetStatus(sequence=5, events=history)
+    )
+    second = plan(obj_with(first, 2) | {"spec": obj["spec"]}, {theirs: shared})
+    assert created(second) == []
+    assert [m.consumed_sequence for m in status_of(second).assets or ()] == [5]
+
+
+def test_an_update_recorded_long_ago_is_still_found_when_recorded_again() -> None:
+    status = recorded_status(AssetStatus(), update("first"))
+    assert status is not None
+    for n in range(ASSET_EVENTS_KEPT * 3):
+        recorded = recorded_status(status, update(f"other-{n}"))
+        assert recorded is not None
+        status = recorded
+    assert recorded_status(status, update("first")) is None
+
+
+def test_updates_completed_since_creation_count_whatever_order_they_were_recorded_in() -> None:
+    """P2 finished after the consumer was created but was recorded first."""
+    created_at = CREATED  # 09:00
+    late = event(1, "2026-11-24T09:05:00Z", "p2")
+    early = event(2, "2026-11-24T08:55:00Z", "p1")
+    result = plan(consumer(schedule={"onAssets": [ASSET]}), {ASSET: view(late, early)})
+    assert created_at < late.time
+    [run] = created(result)
+    assert [e["run"] for e in json.loads(run.body["metadata"]["annotations"][labels.TRIGGERED_BY])] == [
+        "p2",
+        "p1",
+    ]
+
+
+def test_a_schedule_that_would_trigger_itself_or_could_not_tell_assets_apart_is_invalid() -> None:
+    looped = spec_of([{"name": "load", "updatesAssets": [ASSET]}], schedule={"onAssets": [ASSET]})
+    with pytest.raises(InvalidPipeline, match="each run would start the next"):
+        check_references(looped, build_graph(looped))
+    twice = spec_of([{"name": "a"}], schedule={"onAssets": [ASSET, f"eu/{ASSET}"]})
+    with pytest.raises(InvalidPipeline, match="could not tell them apart"):
+        check_references(twice, build_graph(twice))
+
+
+def test_the_assets_condition_goes_when_the_schedule_no_longer_waits_on_assets() -> None:
+    waiting = plan(consumer(), {})
+    assert any(c.type == "AssetsReadable" for c in status_of(waiting).conditions or ())
+    cron_only = obj_with(waiting) | {"spec": consumer(schedule={"cron": "@daily"})["spec"]}
+    after = plan(cron_only, {})
+    assert not any(c.type == "AssetsReadable" for c in status_of(after).conditions or ())
+    assert status_of(after).assets is None
 
 
 def test_an_asset_of_another_namespace_is_read_only_where_it_is_shared() -> None:
