@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 
+from sluice.triggers.plan import trigger_run_name
 from sluice.triggers.signature import sign
 from tests.builders import pipeline, task
+from tests.builders import run as run_of_pipeline
 from tests.integration.conftest import ROOT, Kube, OperatorProcess, free_port, wait_for
 from tests.integration.installed import Installation, install_triggers_rbac
 from tests.integration.test_metrics import scrape
@@ -192,6 +194,10 @@ def runs_of(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     return items
 
 
+def run_of(name: str, params: list[dict[str, str]]) -> dict[str, Any]:
+    return run_of_pipeline(name, "ingest", params=params)
+
+
 def with_tag(tag: str) -> dict[str, Any]:
     event = json.loads(json.dumps(NOTIFICATION))
     event["Records"][0]["s3"]["object"]["eTag"] = tag
@@ -330,3 +336,19 @@ def test_the_pipelines_rate_limit_answers_429_and_max_concurrent_runs_holds_trig
     assert any(c["reason"] == "WaitingForConcurrency" for c in held["conditions"])
     for name in (first.body["run"], second.body["run"]):
         assert kube.wait_run(namespace, name)["status"]["phase"] == "Succeeded"
+
+
+def test_a_run_of_that_name_the_trigger_did_not_start_is_not_taken_for_the_events_run(
+    kube: Kube, namespace: str, operator: OperatorProcess, server: TriggersProcess
+) -> None:
+    setup(kube, namespace)
+    ready(server, namespace)
+    uid = kube.custom.get_namespaced_custom_object(
+        "sluice.dev", "v1alpha1", namespace, "triggers", "landing"
+    )["metadata"]["uid"]
+    squatter = trigger_run_name("landing", uid, "squat")
+    params = [{"name": "bucket", "value": "b"}, {"name": "object", "value": "o"}]
+    kube.apply(namespace, run_of(squatter, params))
+    answer = server.signed(namespace, "landing", with_tag("squat"))
+    assert answer.status == 409 and answer.body["error"] == "name_taken"
+    assert squatter in answer.body["message"]

@@ -21,7 +21,9 @@ from sluice.triggers.expressions import MappingError, render
 from sluice.triggers.signature import signature_problem, token_problem
 
 KEY_ANNOTATION = "sluice.dev/trigger-key"
+KEY_DIGEST_ANNOTATION = "sluice.dev/trigger-key-sha256"
 EVENT_TIME_ANNOTATION = "sluice.dev/event-time"
+NAME_HASH = 16  # hex digits: 64 bits of the key in the run's name
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,22 @@ class NewRun:
     body: dict[str, Any]
 
 
-def trigger_run_name(trigger: str, trigger_uid: str, key: str) -> str:
-    """``<trigger>-<hash>``: one name per event key of one Trigger object, so
-    a redelivered event meets the run it started (AlreadyExists).
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def trigger_run_name(trigger: str, key: str) -> str:
+    """``<trigger>-<hash>``: one name per event key of one Trigger (by name,
+    so a Trigger deleted and applied again still knows its past events): a
+    redelivered event meets the run it started (AlreadyExists). The run
+    carries the key's full digest, so a name shared by two keys (or a run
+    someone else made) is told apart from a redelivery.
     """
-    digest = hashlib.sha256(f"{trigger_uid}\x00{key}".encode()).hexdigest()[:10]
-    if len(trigger) + 11 <= MAX_NAME:
+    digest = hashlib.sha256(f"{trigger}\x00{key}".encode()).hexdigest()[:NAME_HASH]
+    if len(trigger) + 1 + NAME_HASH <= MAX_NAME:
         return f"{trigger}-{digest}"
-    return f"{trigger[: MAX_NAME - 20].rstrip('-.')}-{short_hash(trigger)}-{digest}"
+    room = MAX_NAME - NAME_HASH - len(short_hash(trigger)) - 2
+    return f"{trigger[:room].rstrip('-.')}-{short_hash(trigger)}-{digest}"
 
 
 class _Refused(Exception):
@@ -74,18 +84,15 @@ def plan_event(
         spec = _authenticated(trigger, key_material, secret_problem, headers, body)
         event = _parsed(body)
         if pipeline is None:
+            # Retryable: with GitOps the Pipeline may simply not be applied yet.
             name = spec.pipeline_ref.name
-            raise _Refused(
-                Refusal(
-                    422,
-                    "pipeline",
-                    f"pipeline {name} (spec.pipelineRef) does not exist in {meta['namespace']}",
-                )
-            )
+            message = f"pipeline {name} (spec.pipelineRef) does not exist in {meta['namespace']} (yet)"
+            raise _Refused(Refusal(503, "pipeline", message, retry_after=10))
         params, key = _mapped(spec, pipeline, event, headers, body)
     except _Refused as refused:
         return refused.refusal
-    name = trigger_run_name(meta["name"], meta["uid"], key)
+    name = trigger_run_name(meta["name"], key)
+    owner = pipeline["metadata"]
     run = {
         "apiVersion": API_VERSION,
         "kind": "PipelineRun",
@@ -96,9 +103,15 @@ def plan_event(
                 labels.PIPELINE: label_value(spec.pipeline_ref.name),
                 labels.TRIGGER: label_value(meta["name"]),
             },
-            "annotations": {KEY_ANNOTATION: key[:1024], EVENT_TIME_ANNOTATION: now},
+            "annotations": {
+                KEY_ANNOTATION: key[:1024],
+                KEY_DIGEST_ANNOTATION: key_digest(key),
+                EVENT_TIME_ANNOTATION: now,
+            },
+            # Owned by the Pipeline, as its scheduled runs are: deleting or
+            # replacing a webhook's Trigger does not stop the loads it started.
             "ownerReferences": [
-                {"apiVersion": API_VERSION, "kind": "Trigger", "name": meta["name"], "uid": meta["uid"]}
+                {"apiVersion": API_VERSION, "kind": "Pipeline", "name": owner["name"], "uid": owner["uid"]}
             ],
         },
         "spec": {"pipelineRef": {"name": spec.pipeline_ref.name}, **({"params": params} if params else {})},

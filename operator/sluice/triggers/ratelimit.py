@@ -34,7 +34,9 @@ class SlidingWindow:
         self.started.setdefault(key, deque()).append(now)
 
     def forget(self, key: str, now: float) -> None:
-        """Drop a start that did not happen (its create failed)."""
+        """Drop a start that did not happen (its create failed), even when
+        other starts were recorded after it meanwhile.
+        """
         times = self.started.get(key)
-        if times and times[-1] == now:
-            times.pop()
+        if times and now in times:
+            times.remove(now)

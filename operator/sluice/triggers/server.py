@@ -23,13 +23,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
+from sluice.api import labels
 from sluice.api.v1alpha1 import GROUP, PIPELINES, TRIGGERS, VERSION, Condition, TriggerSpec
 from sluice.engine.clock import now_rfc3339
 from sluice.engine.conditions import condition, set_condition
+from sluice.engine.naming import label_value
 from sluice.events import EventRecorder
 from sluice.informer import Informer
 from sluice.kube import ApiError, KubeClient, run_path, trigger_path
-from sluice.triggers.plan import NewRun, Refusal, plan_event, run_limit
+from sluice.triggers.plan import KEY_DIGEST_ANNOTATION, NewRun, Refusal, key_digest, plan_event, run_limit
 from sluice.triggers.ratelimit import SlidingWindow
 
 log = logging.getLogger("sluice.triggers")
@@ -47,6 +49,8 @@ LATENCY = Histogram(
 )
 REFUSAL_EVENT_SECONDS = 60.0  # at most one Warning Event per trigger and reason per minute
 STATUS_SECONDS = 5.0
+KEY_SECONDS = 10.0  # a Trigger's key is read again after this long
+KEY_MIN_SECONDS = 1.0  # and never more often than this
 STATUS_REFRESH_SECONDS = 60.0  # Ready is checked again this often (a Secret created later)
 
 
@@ -70,6 +74,8 @@ class TriggerServer:
     window: SlidingWindow = field(default_factory=SlidingWindow)
     seen: dict[tuple[str, str], Seen] = field(default_factory=dict)
     refusals_told: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    # (namespace, Secret, key) -> (the key or None, why not, when read)
+    keys: dict[tuple[str, str, str], tuple[bytes | None, str | None, float]] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -161,42 +167,63 @@ class TriggerServer:
         spec = trigger.get("spec") or {}
         pipeline_name = (spec.get("pipelineRef") or {}).get("name", "")
         pipeline = self.pipelines.get((namespace, pipeline_name))
-        key_material, problem = await self._signing_key(trigger)
         headers = {k.lower(): v for k, v in request.headers.items()}
         now = now_rfc3339()
+        key_material, problem, fresh = await self._signing_key(trigger)
         planned = plan_event(trigger, pipeline, key_material, problem, headers, body, now)
+        if isinstance(planned, Refusal) and planned.reason in ("signature", "secret") and not fresh:
+            # The key may have been rotated (or the Secret made) since it was
+            # read: read it again, at most once a second, before refusing.
+            key_material, problem, _ = await self._signing_key(trigger, refresh=True)
+            planned = plan_event(trigger, pipeline, key_material, problem, headers, body, now)
         if isinstance(planned, Refusal):
             return self._refused(name, namespace, planned, trigger)
+        return await self._start(trigger, pipeline, planned, now)
+
+    async def _start(
+        self, trigger: dict[str, Any], pipeline: dict[str, Any] | None, planned: NewRun, now: str
+    ) -> web.Response:
+        """Create the event's run, within the pipeline's rate; an event whose
+        run exists (a redelivery) is answered as a duplicate.
+        """
+        meta = trigger["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        pipeline_name = planned.body["spec"]["pipelineRef"]["name"]
         window_key = f"{namespace}/{pipeline_name}"
         moment = time.monotonic()
-        wait = self.window.wait_needed(window_key, run_limit(pipeline), moment)
+        limit = run_limit(pipeline)
+        wait = self.window.wait_needed(window_key, limit, moment)
         if wait > 0:
-            if await self._exists(namespace, planned.name):
+            if await self._ours(trigger, planned) is True:
                 return self._duplicate(name, namespace, planned)
-            limit = run_limit(pipeline)
-            refusal = Refusal(
-                429,
-                "rate_limited",
-                f"pipeline {pipeline_name} allows {limit} runs a minute (maxTriggeredRunsPerMinute)",
-                retry_after=wait,
-            )
-            return self._refused(name, namespace, refusal, trigger)
+            message = f"pipeline {pipeline_name} allows {limit} runs a minute (maxTriggeredRunsPerMinute)"
+            return self._refused(name, namespace, Refusal(429, "rate_limited", message, wait), trigger)
         self.window.record(window_key, moment)
         try:
             await self.client.create(run_path(namespace), planned.body)
         except ApiError as error:
             self.window.forget(window_key, moment)
-            if error.already_exists:
-                return self._duplicate(name, namespace, planned)
-            log.warning("trigger %s/%s: creating run %s failed: %s", namespace, name, planned.name, error)
-            status = 502 if not error.permanent else 422
-            return self._refused(name, namespace, Refusal(status, "create_failed", error.message), trigger)
+            return await self._not_created(trigger, planned, error)
         EVENTS.labels(namespace, name, "accepted", "").inc()
         seen = self.seen.setdefault((namespace, name), Seen())
         seen.last_run, seen.last_event_time, seen.dirty = planned.name, now, True
         if pipeline is not None:
             self._later(self.events.record(pipeline, "Normal", "Triggered", self._triggered(name, planned)))
         return web.json_response({"run": planned.name, "duplicate": False}, status=202)
+
+    async def _not_created(self, trigger: dict[str, Any], planned: NewRun, error: ApiError) -> web.Response:
+        meta = trigger["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        if error.already_exists:
+            if await self._ours(trigger, planned) is not False:
+                return self._duplicate(name, namespace, planned)
+            taken = (
+                f"a run named {planned.name} exists and was not started by this trigger: rename or delete it"
+            )
+            return self._refused(name, namespace, Refusal(409, "name_taken", taken), trigger)
+        log.warning("trigger %s/%s: creating run %s failed: %s", namespace, name, planned.name, error)
+        status = 422 if error.permanent else 502
+        return self._refused(name, namespace, Refusal(status, "create_failed", error.message), trigger)
 
     @staticmethod
     def _triggered(trigger: str, planned: NewRun) -> str:
@@ -229,25 +256,58 @@ class TriggerServer:
         message = f"refused an event ({refusal.status}): {refusal.message}"
         self._later(self.events.record(trigger, "Warning", "EventRefused", message))
 
-    async def _signing_key(self, trigger: Mapping[str, Any]) -> tuple[bytes | None, str | None]:
+    async def _signing_key(
+        self, trigger: Mapping[str, Any], refresh: bool = False
+    ) -> tuple[bytes | None, str | None, bool]:
+        """The Trigger's key (or why it cannot be read), and whether it was
+        read just now. Kept for KEY_SECONDS, so a flood of unsigned requests
+        is not also a flood of Secret reads on the API server; read again
+        sooner (at most once a second) when a signature does not match.
+        """
         namespace = trigger["metadata"]["namespace"]
         try:
             ref = TriggerSpec.model_validate(trigger.get("spec") or {}).secret_ref
         except ValueError:
-            return None, "the Trigger is invalid"
+            return None, "the Trigger is invalid", True
+        where = (namespace, ref.name, ref.key)
+        moment = time.monotonic()
+        held = self.keys.get(where)
+        age = moment - held[2] if held is not None else None
+        if (
+            held is not None
+            and age is not None
+            and (age < KEY_MIN_SECONDS or (not refresh and age < KEY_SECONDS))
+        ):
+            return held[0], held[1], False
+        key, problem = await self._read_key(namespace, ref.name, ref.key)
+        self.keys[where] = (key, problem, moment)
+        return key, problem, True
+
+    async def _read_key(self, namespace: str, secret_name: str, key: str) -> tuple[bytes | None, str | None]:
         try:
-            secret = await self.client.get_optional(f"/api/v1/namespaces/{namespace}/secrets/{ref.name}")
+            secret = await self.client.get_optional(f"/api/v1/namespaces/{namespace}/secrets/{secret_name}")
         except ApiError as error:
-            return None, f"the Secret {ref.name} cannot be read: {error.message}"
+            return None, f"the Secret {secret_name} cannot be read: {error.message}"
         if secret is None:
-            return None, f"the Secret {ref.name} (spec.secretRef) does not exist"
-        encoded = (secret.get("data") or {}).get(ref.key)
+            return None, f"the Secret {secret_name} (spec.secretRef) does not exist"
+        encoded = (secret.get("data") or {}).get(key)
         if not encoded:
-            return None, f"the Secret {ref.name} has no key {ref.key} (spec.secretRef.key)"
+            return None, f"the Secret {secret_name} has no key {key} (spec.secretRef.key)"
         return base64.b64decode(encoded), None
 
-    async def _exists(self, namespace: str, name: str) -> bool:
-        return await self.client.get_optional(run_path(namespace, name)) is not None
+    async def _ours(self, trigger: Mapping[str, Any], planned: NewRun) -> bool | None:
+        """Whether the run under the event's name is this event's run (started
+        by this Trigger for this key): True, False (someone else's, or
+        another key's), or None (gone again since).
+        """
+        meta = trigger["metadata"]
+        found = await self.client.get_optional(run_path(meta["namespace"], planned.name))
+        if found is None:
+            return None
+        found_meta = found["metadata"]
+        return (found_meta.get("labels") or {}).get(labels.TRIGGER) == label_value(meta["name"]) and (
+            found_meta.get("annotations") or {}
+        ).get(KEY_DIGEST_ANNOTATION) == key_digest(planned.key)
 
     def _later(self, work: Any) -> None:
         task = asyncio.create_task(work)
@@ -277,7 +337,7 @@ class TriggerServer:
         meta = trigger["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         status = dict(trigger.get("status") or {})
-        _, problem = await self._signing_key(trigger)
+        _, problem, _ = await self._signing_key(trigger)
         pipeline_name = ((trigger.get("spec") or {}).get("pipelineRef") or {}).get("name", "")
         if problem is None and (namespace, pipeline_name) not in self.pipelines:
             problem = f"pipeline {pipeline_name} (spec.pipelineRef) does not exist"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sluice.triggers.plan import NewRun, Refusal, plan_event, trigger_run_name
+from sluice.triggers.plan import NewRun, Refusal, key_digest, plan_event, trigger_run_name
 from sluice.triggers.signature import sign
 
 KEY = b"k"
@@ -27,7 +27,7 @@ def trigger(**spec: Any) -> dict[str, Any]:
 
 
 PIPELINE = {
-    "metadata": {"name": "ingest"},
+    "metadata": {"name": "ingest", "uid": "p-uid"},
     "spec": {"tasks": [{"name": "a", "image": "busybox"}], "params": [{"name": "object"}]},
 }
 
@@ -42,7 +42,9 @@ def test_a_signed_event_gives_a_run_owned_by_the_trigger_with_mapped_params() ->
     assert isinstance(result, NewRun)
     meta = result.body["metadata"]
     assert meta["labels"] == {"sluice.dev/pipeline": "ingest", "sluice.dev/trigger": "landing"}
-    assert meta["ownerReferences"][0]["kind"] == "Trigger" and meta["ownerReferences"][0]["uid"] == "t-uid"
+    # Owned by the Pipeline: deleting the Trigger does not stop the runs it started.
+    assert meta["ownerReferences"][0]["kind"] == "Pipeline" and meta["ownerReferences"][0]["uid"] == "p-uid"
+    assert meta["annotations"]["sluice.dev/trigger-key-sha256"] == key_digest(result.key)
     assert result.body["spec"] == {
         "pipelineRef": {"name": "ingest"},
         "params": [{"name": "object", "value": "a.csv"}],
@@ -59,10 +61,12 @@ def test_the_same_event_gives_the_same_run_name_and_another_event_another() -> N
     assert isinstance(keyed, NewRun) and isinstance(rekeyed, NewRun) and keyed.name == rekeyed.name
 
 
-def test_run_names_are_valid_and_bounded() -> None:
-    name = trigger_run_name("t" * 80, "uid", "key")
-    assert len(name) <= 63 and name != trigger_run_name("t" * 80 + "x", "uid", "key")
-    assert trigger_run_name("landing", "uid-1", "k") != trigger_run_name("landing", "uid-2", "k")
+def test_run_names_are_valid_bounded_and_kept_across_a_trigger_applied_again() -> None:
+    name = trigger_run_name("t" * 80, "key")
+    assert len(name) <= 63 and name != trigger_run_name("t" * 80 + "x", "key")
+    assert trigger_run_name("landing", "k") == trigger_run_name("landing", "k")
+    assert trigger_run_name("landing", "k") != trigger_run_name("landing", "k2")
+    assert len(trigger_run_name("landing", "k")) == len("landing-") + 16
 
 
 @pytest.mark.parametrize(
@@ -80,6 +84,14 @@ def test_run_names_are_valid_and_bounded() -> None:
 def test_refusals_say_why(body: bytes, signed: bool, spec: dict[str, Any], status: int, reason: str) -> None:
     result = plan(body, signed, **spec)
     assert isinstance(result, Refusal) and (result.status, result.reason) == (status, reason)
+
+
+def test_a_missing_pipeline_is_worth_retrying() -> None:
+    body = b'{"key": "a"}'
+    headers = {"x-sluice-signature-256": sign(KEY, body)}
+    result = plan_event(trigger(), None, KEY, None, headers, body, NOW)
+    assert isinstance(result, Refusal) and (result.status, result.reason) == (503, "pipeline")
+    assert result.retry_after
 
 
 def test_an_unsigned_sender_learns_nothing_of_the_pipeline_or_mapping() -> None:
