@@ -286,7 +286,12 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
                 ],
             },
         },
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hook"}, "stringData": {"secret": "k3y"}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hook"},
+            "stringData": {"secret": "a-real-node-signing-key"},
+        },
         {
             "apiVersion": "sluice.dev/v1alpha1",
             "kind": "Trigger",
@@ -361,7 +366,7 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
 
     # A signed event, sent from a pod to the triggers Service by its cluster DNS name.
     body = json.dumps({"id": "event-1"})
-    signature = "sha256=" + hmac.new(b"k3y", body.encode(), hashlib.sha256).hexdigest()
+    signature = "sha256=" + hmac.new(b"a-real-node-signing-key", body.encode(), hashlib.sha256).hexdigest()
     post = (
         "import sys, urllib.request as u; r = u.urlopen(u.Request("
         "'http://sluice-triggers.sluice-system.svc/v1/namespaces/default/triggers/hook', "

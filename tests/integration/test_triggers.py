@@ -86,7 +86,11 @@ class TriggersProcess:
             return False
 
     def post(
-        self, namespace: str, trigger: str, body: bytes, headers: dict[str, str] | None = None
+        self,
+        namespace: str,
+        trigger: str,
+        body: bytes | Iterator[bytes],
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/v1/namespaces/{namespace}/triggers/{trigger}",
@@ -304,6 +308,15 @@ def test_malformed_json_an_unmappable_event_and_a_10_mib_body_get_clear_errors_a
     huge = b"{" + b" " * (10 * 1024 * 1024) + b"}"
     too_large = server.post(namespace, "landing", huge, {"X-Sluice-Signature-256": sign(KEY, huge)})
     assert too_large.status == 413 and "1048576 bytes" in too_large.body["message"]
+    # Sent in chunks with no Content-Length: refused once the limit is passed.
+    chunked = server.post(
+        namespace, "landing", iter([b" " * 65536] * 160), {"X-Sluice-Signature-256": sign(KEY, huge)}
+    )
+    assert chunked.status == 413
+    # A large body within the limit is read whole: its signature holds (the mapping then refuses it).
+    large = json.dumps({"padding": "x" * 900_000}).encode()
+    whole = server.post(namespace, "landing", large, {"X-Sluice-Signature-256": sign(KEY, large)})
+    assert (whole.status, whole.body["error"]) == (422, "mapping")
     assert runs_of(kube, namespace) == []
 
     fine = server.signed(namespace, "landing", with_tag("after-the-flood"))
@@ -343,10 +356,7 @@ def test_a_run_of_that_name_the_trigger_did_not_start_is_not_taken_for_the_event
 ) -> None:
     setup(kube, namespace)
     ready(server, namespace)
-    uid = kube.custom.get_namespaced_custom_object(
-        "sluice.dev", "v1alpha1", namespace, "triggers", "landing"
-    )["metadata"]["uid"]
-    squatter = trigger_run_name("landing", uid, "squat")
+    squatter = trigger_run_name("landing", "squat")
     params = [{"name": "bucket", "value": "b"}, {"name": "object", "value": "o"}]
     kube.apply(namespace, run_of(squatter, params))
     answer = server.signed(namespace, "landing", with_tag("squat"))

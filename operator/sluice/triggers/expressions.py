@@ -41,6 +41,16 @@ def check_template(template: str) -> None:
         _parse(match.group(1))
 
 
+def headers_named(template: str) -> set[str]:
+    """The headers (lower case) a template reads."""
+    found = set()
+    for match in REFERENCE.finditer(template):
+        header = _HEADER.match(match.group(1))
+        if header:
+            found.add(header.group(1).lower())
+    return found
+
+
 def _parse(expression: str) -> tuple[str, list[str | int]]:
     if expression == "body":
         return "body", []

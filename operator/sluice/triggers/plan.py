@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from sluice.api import labels
 from sluice.api.v1alpha1 import API_VERSION, PipelineSpec, TriggerSpec
 from sluice.engine.naming import MAX_NAME, label_value, short_hash
-from sluice.triggers.expressions import MappingError, render
-from sluice.triggers.signature import signature_problem, token_problem
+from sluice.triggers.expressions import MappingError, check_template, headers_named, render
+from sluice.triggers.signature import key_problem, signature_problem, token_problem
 
 KEY_ANNOTATION = "sluice.dev/trigger-key"
 KEY_DIGEST_ANNOTATION = "sluice.dev/trigger-key-sha256"
@@ -29,9 +29,12 @@ NAME_HASH = 16  # hex digits: 64 bits of the key in the run's name
 @dataclass(frozen=True)
 class Refusal:
     status: int
-    reason: str  # a metric label and the answer's "reason"
-    message: str
+    reason: str  # a metric label and the answer's "error"
+    message: str  # what the sender is told
     retry_after: float | None = None
+    # What the Trigger's Event says, when the sender may not be told (it has
+    # not authenticated yet): which Secret, why the Trigger is invalid.
+    detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,15 +129,20 @@ def _authenticated(
     headers: Mapping[str, str],
     body: bytes,
 ) -> TriggerSpec:
+    # Before authentication the sender learns only that the trigger cannot
+    # take events now; the details go to the Trigger's Event and status.
+    not_ready = f"trigger {trigger['metadata']['name']} cannot take events now"
     try:
         spec = TriggerSpec.model_validate(trigger.get("spec") or {})
     except ValidationError as error:
-        raise _Refused(Refusal(503, "invalid_trigger", f"the Trigger is invalid: {error}")) from error
+        raise _Refused(
+            Refusal(503, "invalid_trigger", not_ready, 30, f"the Trigger is invalid: {error}")
+        ) from error
     if spec.suspend:
-        name = trigger["metadata"]["name"]
-        raise _Refused(Refusal(503, "suspended", f"trigger {name} is suspended (spec.suspend)"))
-    if key_material is None:
-        raise _Refused(Refusal(503, "secret", secret_problem or "the signing key cannot be read"))
+        raise _Refused(Refusal(503, "suspended", not_ready, 60, "spec.suspend is true"))
+    problem = secret_problem if key_material is None else key_problem(key_material)
+    if key_material is None or problem is not None:
+        raise _Refused(Refusal(503, "secret", not_ready, 10, problem or "the signing key cannot be read"))
     if spec.authentication == "BearerToken":
         problem = token_problem(key_material, headers.get("authorization"))
     else:
@@ -148,11 +156,15 @@ def _authenticated(
 def _parsed(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except UnicodeDecodeError as error:
-        raise _Refused(Refusal(400, "malformed", "the body is not UTF-8 JSON")) from error
     except json.JSONDecodeError as error:
         message = f"the body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
         raise _Refused(Refusal(400, "malformed", message)) from error
+    except UnicodeDecodeError as error:
+        raise _Refused(Refusal(400, "malformed", "the body is not JSON text (UTF-8, -16 or -32)")) from error
+    except RecursionError as error:
+        raise _Refused(Refusal(400, "malformed", "the body's JSON is nested too deeply")) from error
+    except ValueError as error:  # e.g. an integer of thousands of digits
+        raise _Refused(Refusal(400, "malformed", f"the body's JSON cannot be read: {error}")) from error
 
 
 def _mapped(
@@ -162,6 +174,7 @@ def _mapped(
     declared = _declared_params(pipeline)
     params = []
     try:
+        mapping_problem(spec)
         for param in spec.params or ():
             if declared is not None and param.name not in declared:
                 message = f"param {param.name} is not declared by pipeline {spec.pipeline_ref.name}"
@@ -175,6 +188,22 @@ def _mapped(
     if not key:
         raise _Refused(Refusal(422, "mapping", "the idempotency key is empty for this event"))
     return params, key
+
+
+# Headers a template may never copy into a run: credentials, and the signature.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def mapping_problem(spec: TriggerSpec) -> None:
+    """Raise MappingError for templates no event could satisfy, or that
+    would copy a credential into the run.
+    """
+    refused = SECRET_HEADERS | {spec.signature_header.lower()}
+    for template in [*(p.value for p in spec.params or ()), spec.idempotency_key or ""]:
+        check_template(template)
+        copied = sorted(headers_named(template) & refused)
+        if copied:
+            raise MappingError(f"$(header.{copied[0]}) carries a credential: it is never copied into a run")
 
 
 def _declared_params(pipeline: Mapping[str, Any]) -> set[str] | None:

@@ -15,11 +15,13 @@ import asyncio
 import base64
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
@@ -27,12 +29,21 @@ from sluice.api import labels
 from sluice.api.v1alpha1 import GROUP, PIPELINES, TRIGGERS, VERSION, Condition, TriggerSpec
 from sluice.engine.clock import now_rfc3339
 from sluice.engine.conditions import condition, set_condition
-from sluice.engine.naming import label_value
 from sluice.events import EventRecorder
 from sluice.informer import Informer
 from sluice.kube import ApiError, KubeClient, run_path, trigger_path
-from sluice.triggers.plan import KEY_DIGEST_ANNOTATION, NewRun, Refusal, key_digest, plan_event, run_limit
+from sluice.triggers.expressions import MappingError
+from sluice.triggers.plan import (
+    KEY_DIGEST_ANNOTATION,
+    NewRun,
+    Refusal,
+    key_digest,
+    mapping_problem,
+    plan_event,
+    run_limit,
+)
 from sluice.triggers.ratelimit import SlidingWindow
+from sluice.triggers.signature import key_problem, normalised_key
 
 log = logging.getLogger("sluice.triggers")
 
@@ -49,6 +60,8 @@ LATENCY = Histogram(
 )
 REFUSAL_EVENT_SECONDS = 60.0  # at most one Warning Event per trigger and reason per minute
 STATUS_SECONDS = 5.0
+BODY_SECONDS = 30.0  # a body must arrive within this (slow senders hold no connection for ever)
+BODY_CHUNK = 65536
 KEY_SECONDS = 10.0  # a Trigger's key is read again after this long
 KEY_MIN_SECONDS = 1.0  # and never more often than this
 STATUS_REFRESH_SECONDS = 60.0  # Ready is checked again this often (a Secret created later)
@@ -93,8 +106,12 @@ class TriggerServer:
                 if kind == "Trigger":
                     self.seen.pop(key, None)
             else:
+                before = store.get(key)
                 store[key] = {**obj, "kind": kind}
-                if kind == "Trigger":
+                changed = before is None or before["metadata"].get("generation") != meta.get("generation")
+                if kind == "Trigger" and changed:
+                    # Not for status-only changes (ours, another replica's):
+                    # replicas must not answer each other's writes.
                     self.seen.setdefault(key, Seen()).dirty = True
 
         return handle
@@ -136,16 +153,22 @@ class TriggerServer:
         trigger = self.triggers.get((namespace, name))
         try:
             if trigger is None:
-                label = ""  # unknown names are not metric labels: no unbounded series
-                answer = self._refused(
-                    "", namespace, Refusal(404, "not_found", f"no trigger {namespace}/{name}")
-                )
-                return answer
-            label = name
+                # Neither the name nor the namespace of an unknown trigger
+                # becomes a metric label: made-up URLs make no new series.
+                return self._refused("", "", Refusal(404, "not_found", f"no trigger {namespace}/{name}"))
             body = await self._body(request)
             if isinstance(body, Refusal):
-                return self._refused(label, namespace, body, trigger)
+                return self._refused(name, namespace, body, trigger)
             return await self._handle(trigger, request, body)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            # The API server could not be reached: worth retrying.
+            log.warning("trigger %s/%s: the API server did not answer: %s", namespace, name, error)
+            refusal = Refusal(502, "api_unreachable", "the API server could not be reached; retry")
+            return self._refused(name if trigger else "", namespace if trigger else "", refusal)
+        except Exception:
+            log.exception("trigger %s/%s: the event could not be handled", namespace, name)
+            refusal = Refusal(500, "internal", "the event could not be handled; retry")
+            return self._refused(name if trigger else "", namespace if trigger else "", refusal)
         finally:
             LATENCY.observe(time.monotonic() - started)
 
@@ -156,10 +179,14 @@ class TriggerServer:
         )
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return too_large
-        body = await request.content.read(self.max_body_bytes + 1)
-        if len(body) > self.max_body_bytes:
-            return too_large
-        return body
+        chunks, size = [], 0
+        async with asyncio.timeout(BODY_SECONDS):
+            while chunk := await request.content.read(BODY_CHUNK):
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    return too_large  # chunked, no Content-Length: stopped at the limit
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _handle(self, trigger: dict[str, Any], request: web.Request, body: bytes) -> web.Response:
         meta = trigger["metadata"]
@@ -204,6 +231,9 @@ class TriggerServer:
         except ApiError as error:
             self.window.forget(window_key, moment)
             return await self._not_created(trigger, planned, error)
+        except BaseException:
+            self.window.forget(window_key, moment)
+            raise
         EVENTS.labels(namespace, name, "accepted", "").inc()
         seen = self.seen.setdefault((namespace, name), Seen())
         seen.last_run, seen.last_event_time, seen.dirty = planned.name, now, True
@@ -239,7 +269,9 @@ class TriggerServer:
         EVENTS.labels(namespace, label, "refused", refusal.reason).inc()
         if trigger is not None:
             self._tell_refusal(trigger, refusal)
-        headers = {"Retry-After": str(max(1, round(refusal.retry_after)))} if refusal.retry_after else None
+        headers = (
+            {"Retry-After": str(max(1, math.ceil(refusal.retry_after)))} if refusal.retry_after else None
+        )
         body = {"error": refusal.reason, "message": refusal.message}
         return web.json_response(body, status=refusal.status, headers=headers)
 
@@ -253,7 +285,7 @@ class TriggerServer:
         if moment - self.refusals_told.get(key, -REFUSAL_EVENT_SECONDS) < REFUSAL_EVENT_SECONDS:
             return
         self.refusals_told[key] = moment
-        message = f"refused an event ({refusal.status}): {refusal.message}"
+        message = f"refused an event ({refusal.status}): {refusal.detail or refusal.message}"
         self._later(self.events.record(trigger, "Warning", "EventRefused", message))
 
     async def _signing_key(
@@ -293,7 +325,7 @@ class TriggerServer:
         encoded = (secret.get("data") or {}).get(key)
         if not encoded:
             return None, f"the Secret {secret_name} has no key {key} (spec.secretRef.key)"
-        return base64.b64decode(encoded), None
+        return normalised_key(base64.b64decode(encoded)), None
 
     async def _ours(self, trigger: Mapping[str, Any], planned: NewRun) -> bool | None:
         """Whether the run under the event's name is this event's run (started
@@ -305,9 +337,13 @@ class TriggerServer:
         if found is None:
             return None
         found_meta = found["metadata"]
-        return (found_meta.get("labels") or {}).get(labels.TRIGGER) == label_value(meta["name"]) and (
-            found_meta.get("annotations") or {}
-        ).get(KEY_DIGEST_ANNOTATION) == key_digest(planned.key)
+        found_labels = found_meta.get("labels") or {}
+        wanted = planned.body["metadata"]["labels"]
+        return (
+            found_labels.get(labels.TRIGGER) == wanted[labels.TRIGGER]
+            and found_labels.get(labels.PIPELINE) == wanted[labels.PIPELINE]
+            and (found_meta.get("annotations") or {}).get(KEY_DIGEST_ANNOTATION) == key_digest(planned.key)
+        )
 
     def _later(self, work: Any) -> None:
         task = asyncio.create_task(work)
@@ -329,7 +365,7 @@ class TriggerServer:
                 try:
                     await self._write_status(trigger, seen)
                     seen.dirty, seen.written_at = False, time.monotonic()
-                except (ApiError, OSError) as error:
+                except Exception as error:  # never end the loop: the next round tries again
                     log.warning("trigger %s/%s: status not written: %s", *key, error)
             await asyncio.sleep(STATUS_SECONDS)
 
@@ -337,10 +373,10 @@ class TriggerServer:
         meta = trigger["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         status = dict(trigger.get("status") or {})
-        _, problem, _ = await self._signing_key(trigger)
-        pipeline_name = ((trigger.get("spec") or {}).get("pipelineRef") or {}).get("name", "")
-        if problem is None and (namespace, pipeline_name) not in self.pipelines:
-            problem = f"pipeline {pipeline_name} (spec.pipelineRef) does not exist"
+        key, problem, _ = await self._signing_key(trigger)
+        if problem is None and key is not None:
+            problem = key_problem(key)
+        problem = problem or self._setup_problem(trigger)
         conditions = [Condition.model_validate(c) for c in status.get("conditions") or ()]
         ready = (
             condition("Ready", "False", "NotReady", problem, now_rfc3339())
@@ -358,13 +394,31 @@ class TriggerServer:
             "conditions": [c.to_api() for c in set_condition(conditions, ready)],
             "path": self.path(namespace, name),
         }
-        if seen.last_run:
+        if seen.last_run and (seen.last_event_time or "") > (status.get("lastEventTime") or ""):
+            # Only news: another replica may have written a later event.
             new["lastRunName"] = seen.last_run
             new["lastEventTime"] = seen.last_event_time
         if all(status.get(k) == v for k, v in new.items()):
             return
         body = {"status": new}
         await self.client.merge_patch(trigger_path(namespace, name, "status"), body)
+
+    def _setup_problem(self, trigger: Mapping[str, Any]) -> str | None:
+        """Why no event could start a run (other than its key), or None."""
+        namespace = trigger["metadata"]["namespace"]
+        try:
+            spec = TriggerSpec.model_validate(trigger.get("spec") or {})
+            mapping_problem(spec)
+        except (ValueError, MappingError) as error:
+            return f"the Trigger is invalid: {error}"
+        pipeline = self.pipelines.get((namespace, spec.pipeline_ref.name))
+        if pipeline is None:
+            return f"pipeline {spec.pipeline_ref.name} (spec.pipelineRef) does not exist"
+        mapped = {p.name for p in spec.params or ()}
+        for param in (pipeline.get("spec") or {}).get("params") or ():
+            if param.get("default") is None and param.get("name") not in mapped:
+                return f"pipeline param {param.get('name')} has no default and spec.params does not map it"
+        return None
 
     @staticmethod
     def path(namespace: str, name: str) -> str:

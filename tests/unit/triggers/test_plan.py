@@ -10,7 +10,7 @@ import pytest
 from sluice.triggers.plan import NewRun, Refusal, key_digest, plan_event, trigger_run_name
 from sluice.triggers.signature import sign
 
-KEY = b"k"
+KEY = b"a-key-of-at-least-16-bytes"
 NOW = "2026-11-26T10:00:00Z"
 
 
@@ -100,22 +100,41 @@ def test_an_unsigned_sender_learns_nothing_of_the_pipeline_or_mapping() -> None:
     assert isinstance(missing_pipeline, Refusal) and missing_pipeline.status == 401
 
 
-def test_an_unreadable_key_refuses_with_the_reason() -> None:
+def test_an_unreadable_or_short_key_refuses_without_telling_the_sender_which_secret() -> None:
     result = plan_event(trigger(), PIPELINE, None, "the Secret hook does not exist", {}, b"{}", NOW)
-    assert isinstance(result, Refusal) and (result.status, result.message) == (
-        503,
-        "the Secret hook does not exist",
-    )
+    assert isinstance(result, Refusal) and result.status == 503
+    assert "hook" not in result.message and result.detail == "the Secret hook does not exist"
+    short = plan_event(trigger(), PIPELINE, b"short", None, {}, b"{}", NOW)
+    assert isinstance(short, Refusal) and short.status == 503 and "16" in (short.detail or "")
+    invalid = plan_event(trigger(authentication="Hmac"), PIPELINE, KEY, None, {}, b"{}", NOW)
+    assert isinstance(invalid, Refusal) and invalid.status == 503 and "Hmac" not in invalid.message
+
+
+def test_a_credential_header_is_never_copied_into_a_run() -> None:
+    body = b'{"key": "a"}'
+    headers = {"x-sluice-signature-256": sign(KEY, body), "authorization": "Bearer x", "cookie": "c"}
+    for template in ("$(header.Authorization)", "$(header.cookie)", "$(header.X-Sluice-Signature-256)"):
+        spec = trigger(params=[{"name": "object", "value": template}])
+        result = plan_event(spec, PIPELINE, KEY, None, headers, body, NOW)
+        assert isinstance(result, Refusal) and result.reason == "mapping" and "credential" in result.message
+
+
+def test_json_too_deep_or_too_large_to_read_is_a_clear_400() -> None:
+    for body in (b"[" * 50000 + b"]" * 50000, b'{"key": ' + b"9" * 5000 + b"}"):
+        result = plan(body)
+        assert isinstance(result, Refusal) and (result.status, result.reason) == (400, "malformed")
 
 
 def test_a_bearer_token_trigger_accepts_only_its_key() -> None:
     body = b'{"key": "a.csv"}'
-    for authorization, accepted in (
-        ("Bearer k", True),
-        ("Bearer K", False),
-        ("Basic k", False),
+    token = KEY.decode()
+    cases = (
+        (f"Bearer {token}", True),
+        (f"Bearer {token.upper()}", False),
+        (f"Basic {token}", False),
         (None, False),
-    ):
+    )
+    for authorization, accepted in cases:
         headers = {"authorization": authorization} if authorization else {}
         result = plan_event(trigger(authentication="BearerToken"), PIPELINE, KEY, None, headers, body, NOW)
         assert isinstance(result, NewRun) is accepted, authorization
