@@ -18,7 +18,6 @@ from typing import Any
 
 from sluice.api import labels
 from sluice.api.v1alpha1 import (
-    API_VERSION,
     AssetEvent,
     AssetWatermark,
     Condition,
@@ -43,6 +42,7 @@ from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.naming import label_value
 from sluice.engine.params import substitute
+from sluice.engine.run_body import pipeline_owned_run
 
 ASSETS_READY = "AssetsReadable"
 RATE_WINDOW = timedelta(minutes=1)
@@ -194,7 +194,7 @@ def asset_run(
         annotations[labels.SCHEDULED_TIME] = newest.scheduled_time
         if newest.scheduled_date:
             annotations[labels.SCHEDULED_DATE] = newest.scheduled_date
-    spec: dict[str, Any] = {"pipelineRef": {"name": meta["name"]}}
+    spec: dict[str, Any] = {}
     intervals = [e.data_interval for e in triggering if e.data_interval is not None]
     if intervals:
         start = min(intervals, key=lambda i: parse_time(i.start)).start
@@ -208,23 +208,7 @@ def asset_run(
             "context.dataIntervalEnd": spec.get("dataInterval", {}).get("end", ""),
         }
         spec["params"] = [{"name": p.name, "value": substitute(p.value, context)} for p in schedule.params]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "PipelineRun",
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": {
-                labels.PIPELINE: label_value(meta["name"]),
-                labels.SCHEDULED_BY: label_value(meta["name"]),
-            },
-            "annotations": annotations,
-            "ownerReferences": [
-                {"apiVersion": API_VERSION, "kind": "Pipeline", "name": meta["name"], "uid": meta["uid"]}
-            ],
-        },
-        "spec": spec,
-    }
+    return pipeline_owned_run(meta, name, spec, {labels.SCHEDULED_BY: label_value(meta["name"])}, annotations)
 
 
 def asset_run_number(annotations: Mapping[str, str]) -> int | None:

@@ -31,7 +31,6 @@ from pydantic import ValidationError
 
 from sluice.api import labels
 from sluice.api.v1alpha1 import (
-    API_VERSION,
     FINISHED_RUN_PHASES,
     Condition,
     PipelineSpec,
@@ -48,6 +47,7 @@ from sluice.engine.errors import InvalidPipeline
 from sluice.engine.naming import label_value, scheduled_run_name
 from sluice.engine.params import substitute
 from sluice.engine.pipeline_status import pipeline_status
+from sluice.engine.run_body import pipeline_owned_run
 from sluice.engine.status_patch import conditional_status_patch
 
 # Fields a merge patch must clear explicitly when the plan drops them.
@@ -347,26 +347,14 @@ def scheduled_run(
     meta = pipeline["metadata"]
     local = moment.astimezone(cron.timezone)
     interval = scheduled_interval(cron, moment).to_api()
-    body: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": "PipelineRun",
-        "metadata": {
-            "name": scheduled_run_name(meta["name"], moment),
-            "namespace": meta["namespace"],
-            "labels": {
-                labels.PIPELINE: label_value(meta["name"]),
-                labels.SCHEDULED_BY: label_value(meta["name"]),
-            },
-            "annotations": {
-                labels.SCHEDULED_TIME: rfc3339(moment),
-                labels.SCHEDULED_DATE: local.strftime("%Y-%m-%d"),
-            },
-            "ownerReferences": [
-                {"apiVersion": API_VERSION, "kind": "Pipeline", "name": meta["name"], "uid": meta["uid"]}
-            ],
-        },
-        "spec": {"pipelineRef": {"name": meta["name"]}, "dataInterval": interval},
-    }
+    annotations = {labels.SCHEDULED_TIME: rfc3339(moment), labels.SCHEDULED_DATE: local.strftime("%Y-%m-%d")}
+    body = pipeline_owned_run(
+        meta,
+        scheduled_run_name(meta["name"], moment),
+        {"dataInterval": interval},
+        {labels.SCHEDULED_BY: label_value(meta["name"])},
+        annotations,
+    )
     if schedule.params:
         # Param values may name the scheduled time, like Airflow's {{ ds }}.
         context = {

@@ -15,8 +15,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from sluice.api import labels
-from sluice.api.v1alpha1 import API_VERSION, PipelineSpec, TriggerSpec
+from sluice.api.v1alpha1 import PipelineSpec, TriggerSpec
 from sluice.engine.naming import MAX_NAME, label_value, short_hash
+from sluice.engine.run_body import pipeline_owned_run
 from sluice.triggers.expressions import MappingError, check_template, headers_named, render
 from sluice.triggers.signature import key_problem, signature_problem, token_problem
 
@@ -95,30 +96,20 @@ def plan_event(
     except _Refused as refused:
         return refused.refusal
     name = trigger_run_name(meta["name"], key)
-    owner = pipeline["metadata"]
-    run = {
-        "apiVersion": API_VERSION,
-        "kind": "PipelineRun",
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": {
-                labels.PIPELINE: label_value(spec.pipeline_ref.name),
-                labels.TRIGGER: label_value(meta["name"]),
-            },
-            "annotations": {
-                KEY_ANNOTATION: key[:1024],
-                KEY_DIGEST_ANNOTATION: key_digest(key),
-                EVENT_TIME_ANNOTATION: now,
-            },
-            # Owned by the Pipeline, as its scheduled runs are: deleting or
-            # replacing a webhook's Trigger does not stop the loads it started.
-            "ownerReferences": [
-                {"apiVersion": API_VERSION, "kind": "Pipeline", "name": owner["name"], "uid": owner["uid"]}
-            ],
-        },
-        "spec": {"pipelineRef": {"name": spec.pipeline_ref.name}, **({"params": params} if params else {})},
+    annotations = {
+        KEY_ANNOTATION: key[:1024],
+        KEY_DIGEST_ANNOTATION: key_digest(key),
+        EVENT_TIME_ANNOTATION: now,
     }
+    # Owned by the Pipeline, as its scheduled runs are: deleting or replacing
+    # a webhook's Trigger does not stop the loads it started.
+    run = pipeline_owned_run(
+        pipeline["metadata"],
+        name,
+        {"params": params} if params else {},
+        {labels.TRIGGER: label_value(meta["name"])},
+        annotations,
+    )
     return NewRun(name, key, run)
 
 

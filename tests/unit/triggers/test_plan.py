@@ -27,7 +27,7 @@ def trigger(**spec: Any) -> dict[str, Any]:
 
 
 PIPELINE = {
-    "metadata": {"name": "ingest", "uid": "p-uid"},
+    "metadata": {"name": "ingest", "namespace": "etl", "uid": "p-uid"},
     "spec": {"tasks": [{"name": "a", "image": "busybox"}], "params": [{"name": "object"}]},
 }
 
