@@ -27,7 +27,7 @@ from typing import Any
 from sluice.api import labels
 from sluice.api.meta import resource_version
 from sluice.api.v1alpha1 import GROUP
-from sluice.engine.observe import CreatedPod, RefusedCreate
+from sluice.engine.observe import STUCK_REASONS, CreatedPod, RefusedCreate
 
 # Long enough for a watch to reconnect and catch up; a pod created and never
 # seen after that is treated as lost (see run_plan.lost_attempts).
@@ -47,7 +47,20 @@ def _state(state: dict[str, Any]) -> dict[str, Any]:
     terminated = state.get("terminated")
     if terminated:
         return {"terminated": {k: terminated[k] for k in KEPT_TERMINATED if k in terminated}}
+    waiting = state.get("waiting") or {}
+    if waiting.get("reason") in STUCK_REASONS:
+        # Stuck before it runs (an image, a Secret): the task shows why.
+        return {"waiting": {k: waiting[k] for k in ("reason", "message") if k in waiting}}
     return {"running": {}} if "running" in state else {}
+
+
+def _kept_condition(condition: dict[str, Any]) -> bool:
+    """A disruption, or the scheduler saying no node fits (only while it
+    says so: every pod's PodScheduled=True would cost each one a pass).
+    """
+    if condition.get("type") == "PodScheduled":
+        return condition.get("status") == "False"
+    return condition.get("type") in KEPT_CONDITIONS
 
 
 def controlling_run(obj: dict[str, Any]) -> tuple[str, str] | None:
@@ -78,10 +91,17 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
             for c in status.get("containerStatuses") or ()
         ],
     }
+    stuck_init = [
+        {"name": c.get("name"), "state": _state(c.get("state") or {})}
+        for c in status.get("initContainerStatuses") or ()
+        if ((c.get("state") or {}).get("waiting") or {}).get("reason") in STUCK_REASONS
+    ]
+    if stuck_init:
+        trimmed_status["initContainerStatuses"] = stuck_init
     for key in ("reason", "message"):
         if status.get(key):
             trimmed_status[key] = status[key]
-    conditions = [c for c in status.get("conditions") or () if c.get("type") in KEPT_CONDITIONS]
+    conditions = [c for c in status.get("conditions") or () if _kept_condition(c)]
     if conditions:
         trimmed_status["conditions"] = conditions
     deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
@@ -116,11 +136,16 @@ def _significant(pod: dict[str, Any]) -> tuple[Any, ...]:
         status.get("conditions"),
         tuple(c["state"]["terminated"] for c in status["containerStatuses"] if c["state"].get("terminated")),
         pod["metadata"]["deletionTimestamp"],
+        tuple(
+            c["state"]["waiting"]["reason"]
+            for c in [*status.get("initContainerStatuses", ()), *status["containerStatuses"]]
+            if c["state"].get("waiting")
+        ),
     )
 
 
 # A pod nothing has ended, disrupted or deleted: what its creator planned.
-UNEVENTFUL = (None, None, None, (), None)
+UNEVENTFUL = (None, None, None, (), None, ())
 
 
 class ChildCache:

@@ -38,6 +38,10 @@ class Settings:
     # Finished runs made by hand are deleted this long after they finished
     # (unless they set spec.ttlSecondsAfterFinished); 0 keeps them forever.
     run_ttl_seconds: int = 7 * 24 * 3600
+    # A task pod stuck before its container runs (an image it cannot pull, a
+    # missing Secret, no node that fits) fails its attempt after this long
+    # (retries then apply); 0 waits for ever, showing why.
+    pending_deadline_seconds: float = 300.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -58,6 +62,7 @@ class Settings:
             lease_seconds=_int("SLUICE_LEASE_SECONDS", cls.lease_seconds),
             renew_seconds=_float("SLUICE_RENEW_SECONDS", cls.renew_seconds),
             run_ttl_seconds=_int("SLUICE_RUN_TTL_SECONDS", cls.run_ttl_seconds),
+            pending_deadline_seconds=_float("SLUICE_PENDING_DEADLINE_SECONDS", cls.pending_deadline_seconds),
         )
 
 

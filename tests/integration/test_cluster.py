@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
@@ -196,6 +196,8 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
             f"image.tag={tag}",
             "--set",
             "triggers.enabled=true",
+            "--set",
+            "pendingDeadlineSeconds=20",
         ],
         check=True,
     )
@@ -396,3 +398,47 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
     assert status == "202", sent
     triggered = wait_for("the triggered run", lambda: run_done(json.loads(answer)["run"]), timeout=120)
     assert triggered["status"]["phase"] == "Succeeded", triggered["status"]
+
+    _an_unpullable_image_shows_then_fails(kubectl, custom, run_done)
+
+
+def _an_unpullable_image_shows_then_fails(
+    kubectl: list[str], custom: client.CustomObjectsApi, run_done: Callable[[str], dict | None]
+) -> None:
+    # An image the node cannot pull: the run says so, then the attempt fails
+    # after the pending deadline (20 s here).
+    unpullable = [
+        {
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Pipeline",
+            "metadata": {"name": "unpullable"},
+            "spec": {"tasks": [{"name": "pull", "image": "sluice.local/no-such-image:1"}]},
+        },
+        {
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "PipelineRun",
+            "metadata": {"name": "unpullable-1"},
+            "spec": {"pipelineRef": {"name": "unpullable"}},
+        },
+    ]
+    subprocess.run(
+        [*kubectl, "apply", "-n", "default", "-f", "-"],
+        input=yaml.safe_dump_all(unpullable),
+        text=True,
+        check=True,
+    )
+
+    def pull_reason() -> str | None:
+        found = custom.get_namespaced_custom_object(
+            "sluice.dev", "v1alpha1", "default", "pipelineruns", "unpullable-1"
+        )
+        tasks = (found.get("status") or {}).get("tasks") or [{}]
+        reason = tasks[0].get("reason")
+        return reason if reason in ("ErrImagePull", "ImagePullBackOff") else None
+
+    wait_for("the run to show the image pull failure", pull_reason, timeout=60)
+    failed = wait_for("the attempt to fail after the deadline", lambda: run_done("unpullable-1"), timeout=120)
+    [pull] = failed["status"]["tasks"]
+    assert failed["status"]["phase"] == "Failed"
+    assert pull["reason"] in ("ErrImagePull", "ImagePullBackOff"), pull
+    assert "pending deadline of 20s" in pull["message"]

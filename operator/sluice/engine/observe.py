@@ -53,6 +53,21 @@ POD_FAILURE_REASONS = {
 }
 # What a container stopped by its pod's deletion exits with (none, SIGKILL, SIGTERM).
 KILLED_EXIT_CODES = frozenset({None, 137, 143})
+# Why a pod can be stuck before its task's container runs: an image that
+# cannot be pulled, a Secret or ConfigMap that does not exist, no node that
+# fits (unbound claims are reported by the scheduler as this too). Shown on
+# the task while it waits; the attempt fails with it past the pending deadline.
+STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "Unschedulable",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,20 @@ def _disruption(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def waiting_reason(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when the pod is stuck before its container runs."""
+    status = pod.get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            return waiting["reason"], waiting.get("message") or waiting["reason"]
+    for condition in status.get("conditions") or ():
+        unschedulable = condition.get("status") == "False" and condition.get("reason") == "Unschedulable"
+        if condition.get("type") == "PodScheduled" and unschedulable:
+            return "Unschedulable", condition.get("message") or "no node fits the pod"
+    return None
+
+
 def _deadline(pod: Mapping[str, Any]) -> str | None:
     """When the attempt's activeDeadlineSeconds runs out: counted from the
     pod's start, or from its creation while it has not started (a pod that
@@ -131,8 +160,14 @@ def _lost(pod: Mapping[str, Any], at: str) -> tuple[str, str]:
     return "PodDeleted", f"the task's pod was deleted at {at} before it finished"
 
 
-def observe_pod(pod: Mapping[str, Any], now: str, attempt: int = 0) -> TaskObservation:
-    """One attempt's observation from its pod, at time ``now``."""
+def observe_pod(
+    pod: Mapping[str, Any], now: str, attempt: int = 0, pending_deadline: float = 0
+) -> TaskObservation:
+    """One attempt's observation from its pod, at time ``now``. A pod stuck
+    before its container runs (``waiting_reason``) shows why; past
+    ``pending_deadline`` seconds from its creation (0: never) the attempt
+    fails with that reason, and retries apply.
+    """
     meta = pod["metadata"]
     status = pod.get("status") or {}
     name = meta["name"]
@@ -151,10 +186,38 @@ def observe_pod(pod: Mapping[str, Any], now: str, attempt: int = 0) -> TaskObser
         )
 
     timed_out = deadline is not None and parse_time(now) >= parse_time(deadline)
+    stuck = waiting_reason(pod) if phase != "Failed" else None
+    give_up = None
+    if stuck is not None and pending_deadline > 0 and meta.get("creationTimestamp"):
+        give_up = rfc3339(parse_time(meta["creationTimestamp"]) + timedelta(seconds=pending_deadline))
+        if parse_time(now) >= parse_time(give_up):
+            # Also once its pod is being deleted (by this verdict): the
+            # attempt keeps the reason it failed with.
+            reason, message = stuck
+            waited = f"it could not start within the pending deadline of {pending_deadline:g}s"
+            return TaskObservation(
+                name,
+                "Failed",
+                started,
+                give_up,
+                None,
+                reason,
+                truncate(f"{message} ({waited})"),
+                attempt,
+                stop_pod=not deleted,
+            )
     if phase == "Failed" or timed_out or (deleted and parse_time(now) >= parse_time(deleted)):
         return _failed(pod, now, attempt, deadline, timed_out and phase != "Failed")
-    wake = min((t for t in (deadline, deleted) if t), key=parse_time, default=None)
-    return TaskObservation(name, "Running", started, attempt=attempt, look_again_at=wake)
+    wake = min((t for t in (deadline, deleted, give_up) if t), key=parse_time, default=None)
+    return TaskObservation(
+        name,
+        "Running",
+        started,
+        attempt=attempt,
+        reason=stuck[0] if stuck else None,
+        message=truncate(stuck[1]) if stuck else None,
+        look_again_at=wake,
+    )
 
 
 def _failed(
@@ -267,6 +330,7 @@ def observe_tasks(
     now: str,
     created: Iterable[CreatedPod] = (),
     refused: Iterable[RefusedCreate] = (),
+    pending_deadline: float = 0,
 ) -> dict[str, TaskObservation]:
     """Each task's (and each instance's) latest attempt, keyed by unit: from
     its newest pod, unless a newer attempt was just created or refused.
@@ -282,7 +346,9 @@ def observe_tasks(
         # the newest one speaks for it.
         if held is None or (attempt, _created(pod)) > (held[0], _created(held[1])):
             latest[name] = (attempt, pod)
-    observed = {task: observe_pod(pod, now, attempt) for task, (attempt, pod) in latest.items()}
+    observed = {
+        task: observe_pod(pod, now, attempt, pending_deadline) for task, (attempt, pod) in latest.items()
+    }
     for new in created:
         if split_key(new.task)[0] in tasks and (
             new.task not in observed or observed[new.task].attempt < new.attempt

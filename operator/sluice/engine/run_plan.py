@@ -76,6 +76,7 @@ from sluice.engine.run_status import (
     stopped_status,
     task_statuses,
     unit_entries,
+    waiting_tasks,
 )
 from sluice.engine.when import evaluate_when
 
@@ -968,9 +969,17 @@ VALUE_MAX = 131_072 - 1 - 128
 
 
 def announcements(old: PipelineRunStatus, new: PipelineRunStatus) -> tuple[Announcement, ...]:
-    """Events for what changed: failed tasks, and the run's outcome."""
+    """Events for what changed: tasks that cannot start, failed tasks, and
+    the run's outcome.
+    """
     before = {t.name: t.phase for t in old.tasks or ()}
+    was_waiting = {(name, why) for name, why, _ in waiting_tasks(old.tasks or [])}
     events = [
+        warning("TaskWaiting", f'task "{name}" cannot start: {why}: {message}')
+        for name, why, message in waiting_tasks(new.tasks or [])
+        if (name, why) not in was_waiting
+    ]
+    events += [
         warning("TaskFailed", f'task "{task.name}" failed: {task.message or ""}')
         for task in new.tasks or ()
         if task.phase == "Failed" and before.get(task.name) != "Failed"

@@ -29,7 +29,7 @@ from sluice.engine.clock import parse_time
 from sluice.engine.conditions import condition, set_condition
 from sluice.engine.dag import Graph, resolve_task_phases, run_phase
 from sluice.engine.matrix import Fanout, unit_key
-from sluice.engine.observe import TaskObservation, truncate
+from sluice.engine.observe import STUCK_REASONS, TaskObservation, truncate
 
 SUCCEEDED = "Succeeded"
 
@@ -310,7 +310,31 @@ def _outcome_condition(phase: str, entries: list[TaskRunStatus], now: str) -> Co
         plural = "s" if len(failed) > 1 else ""
         return condition(SUCCEEDED, "False", "TaskFailed", f"task{plural} {names} failed{detail}", now)
     reason = "Running" if phase == "Running" else "Pending"
-    return condition(SUCCEEDED, "Unknown", reason, f"{done} of {total} tasks completed", now)
+    progress_text = f"{done} of {total} tasks completed"
+    stuck = waiting_tasks(entries)
+    if stuck:
+        # Why the run does not move, where `kubectl get pipelineruns -o wide` shows it.
+        name, why, message = stuck[0]
+        more = f" (and {len(stuck) - 1} more)" if len(stuck) > 1 else ""
+        text = f'task "{name}" cannot start{more}: {why}: {message}; {progress_text}'
+        return condition(SUCCEEDED, "Unknown", why, text, now)
+    return condition(SUCCEEDED, "Unknown", reason, progress_text, now)
+
+
+def waiting_tasks(entries: list[TaskRunStatus]) -> list[tuple[str, str, str]]:
+    """(task or task[index], reason, message) of attempts stuck before they run."""
+    found = []
+    for entry in entries:
+        units: list[tuple[str, AttemptStatus]] = [
+            (f"{entry.name}[{i.index}]", i) for i in entry.instances or ()
+        ]
+        units = units or [(entry.name, entry)]
+        found += [
+            (name, unit.reason or "", unit.message or "")
+            for name, unit in units
+            if unit.phase == "Running" and unit.reason in STUCK_REASONS
+        ]
+    return found
 
 
 # All task messages of one run together: 1,024 characters each would make a

@@ -293,7 +293,14 @@ class RunReconciler:
 
         def observe() -> dict[str, TaskObservation]:
             pods = self.cache.pods_of(facts.uid, facts.name)
-            return observe_tasks(names, pods, facts.now, self.cache.created_pods(facts.uid), refusals)
+            return observe_tasks(
+                names,
+                pods,
+                facts.now,
+                self.cache.created_pods(facts.uid),
+                refusals,
+                self.settings.pending_deadline_seconds,
+            )
 
         observed = observe()
         unseen = unseen_pods(status, observed)
