@@ -27,7 +27,14 @@ from typing import Any
 from sluice.api import labels
 from sluice.api.meta import resource_version
 from sluice.api.v1alpha1 import GROUP
-from sluice.engine.observe import STUCK_REASONS, CreatedPod, RefusedCreate
+from sluice.engine.observe import (
+    SAME_AS,
+    STUCK_REASONS,
+    UNSCHEDULABLE,
+    CreatedPod,
+    RefusedCreate,
+    waiting_reason,
+)
 
 # Long enough for a watch to reconnect and catch up; a pod created and never
 # seen after that is treated as lost (see run_plan.lost_attempts).
@@ -56,11 +63,19 @@ def _state(state: dict[str, Any]) -> dict[str, Any]:
 
 def _kept_condition(condition: dict[str, Any]) -> bool:
     """A disruption, or the scheduler saying no node fits (only while it
-    says so: every pod's PodScheduled=True would cost each one a pass).
+    says so: every pod's PodScheduled=True would cost each one a pass, and
+    a pod held by a scheduling gate, e.g. Kueue's, is not stuck).
     """
     if condition.get("type") == "PodScheduled":
-        return condition.get("status") == "False"
+        return condition.get("status") == "False" and condition.get("reason") == UNSCHEDULABLE
     return condition.get("type") in KEPT_CONDITIONS
+
+
+def _scheduled_at(status: dict[str, Any]) -> str | None:
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "True":
+            return condition.get("lastTransitionTime")  # type: ignore[no-any-return]
+    return None
 
 
 def controlling_run(obj: dict[str, Any]) -> tuple[str, str] | None:
@@ -91,13 +106,10 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
             for c in status.get("containerStatuses") or ()
         ],
     }
-    stuck_init = [
-        {"name": c.get("name"), "state": _state(c.get("state") or {})}
-        for c in status.get("initContainerStatuses") or ()
-        if ((c.get("state") or {}).get("waiting") or {}).get("reason") in STUCK_REASONS
-    ]
-    if stuck_init:
-        trimmed_status["initContainerStatuses"] = stuck_init
+    scheduled = _scheduled_at(status)
+    if scheduled:
+        # When a stuck image pull starts counting (not a change that needs a pass).
+        trimmed_status["scheduledAt"] = scheduled
     for key in ("reason", "message"):
         if status.get(key):
             trimmed_status[key] = status[key]
@@ -133,12 +145,15 @@ def _significant(pod: dict[str, Any]) -> tuple[Any, ...]:
     return (
         phase if phase in ("Succeeded", "Failed") else None,
         status.get("reason"),
-        status.get("conditions"),
+        # Not their messages: the scheduler's changes with the node count.
+        tuple((c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or ())
+        or None,
         tuple(c["state"]["terminated"] for c in status["containerStatuses"] if c["state"].get("terminated")),
         pod["metadata"]["deletionTimestamp"],
+        # One reason for ErrImagePull and ImagePullBackOff, which alternate.
         tuple(
-            c["state"]["waiting"]["reason"]
-            for c in [*status.get("initContainerStatuses", ()), *status["containerStatuses"]]
+            SAME_AS.get(c["state"]["waiting"]["reason"], c["state"]["waiting"]["reason"])
+            for c in status["containerStatuses"]
             if c["state"].get("waiting")
         ),
     )
@@ -188,6 +203,13 @@ class ChildCache:
         held = store.get(name)
         if held is not None and resource_version(held) > resource_version(trimmed):
             return False  # an older version (watch and list can interleave)
+        if held is not None and trimmed["metadata"]["deletionTimestamp"]:
+            # A stuck pod being deleted (past its pending deadline) loses its
+            # waiting state to the kubelet: keep what it was stuck with, so
+            # its attempt keeps the reason it failed with.
+            before = waiting_reason(held)
+            if before is not None and waiting_reason(trimmed) is None:
+                trimmed["status"]["stuckBefore"] = {"reason": before[0], "message": before[1]}
         store[name] = trimmed
         self.uids[self._run_key(trimmed)].add(uid)
         expected = self.expected.get(uid, {}).pop(name, None)

@@ -38,9 +38,9 @@ class Settings:
     # Finished runs made by hand are deleted this long after they finished
     # (unless they set spec.ttlSecondsAfterFinished); 0 keeps them forever.
     run_ttl_seconds: int = 7 * 24 * 3600
-    # A task pod stuck before its container runs (an image it cannot pull, a
-    # missing Secret, no node that fits) fails its attempt after this long
-    # (retries then apply); 0 waits for ever, showing why.
+    # A task pod stuck on an image it cannot pull or a missing Secret or
+    # ConfigMap fails its attempt this long after it was scheduled (retries
+    # then apply); 0 waits for ever, showing why.
     pending_deadline_seconds: float = 300.0
 
     @classmethod

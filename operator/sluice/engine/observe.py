@@ -53,21 +53,29 @@ POD_FAILURE_REASONS = {
 }
 # What a container stopped by its pod's deletion exits with (none, SIGKILL, SIGTERM).
 KILLED_EXIT_CODES = frozenset({None, 137, 143})
-# Why a pod can be stuck before its task's container runs: an image that
-# cannot be pulled, a Secret or ConfigMap that does not exist, no node that
-# fits (unbound claims are reported by the scheduler as this too). Shown on
-# the task while it waits; the attempt fails with it past the pending deadline.
-STUCK_REASONS = frozenset(
+# Why a pod can be stuck before its task's container runs, shown on the task
+# while it waits. An image or a config the kubelet cannot get fails the
+# attempt past the pending deadline (as Tekton fails on image pulls); a pod
+# no node fits (a nodeSelector, resources, an unbound claim: the scheduler's
+# message says) only waits, as it may for an autoscaler or a busy cluster,
+# until the task's or the run's timeout.
+IMAGE_PULL = "ImagePullBackOff"
+# The kubelet alternates these two every back-off: one reason to the task.
+SAME_AS = {"ErrImagePull": IMAGE_PULL, "RegistryUnavailable": IMAGE_PULL}
+FAILING_STUCK_REASONS = frozenset(
     {
         "ErrImagePull",
         "ImagePullBackOff",
+        "RegistryUnavailable",
         "InvalidImageName",
         "ErrImageNeverPull",
+        "ImageInspectError",
+        "SignatureValidationFailed",
         "CreateContainerConfigError",
-        "CreateContainerError",
-        "Unschedulable",
     }
 )
+UNSCHEDULABLE = "Unschedulable"
+STUCK_REASONS = FAILING_STUCK_REASONS | {UNSCHEDULABLE}
 
 
 @dataclass(frozen=True)
@@ -122,17 +130,45 @@ def _disruption(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
 
 
 def waiting_reason(pod: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(reason, message) when the pod is stuck before its container runs."""
+    """(reason, message) when the pod is stuck before its container runs;
+    also, for a pod being deleted, the one it was stuck with before (kept by
+    the pod cache: the kubelet replaces it with a terminated state).
+    """
     status = pod.get("status") or {}
-    for container in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]:
+    for container in status.get("containerStatuses") or ():
         waiting = (container.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in STUCK_REASONS:
-            return waiting["reason"], waiting.get("message") or waiting["reason"]
+            reason = waiting["reason"]
+            return SAME_AS.get(reason, reason), waiting.get("message") or reason
     for condition in status.get("conditions") or ():
-        unschedulable = condition.get("status") == "False" and condition.get("reason") == "Unschedulable"
+        unschedulable = condition.get("status") == "False" and condition.get("reason") == UNSCHEDULABLE
         if condition.get("type") == "PodScheduled" and unschedulable:
-            return "Unschedulable", condition.get("message") or "no node fits the pod"
+            return UNSCHEDULABLE, condition.get("message") or "no node fits the pod"
+    stuck = status.get("stuckBefore")
+    if stuck and pod["metadata"].get("deletionTimestamp"):
+        return str(stuck["reason"]), str(stuck.get("message") or stuck["reason"])
     return None
+
+
+def _give_up(
+    pod: Mapping[str, Any], stuck: tuple[str, str] | None, pending_deadline: float, deadline: str | None
+) -> str | None:
+    """When a stuck attempt fails: ``pending_deadline`` after the pod was
+    scheduled (an image is pulled only then; a pod that waited long for a
+    node has its full time to pull), for the reasons that fail at all; never
+    after the attempt's own timeout or its pod's deletion, which come first.
+    """
+    if stuck is None or stuck[0] not in FAILING_STUCK_REASONS or pending_deadline <= 0:
+        return None
+    meta, status = pod["metadata"], pod.get("status") or {}
+    since = status.get("scheduledAt") or meta.get("creationTimestamp")
+    if not since:
+        return None
+    give_up = parse_time(since) + timedelta(seconds=pending_deadline)
+    deleted = meta.get("deletionTimestamp")
+    if (deadline and parse_time(deadline) <= give_up) or (deleted and parse_time(deleted) < give_up):
+        return None
+    return rfc3339(give_up)
 
 
 def _deadline(pod: Mapping[str, Any]) -> str | None:
@@ -164,9 +200,9 @@ def observe_pod(
     pod: Mapping[str, Any], now: str, attempt: int = 0, pending_deadline: float = 0
 ) -> TaskObservation:
     """One attempt's observation from its pod, at time ``now``. A pod stuck
-    before its container runs (``waiting_reason``) shows why; past
-    ``pending_deadline`` seconds from its creation (0: never) the attempt
-    fails with that reason, and retries apply.
+    before its container runs (``waiting_reason``) shows why; stuck on an
+    image or a config past ``pending_deadline`` seconds (0: never; see
+    ``_give_up``), the attempt fails with that reason, and retries apply.
     """
     meta = pod["metadata"]
     status = pod.get("status") or {}
@@ -186,28 +222,28 @@ def observe_pod(
         )
 
     timed_out = deadline is not None and parse_time(now) >= parse_time(deadline)
-    stuck = waiting_reason(pod) if phase != "Failed" else None
-    give_up = None
-    if stuck is not None and pending_deadline > 0 and meta.get("creationTimestamp"):
-        give_up = rfc3339(parse_time(meta["creationTimestamp"]) + timedelta(seconds=pending_deadline))
-        if parse_time(now) >= parse_time(give_up):
-            # Also once its pod is being deleted (by this verdict): the
-            # attempt keeps the reason it failed with.
-            reason, message = stuck
-            waited = f"it could not start within the pending deadline of {pending_deadline:g}s"
-            return TaskObservation(
-                name,
-                "Failed",
-                started,
-                give_up,
-                None,
-                reason,
-                truncate(f"{message} ({waited})"),
-                attempt,
-                stop_pod=not deleted,
-            )
+    stuck = waiting_reason(pod)
+    give_up = _give_up(pod, stuck, pending_deadline, deadline)
+    if stuck is not None and give_up is not None and parse_time(now) >= parse_time(give_up):
+        # Also once its pod is being deleted (by this verdict): the
+        # attempt keeps the reason it failed with.
+        reason, message = stuck
+        waited = f"it could not start within the pending deadline of {pending_deadline:g}s"
+        return TaskObservation(
+            name,
+            "Failed",
+            started,
+            give_up,
+            None,
+            reason,
+            truncate(f"{message} ({waited})"),
+            attempt,
+            stop_pod=not deleted,
+        )
     if phase == "Failed" or timed_out or (deleted and parse_time(now) >= parse_time(deleted)):
         return _failed(pod, now, attempt, deadline, timed_out and phase != "Failed")
+    if phase == "Running":
+        stuck = None  # its container runs: whatever held it up is over
     wake = min((t for t in (deadline, deleted, give_up) if t), key=parse_time, default=None)
     return TaskObservation(
         name,

@@ -583,9 +583,11 @@ def timeout_wake(spec: PipelineRunSpec | None, status: PipelineRunStatus, now: s
 def keep_recorded(
     status: PipelineRunStatus, observed: Mapping[str, TaskObservation]
 ) -> dict[str, TaskObservation]:
-    """Drop observations that would turn a recorded outcome back into
-    Running: a view of the same or an older attempt that lags the status
-    (a cache not yet caught up after a restart or a failover).
+    """Drop observations of an attempt whose outcome is recorded, or of an
+    older one: a recorded outcome stands. Such a view lags the status (a
+    cache not yet caught up after a restart or a failover), or its pod was
+    deleted since (stopped past a deadline), which would otherwise retell
+    the outcome as a deletion.
     """
     recorded = {
         e.name: (e.attempts or 1) - 1
@@ -595,7 +597,7 @@ def keep_recorded(
     return {
         name: obs
         for name, obs in observed.items()
-        if not (obs.phase == "Running" and name in recorded and obs.attempt <= recorded[name])
+        if not (name in recorded and obs.attempt <= recorded[name])
     }
 
 
@@ -973,11 +975,19 @@ def announcements(old: PipelineRunStatus, new: PipelineRunStatus) -> tuple[Annou
     the run's outcome.
     """
     before = {t.name: t.phase for t in old.tasks or ()}
-    was_waiting = {(name, why) for name, why, _ in waiting_tasks(old.tasks or [])}
+    was_waiting = {(split_key(name)[0], why) for name, why, _ in waiting_tasks(old.tasks or [])}
+    # One Event per task and reason, not per instance of a fan-out.
+    now_waiting: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name, why, message in waiting_tasks(new.tasks or []):
+        now_waiting.setdefault((split_key(name)[0], why), []).append((name, message))
     events = [
-        warning("TaskWaiting", f'task "{name}" cannot start: {why}: {message}')
-        for name, why, message in waiting_tasks(new.tasks or [])
-        if (name, why) not in was_waiting
+        warning(
+            "TaskWaiting",
+            f'task "{task}" cannot start: {why}: {units[0][1]}'
+            + (f" ({len(units)} instances)" if len(units) > 1 else ""),
+        )
+        for (task, why), units in now_waiting.items()
+        if (task, why) not in was_waiting
     ]
     events += [
         warning("TaskFailed", f'task "{task.name}" failed: {task.message or ""}')

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sluice.api.v1alpha1 import PipelineRunSpec
-from sluice.cache import UNEVENTFUL, _significant, trim_pod
+from sluice.cache import UNEVENTFUL, ChildCache, _significant, trim_pod
 from sluice.engine.observe import observe_pod
 from sluice.engine.run_plan import RunFacts, plan_run
 from tests.builders import T0, pod, snapshot, spec_of
@@ -54,10 +54,12 @@ def test_without_a_deadline_it_waits_for_ever_showing_why() -> None:
     assert (obs.phase, obs.reason, obs.look_again_at) == ("Running", "ImagePullBackOff", None)
 
 
-def test_an_unschedulable_pod_shows_the_schedulers_message() -> None:
+def test_an_unschedulable_pod_shows_the_schedulers_message_and_waits_for_a_node() -> None:
     obs = observe_pod(unschedulable(), SOON, pending_deadline=300)
     assert (obs.phase, obs.reason, obs.message) == ("Running", "Unschedulable", NO_NODE)
-    assert observe_pod(unschedulable(), PAST, pending_deadline=300).reason == "Unschedulable"
+    # No deadline of its own: a node may come (an autoscaler, a busy cluster).
+    later = observe_pod(unschedulable(), "2026-11-24T12:00:00Z", pending_deadline=300)
+    assert (later.phase, later.reason, later.look_again_at) == ("Running", "Unschedulable", None)
 
 
 def test_the_cache_keeps_what_says_a_pod_is_stuck_and_only_that() -> None:
@@ -71,6 +73,30 @@ def test_the_cache_keeps_what_says_a_pod_is_stuck_and_only_that() -> None:
     # A pod merely being scheduled or created costs no pass.
     assert _significant(trim_pod(scheduled)) == UNEVENTFUL
     assert _significant(trim_pod(creating)) == UNEVENTFUL
+
+
+OWNER = {
+    "apiVersion": "sluice.dev/v1alpha1",
+    "kind": "PipelineRun",
+    "name": "run-1",
+    "uid": "uid-1",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+
+
+def run_facts(now: str, current: Any, **tasks: Any) -> RunFacts:
+    return RunFacts(
+        namespace="etl",
+        name="run-1",
+        uid="uid-1",
+        created=T0,
+        now=now,
+        status=current,
+        spec=PipelineRunSpec.model_validate({"pipelineRef": {"name": "sales"}}),
+        pipeline_grace_seconds=10,
+        tasks=tasks,
+    )
 
 
 def test_the_run_says_which_task_cannot_start_and_posts_one_event() -> None:
@@ -103,3 +129,105 @@ def test_the_run_says_which_task_cannot_start_and_posts_one_event() -> None:
     assert failed.status is not None and failed.status.phase == "Failed"
     assert [e.reason for e in failed.events] == ["TaskFailed", "Failed"]
     assert failed.stops == ("p",)
+
+
+def killed(stuck: dict[str, Any], at: str) -> dict[str, Any]:
+    """The pod as the kubelet leaves it once deleted: its waiting state gone."""
+    gone = pod("p", T0, {"exitCode": 137, "reason": "ContainerStatusUnknown"}, "Failed", startTime=T0)
+    gone["metadata"].update(stuck["metadata"], deletionTimestamp=at, resourceVersion="9")
+    return gone
+
+
+def test_an_attempt_failed_past_the_deadline_keeps_its_verdict_once_the_kubelet_killed_its_pod() -> None:
+    cache = ChildCache()
+    stuck = pulling(resourceVersion="5")
+    stuck["metadata"]["ownerReferences"] = [OWNER]
+    cache.upsert_pod(stuck)
+    verdict = observe_pod(cache.pods_of("uid-1")[0], PAST, pending_deadline=300)
+    gone = killed(stuck, PAST)
+    gone["metadata"]["ownerReferences"] = [OWNER]
+    cache.upsert_pod(gone)
+    again = observe_pod(cache.pods_of("uid-1")[0], "2026-11-24T10:05:30Z", pending_deadline=300)
+    assert (again.phase, again.reason, again.message, again.completion_time) == (
+        verdict.phase,
+        verdict.reason,
+        verdict.message,
+        verdict.completion_time,
+    )
+    assert again.stop_pod is False
+
+
+def test_a_recorded_outcome_stands_whatever_a_later_view_of_its_pod_says() -> None:
+    spec = spec_of([{"name": "extract"}, {"name": "other"}])
+    status = snapshot(spec, pipeline_name="sales", phase="Running")
+    failed = plan_run(run_facts(PAST, status, extract=observe_pod(pulling(), PAST, pending_deadline=300)))
+    assert failed.status is not None
+    recorded = next(t for t in failed.status.tasks or () if t.name == "extract")
+    retold = observe_pod(killed(pulling(), PAST), "2026-11-24T10:06:00Z")
+    assert retold.reason == "PodDeleted"  # what the pod alone would say now
+    later = plan_run(run_facts("2026-11-24T10:06:00Z", failed.status, extract=retold))
+    status_after = later.status or failed.status
+    assert next(t for t in status_after.tasks or () if t.name == "extract") == recorded
+
+
+def test_a_timeout_that_came_first_is_not_retold_as_the_pending_deadline() -> None:
+    stuck = pulling()
+    stuck["spec"] = {"activeDeadlineSeconds": 60}
+    obs = observe_pod(stuck, PAST, pending_deadline=300)
+    assert (obs.phase, obs.reason) == ("Failed", "Timeout")
+
+
+def test_an_image_pull_counts_from_when_the_pod_was_scheduled() -> None:
+    late = pulling()
+    late["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-24T10:04:00Z"}
+    ]
+    obs = observe_pod(trim_pod(late), PAST, pending_deadline=300)
+    assert (obs.phase, obs.reason, obs.look_again_at) == (
+        "Running",
+        "ImagePullBackOff",
+        "2026-11-24T10:09:00Z",
+    )
+
+
+def test_errimagepull_and_imagepullbackoff_are_one_reason_and_cost_no_pass_when_they_alternate() -> None:
+    err = pulling()
+    err["status"]["containerStatuses"][0]["state"] = {
+        "waiting": {"reason": "ErrImagePull", "message": "i/o timeout"}
+    }
+    assert observe_pod(err, SOON, pending_deadline=300).reason == "ImagePullBackOff"
+    assert _significant(trim_pod(err)) == _significant(trim_pod(pulling()))
+
+
+def test_a_gated_pod_is_not_stuck_and_costs_no_pass() -> None:
+    gated = pod(
+        "p",
+        T0,
+        phase="Pending",
+        conditions=[{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}],
+    )
+    assert _significant(trim_pod(gated)) == UNEVENTFUL
+    assert observe_pod(gated, PAST, pending_deadline=300).reason is None
+
+
+def test_a_retry_follows_an_attempt_failed_past_the_deadline() -> None:
+    spec = spec_of([{"name": "extract", "retries": {"limit": 1, "backoff": {"initialSeconds": 0}}}])
+    status = snapshot(spec, pipeline_name="sales", phase="Running")
+    plan = plan_run(run_facts(PAST, status, extract=observe_pod(pulling(), PAST, pending_deadline=300)))
+    assert [(s.task, s.attempt) for s in plan.starts] == [("extract", 1)]
+    assert plan.stops == ("p",)
+
+
+def test_one_event_per_task_however_many_of_its_instances_cannot_start() -> None:
+    from sluice.api.v1alpha1 import InstanceStatus, PipelineRunStatus, TaskRunStatus
+    from sluice.engine.run_plan import announcements
+
+    stuck = [
+        InstanceStatus(index=i, phase="Running", reason="ImagePullBackOff", message=PULL) for i in range(3)
+    ]
+    new = PipelineRunStatus(tasks=[TaskRunStatus(name="fan", phase="Running", instances=stuck)])
+    events = announcements(PipelineRunStatus(tasks=[TaskRunStatus(name="fan", phase="Running")]), new)
+    assert [(e.reason, e.message) for e in events] == [
+        ("TaskWaiting", f'task "fan" cannot start: ImagePullBackOff: {PULL} (3 instances)')
+    ]
+    assert announcements(new, new) == ()
