@@ -114,3 +114,28 @@ def pod(
     if task is not None:
         meta["labels"] = {"sluice.dev/task": task, "sluice.dev/attempt": str(attempt)}
     return {"metadata": meta, "status": status}
+
+
+def run_facts(
+    status: PipelineRunStatus,
+    now: str,
+    pipeline: str = "sales",
+    name: str = "run-1",
+    uid: str = "uid-1",
+    **tasks: Any,
+) -> Any:
+    """What one pass of a started run knows: its status and each task's latest attempt."""
+    from sluice.api.v1alpha1 import PipelineRunSpec
+    from sluice.engine.run_plan import RunFacts
+
+    return RunFacts(
+        namespace="etl",
+        name=name,
+        uid=uid,
+        created=T0,
+        now=now,
+        status=status,
+        spec=PipelineRunSpec.model_validate({"pipelineRef": {"name": pipeline}}),
+        pipeline_grace_seconds=10,
+        tasks=tasks,
+    )

@@ -37,7 +37,7 @@ from sluice.engine.pipeline_plan import CreateRun, DeleteRun, PipelineFacts, pla
 from sluice.engine.render import RunIdentity
 from sluice.engine.run_plan import RunFacts, plan_run, run_variables
 from sluice.engine.run_source import Fetched
-from tests.builders import T0, snapshot, spec_of
+from tests.builders import T0, run_facts, snapshot, spec_of
 
 ASSET = "warehouse.daily_sales"
 OTHER = "warehouse.regions"
@@ -72,17 +72,8 @@ INTERVAL = DataInterval(start="2026-11-23T00:00:00Z", end="2026-11-24T00:00:00Z"
 
 
 def producer_facts(status: PipelineRunStatus, **tasks: TaskObservation) -> RunFacts:
-    return RunFacts(
-        namespace="etl",
-        name="daily-1",
-        uid="uid-1",
-        created=T0,
-        now=T0,
-        status=status,
-        spec=PipelineRunSpec.model_validate({"pipelineRef": {"name": "daily"}}),
-        pipeline_grace_seconds=10,
-        tasks=tasks,
-    )
+    facts: RunFacts = run_facts(status, T0, pipeline="daily", name="daily-1", **tasks)
+    return facts
 
 
 def test_a_task_that_succeeds_records_one_update_per_asset_before_its_status_says_so() -> None:

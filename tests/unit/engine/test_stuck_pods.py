@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sluice.api.v1alpha1 import PipelineRunSpec
 from sluice.cache import UNEVENTFUL, ChildCache, _significant, trim_pod
 from sluice.engine.observe import observe_pod
-from sluice.engine.run_plan import RunFacts, plan_run
-from tests.builders import T0, pod, snapshot, spec_of
+from sluice.engine.run_plan import plan_run
+from tests.builders import T0, pod, run_facts, snapshot, spec_of
 
 SOON = "2026-11-24T10:00:10Z"
 PAST = "2026-11-24T10:05:01Z"
@@ -85,37 +84,12 @@ OWNER = {
 }
 
 
-def run_facts(now: str, current: Any, **tasks: Any) -> RunFacts:
-    return RunFacts(
-        namespace="etl",
-        name="run-1",
-        uid="uid-1",
-        created=T0,
-        now=now,
-        status=current,
-        spec=PipelineRunSpec.model_validate({"pipelineRef": {"name": "sales"}}),
-        pipeline_grace_seconds=10,
-        tasks=tasks,
-    )
-
-
 def test_the_run_says_which_task_cannot_start_and_posts_one_event() -> None:
     spec = spec_of([{"name": "extract"}, {"name": "load", "dependsOn": ["extract"]}])
     status = snapshot(spec, pipeline_name="sales", phase="Running")
 
-    def facts(now: str, current: Any) -> RunFacts:
-        stuck = observe_pod(pulling(), now, pending_deadline=300)
-        return RunFacts(
-            namespace="etl",
-            name="run-1",
-            uid="uid-1",
-            created=T0,
-            now=now,
-            status=current,
-            spec=PipelineRunSpec.model_validate({"pipelineRef": {"name": "sales"}}),
-            pipeline_grace_seconds=10,
-            tasks={"extract": stuck},
-        )
+    def facts(now: str, current: Any) -> Any:
+        return run_facts(current, now, extract=observe_pod(pulling(), now, pending_deadline=300))
 
     first = plan_run(facts(SOON, status))
     assert first.status is not None
@@ -160,12 +134,12 @@ def test_an_attempt_failed_past_the_deadline_keeps_its_verdict_once_the_kubelet_
 def test_a_recorded_outcome_stands_whatever_a_later_view_of_its_pod_says() -> None:
     spec = spec_of([{"name": "extract"}, {"name": "other"}])
     status = snapshot(spec, pipeline_name="sales", phase="Running")
-    failed = plan_run(run_facts(PAST, status, extract=observe_pod(pulling(), PAST, pending_deadline=300)))
+    failed = plan_run(run_facts(status, PAST, extract=observe_pod(pulling(), PAST, pending_deadline=300)))
     assert failed.status is not None
     recorded = next(t for t in failed.status.tasks or () if t.name == "extract")
     retold = observe_pod(killed(pulling(), PAST), "2026-11-24T10:06:00Z")
     assert retold.reason == "PodDeleted"  # what the pod alone would say now
-    later = plan_run(run_facts("2026-11-24T10:06:00Z", failed.status, extract=retold))
+    later = plan_run(run_facts(failed.status, "2026-11-24T10:06:00Z", extract=retold))
     status_after = later.status or failed.status
     assert next(t for t in status_after.tasks or () if t.name == "extract") == recorded
 
@@ -213,7 +187,7 @@ def test_a_gated_pod_is_not_stuck_and_costs_no_pass() -> None:
 def test_a_retry_follows_an_attempt_failed_past_the_deadline() -> None:
     spec = spec_of([{"name": "extract", "retries": {"limit": 1, "backoff": {"initialSeconds": 0}}}])
     status = snapshot(spec, pipeline_name="sales", phase="Running")
-    plan = plan_run(run_facts(PAST, status, extract=observe_pod(pulling(), PAST, pending_deadline=300)))
+    plan = plan_run(run_facts(status, PAST, extract=observe_pod(pulling(), PAST, pending_deadline=300)))
     assert [(s.task, s.attempt) for s in plan.starts] == [("extract", 1)]
     assert plan.stops == ("p",)
 
