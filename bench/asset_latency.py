@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -139,10 +138,7 @@ def main() -> None:
     parser.add_argument("--operator-rev", help="run the operator and CRDs of this commit (git archive)")
     parser.add_argument("--workers", default="16")
     args = parser.parse_args()
-    tree, sha = cluster.export_tree(args.operator_rev) if args.operator_rev else (cluster.ROOT, None)
-    target = cluster.Cluster(args.cluster)
-    kubeconfig = target.ensure_up()
-    cluster.apply_crds(target.kubectl(), kubeconfig, tree)
+    tree, sha, kubeconfig = cluster.prepared(args.cluster, args.operator_rev)
     log = cluster.ROOT / "bench" / "operator.log"
     operator = cluster.Operator(tree, kubeconfig, args.workers, "0", log)
     try:
@@ -152,10 +148,7 @@ def main() -> None:
     figures = stats.summary(gaps)
     print(f"producer pod Succeeded -> consumer pod created, {args.rounds} rounds: {figures}")
     result = {"scenario": "asset-handoff", "figures": figures, "machine": cluster.machine_facts(sha)}
-    out = cluster.ROOT / "bench" / "results" / f"asset-latency-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"saved {out.relative_to(cluster.ROOT)}")
+    cluster.save_result("asset-latency", result)
 
 
 if __name__ == "__main__":

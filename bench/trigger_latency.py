@@ -175,10 +175,7 @@ def main() -> None:
     parser.add_argument("--cluster", choices=("bench", "tests"), default="bench")
     parser.add_argument("--operator-rev", help="run the operator and server of this commit (git archive)")
     args = parser.parse_args()
-    tree, sha = cluster.export_tree(args.operator_rev) if args.operator_rev else (cluster.ROOT, None)
-    target = cluster.Cluster(args.cluster)
-    kubeconfig = target.ensure_up()
-    cluster.apply_crds(target.kubectl(), kubeconfig, tree)
+    tree, sha, kubeconfig = cluster.prepared(args.cluster, args.operator_rev)
     operator = cluster.Operator(tree, kubeconfig, "16", "0", cluster.ROOT / "bench" / "operator.log")
     port = cluster.free_port()
     server = subprocess.Popen(
@@ -207,10 +204,7 @@ def main() -> None:
     print(f"  event -> first task pod: {burst['first_pod']}")
     result = {"scenario": "trigger-events", **figures, "target_p50_ms": TARGET_P50_MS}
     result["machine"] = cluster.machine_facts(sha)
-    out = cluster.ROOT / "bench" / "results" / f"trigger-latency-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"saved {out.relative_to(cluster.ROOT)}")
+    cluster.save_result("trigger-latency", result)
 
 
 if __name__ == "__main__":

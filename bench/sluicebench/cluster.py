@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import pathlib
 import platform
@@ -241,3 +242,23 @@ def machine_facts(operator_sha: str | None) -> dict[str, Any]:
         if operator_sha
         else bool(git("status", "--porcelain", "--", "operator", "crds")),
     }
+
+
+def prepared(cluster_name: str, operator_rev: str | None) -> tuple[pathlib.Path, str | None, str]:
+    """(the tree to run, its commit, the kubeconfig): the benchmark's cluster
+    up and this tree's CRDs applied, as every benchmark begins.
+    """
+    tree, sha = export_tree(operator_rev) if operator_rev else (ROOT, None)
+    target = Cluster(cluster_name)
+    kubeconfig = target.ensure_up()
+    apply_crds(target.kubectl(), kubeconfig, tree)
+    return tree, sha, kubeconfig
+
+
+def save_result(prefix: str, result: dict[str, Any]) -> pathlib.Path:
+    """Write ``result`` to bench/results/<prefix>-<time>.json and say where."""
+    out = ROOT / "bench" / "results" / f"{prefix}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"saved {out.relative_to(ROOT)}")
+    return out
