@@ -136,12 +136,15 @@ async def measure(kubeconfig: str, port: int, events: int, burst: int) -> dict[s
         for path, body in objects(namespace):
             await kube.create(path, body)
         async with aiohttp.ClientSession() as session:
-            # Until the server's watch has the Trigger (404 before), then warm up.
+            # Until the server listens and its watch has the Trigger (404 before), then warm up.
             deadline = time.monotonic() + 30
-            while True:
-                async with session.post(url, data=b"{}") as response:
-                    if response.status != 404 or time.monotonic() > deadline:
-                        break
+            while time.monotonic() < deadline:
+                try:
+                    async with session.post(url, data=b"{}") as response:
+                        if response.status != 404:
+                            break
+                except aiohttp.ClientConnectorError:
+                    pass  # not listening yet
                 await asyncio.sleep(0.1)
             await send(session, url, pods, "warm-up")
             sequential = [await send(session, url, pods, f"seq-{i}") for i in range(events)]
