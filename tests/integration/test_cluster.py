@@ -10,6 +10,7 @@ import pathlib
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -347,6 +348,8 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
     assert logs_of(tasks["gather"]["podName"]) == 'gathered ["eu","us"]\n'
     assert logs_of(tasks["dns"]["podName"]).split()[0] == "10.96.0.1"
 
+    _plugin_reads_the_logs(real_cluster, kubectl_bin, hostile)
+
     def run_done(name: str) -> dict | None:
         try:
             found = custom.get_namespaced_custom_object(
@@ -400,6 +403,30 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
     assert triggered["status"]["phase"] == "Succeeded", triggered["status"]
 
     _an_unpullable_image_shows_then_fails(kubectl, custom, run_done)
+
+
+def _plugin_reads_the_logs(real_cluster: str, kubectl_bin: str, hostile: str) -> None:
+    """`kubectl sluice logs` finds real-1's logs by task, without pod names,
+    read and followed (-f ends with the run); `graph` draws it."""
+    bins = f"{pathlib.Path(sys.executable).parent}:{pathlib.Path(kubectl_bin).parent}"
+    plugin_env = {**os.environ, "KUBECONFIG": real_cluster, "PATH": f"{bins}:{os.environ['PATH']}"}
+
+    def sluice(*args: str) -> str:
+        return subprocess.run(
+            [kubectl_bin, "sluice", "-n", "default", *args],
+            env=plugin_env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+
+    assert sluice("logs", "real-1", "show") == "got 7 rows\n"
+    fanned = [f"per-region[{i}] | region {r} of {hostile}" for i, r in enumerate(("eu", "us"))]
+    assert sluice("logs", "real-1", "per-region").splitlines() == fanned
+    assert sorted(sluice("logs", "real-1", "per-region", "-f").splitlines()) == fanned
+    graph = sluice("graph", "real-1")
+    assert graph.splitlines()[0].startswith("real-1  pipeline real  ✔ Succeeded")
 
 
 def _an_unpullable_image_shows_then_fails(
