@@ -48,5 +48,8 @@ def test_blocked_turns_false_once_a_pass_completes_and_not_before() -> None:
     assert is_blocked(conditions)
     cleared = unblocked_conditions(conditions, T0)
     assert cleared is not None and not is_blocked(cleared)
-    assert [(c.type, c.status, c.reason) for c in cleared] == [("Blocked", "False", "Unblocked")]
+    assert [(c.type, c.status, c.reason) for c in cleared] == [
+        ("Blocked", "False", "Unblocked"),
+        ("Ready", "Unknown", "Unknown"),
+    ]
     assert unblocked_conditions(cleared, T0) is None  # nothing to clear: no write
