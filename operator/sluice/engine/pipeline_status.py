@@ -10,14 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from sluice.api.v1alpha1 import Condition, PipelineSpec, PipelineStatus
+from sluice.api.v1alpha1 import Condition, PipelineStatus
 from sluice.engine.conditions import condition, set_condition
-from sluice.engine.cron import CronSchedule
-from sluice.engine.dag import build_graph
-from sluice.engine.errors import InvalidPipeline
-from sluice.engine.params import check_references
+from sluice.engine.validation import pipeline_problem
 
 
 def _valid(status: str, reason: str, message: str, now: str) -> Condition:
@@ -31,16 +26,11 @@ def pipeline_status(pipeline: Mapping[str, Any], now: str) -> PipelineStatus | N
     if status.observed_generation == generation and status.conditions:
         return None
     raw_tasks = (pipeline.get("spec") or {}).get("tasks") or ()
-    try:
-        spec = PipelineSpec.model_validate(pipeline.get("spec") or {})
-        check_references(spec, build_graph(spec))
-        if spec.schedule is not None and spec.schedule.cron:
-            CronSchedule.parse(spec.schedule.cron, spec.schedule.timezone)
-        valid = _valid("True", "Valid", f"{len(spec.tasks)} tasks form a valid DAG", now)
-    except InvalidPipeline as error:
-        valid = _valid("False", error.reason, error.message, now)
-    except ValidationError as error:
-        valid = _valid("False", "InvalidSpec", str(error), now)
+    problem = pipeline_problem(pipeline.get("spec") or {})
+    if problem is None:
+        valid = _valid("True", "Valid", f"{len(raw_tasks)} tasks form a valid DAG", now)
+    else:
+        valid = _valid("False", problem.reason, problem.message, now)
     return status.model_copy(
         update={
             "observed_generation": generation,
