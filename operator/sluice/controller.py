@@ -48,6 +48,7 @@ from sluice.reconcilers.keys import BackfillKey, Key, OwnWrites, PipelineKey, Ru
 from sluice.reconcilers.pipeline import PipelineReconciler
 from sluice.reconcilers.pipelinerun import RunReconciler
 from sluice.settings import Settings
+from sluice.webhook import AdmissionWebhook
 from sluice.workqueue import IDLE, NORMAL, URGENT, WorkQueue
 
 log = logging.getLogger("sluice")
@@ -147,6 +148,9 @@ class Controller:
         # over from a dead one waits out its lease and loads its cache at
         # the same time, not one after the other.
         self.tasks.append(asyncio.create_task(self._lead()))
+        if self.settings.webhook_port:
+            # Every replica serves admission reviews, leader or not.
+            self.tasks.append(asyncio.create_task(AdmissionWebhook(self.client, self.settings).run()))
         try:
             await self._start_informers()
         except BaseException:

@@ -27,6 +27,9 @@ RUNS_SCHEDULED = Counter("sluice_scheduled_runs_total", "PipelineRuns started by
 RUNS_BACKFILLED = Counter("sluice_backfill_runs_total", "PipelineRuns started by a Backfill.")
 ASSET_UPDATES = Counter("sluice_asset_updates_total", "Asset updates recorded on Asset objects.")
 ASSET_RUNS = Counter("sluice_asset_runs_total", "PipelineRuns started by asset updates.")
+ADMISSION_REVIEWS = Counter(
+    "sluice_admission_reviews_total", "Admission reviews answered by the webhook.", ["webhook", "allowed"]
+)
 QUEUE_DEPTH = Gauge("sluice_work_queue_depth", "Objects waiting for a reconcile worker.")
 LEADER = Gauge("sluice_leader", "1 while this replica holds the leader lease.")
 

@@ -42,6 +42,33 @@ class Settings:
     # ConfigMap fails its attempt this long after it was scheduled (retries
     # then apply); 0 waits for ever, showing why.
     pending_deadline_seconds: float = 300.0
+    # The validating admission webhook (0: not served). Its certificates live
+    # in ``webhook_secret`` (in the operator's namespace, leader_namespace);
+    # their CA goes into the ValidatingWebhookConfiguration
+    # ``webhook_configuration``; the serving certificate names the Service
+    # ``webhook_service`` and any ``webhook_hosts``.
+    webhook_port: int = 0
+    webhook_secret: str = ""
+    webhook_configuration: str = ""
+    webhook_service: str = ""
+    webhook_hosts: tuple[str, ...] = ()
+    webhook_cert_dir: str = "/tmp/sluice-webhook"
+
+    @property
+    def webhook_names(self) -> tuple[str, ...]:
+        """Every name the serving certificate must carry."""
+        service, namespace = self.webhook_service, self.leader_namespace
+        names = (
+            (
+                service,
+                f"{service}.{namespace}",
+                f"{service}.{namespace}.svc",
+                f"{service}.{namespace}.svc.cluster.local",
+            )
+            if service
+            else ()
+        )
+        return tuple(dict.fromkeys((*names, *self.webhook_hosts)))
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +90,14 @@ class Settings:
             renew_seconds=_float("SLUICE_RENEW_SECONDS", cls.renew_seconds),
             run_ttl_seconds=_int("SLUICE_RUN_TTL_SECONDS", cls.run_ttl_seconds),
             pending_deadline_seconds=_float("SLUICE_PENDING_DEADLINE_SECONDS", cls.pending_deadline_seconds),
+            webhook_port=_int("SLUICE_WEBHOOK_PORT", cls.webhook_port),
+            webhook_secret=os.environ.get("SLUICE_WEBHOOK_SECRET", ""),
+            webhook_configuration=os.environ.get("SLUICE_WEBHOOK_CONFIGURATION", ""),
+            webhook_service=os.environ.get("SLUICE_WEBHOOK_SERVICE", ""),
+            webhook_hosts=tuple(
+                h.strip() for h in os.environ.get("SLUICE_WEBHOOK_HOSTS", "").split(",") if h.strip()
+            ),
+            webhook_cert_dir=os.environ.get("SLUICE_WEBHOOK_CERT_DIR") or cls.webhook_cert_dir,
         )
 
 
