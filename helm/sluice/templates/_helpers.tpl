@@ -73,3 +73,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["events"]
   verbs: ["create", "get", "patch"]
 {{- end -}}
+
+{{/* The admission webhook is served by cluster-wide installs only: a
+watchNamespace install creates nothing cluster-wide. */}}
+{{- define "sluice.webhookEnabled" -}}
+{{- if and .Values.webhook.enabled (not .Values.watchNamespace) }}true{{ end }}
+{{- end }}
