@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import pathlib
+import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import yaml
@@ -52,6 +53,11 @@ class Installation:
     namespace: str
     kubeconfig: pathlib.Path
     documents: tuple[dict[str, Any], ...]
+    # The chart's ValidatingWebhookConfiguration (not applied: a test that
+    # wants it applies it pointing at the local operator), and the port the
+    # operator serves it on.
+    webhook: dict[str, Any] | None = None
+    webhook_port: int = field(default=0)
 
     @property
     def service_account(self) -> str:
@@ -64,14 +70,27 @@ class Installation:
             (
                 d["metadata"]["namespace"]
                 for d in self.documents
-                if d["kind"] == "RoleBinding" and not d["metadata"]["name"].endswith("-leader-election")
+                if d["kind"] == "RoleBinding"
+                and not d["metadata"]["name"].endswith("-leader-election")
+                and (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") != "webhook"
             ),
             "",
         )
 
     def operator_env(self) -> dict[str, str]:
         """Settings the chart's Deployment gives the operator that the tests keep."""
-        return {"SLUICE_LEADER_NAMESPACE": self.namespace, "SLUICE_NAMESPACE": self.watched_namespace}
+        env = {"SLUICE_LEADER_NAMESPACE": self.namespace, "SLUICE_NAMESPACE": self.watched_namespace}
+        if self.webhook is not None:
+            env |= {
+                "SLUICE_WEBHOOK_PORT": str(self.webhook_port),
+                "SLUICE_WEBHOOK_SECRET": f"{self.webhook['metadata']['name']}-webhook-tls",
+                "SLUICE_WEBHOOK_SERVICE": f"{self.webhook['metadata']['name']}-webhook",
+                "SLUICE_WEBHOOK_CONFIGURATION": self.webhook["metadata"]["name"],
+                # The local API server calls the local operator by address.
+                "SLUICE_WEBHOOK_HOSTS": "127.0.0.1",
+                "SLUICE_WEBHOOK_CERT_DIR": str(self.kubeconfig.parent / f"{self.release}-webhook"),
+            }
+        return env
 
     def uninstall(self, kube: Admin) -> None:
         cluster_scoped = [d for d in self.documents if d["kind"].startswith("Cluster")]
@@ -85,13 +104,20 @@ def install_rbac(
     """Apply the chart's RBAC for ``release`` into ``namespace`` (which must
     exist) and write a kubeconfig with its ServiceAccount's token.
     """
-    documents = tuple(
-        doc
-        for doc in yaml.safe_load_all(render(helm, release, namespace, *sets))
-        if doc and doc["kind"] in RBAC_KINDS
+    rendered = [doc for doc in yaml.safe_load_all(render(helm, release, namespace, *sets)) if doc]
+    documents = tuple(doc for doc in rendered if doc["kind"] in RBAC_KINDS)
+    # The webhook's Secret, which the operator fills with its certificates.
+    secrets = [doc for doc in rendered if doc["kind"] == "Secret"]
+    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([*documents, *secrets]))
+    webhook = next((doc for doc in rendered if doc["kind"] == "ValidatingWebhookConfiguration"), None)
+    installation = Installation(
+        release,
+        namespace,
+        directory / f"{release}.kubeconfig",
+        documents,
+        webhook,
+        _free_port() if webhook is not None else 0,
     )
-    kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
-    installation = Installation(release, namespace, directory / f"{release}.kubeconfig", documents)
     token = kube.kubectl(
         "create", "token", installation.service_account, "-n", namespace, "--duration", "12h"
     ).stdout.strip()
@@ -118,6 +144,12 @@ def install_triggers_rbac(
     path = directory / f"{release}-triggers.kubeconfig"
     path.write_text(yaml.safe_dump(token_kubeconfig(kube.kubeconfig, token, namespace)))
     return Installation(release, namespace, path, tuple(documents))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def token_kubeconfig(admin_kubeconfig: str, token: str, namespace: str) -> dict[str, Any]:

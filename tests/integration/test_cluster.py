@@ -216,6 +216,7 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
             ],
             check=True,
         )
+    _the_webhook_refuses_a_cycle_through_its_service(kubectl)
     image = "sluice.local/debian:bookworm"
     # A param a naive script template would run as code.
     hostile = 'x"; echo INJECTED; $(id) #'
@@ -403,6 +404,39 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
     assert triggered["status"]["phase"] == "Succeeded", triggered["status"]
 
     _an_unpullable_image_shows_then_fails(kubectl, custom, run_done)
+
+
+def _the_webhook_refuses_a_cycle_through_its_service(kubectl: list[str]) -> None:
+    """As installed (failurePolicy Ignore): the API server reaches the
+    operator's webhook through its Service, trusting the CA the operator
+    made; an unreachable webhook would let the cycle in."""
+    cycle = {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "cycle"},
+        "spec": {
+            "tasks": [
+                {"name": "a", "image": "x", "dependsOn": ["b"]},
+                {"name": "b", "image": "x", "dependsOn": ["a"]},
+            ]
+        },
+    }
+
+    def refused() -> str | None:
+        result = subprocess.run(
+            [*kubectl, "apply", "-n", "default", "-f", "-"],
+            input=yaml.safe_dump(cycle),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0:  # accepted while the CA was not in place yet: try again
+            subprocess.run([*kubectl, "delete", "-n", "default", "pipeline/cycle"], check=True)
+            return None
+        return result.stderr
+
+    message = wait_for("the webhook to refuse a cycle", refused, timeout=60, interval=1)
+    assert "denied the request: Pipeline is invalid: CycleDetected: tasks form a cycle" in message
 
 
 def _plugin_reads_the_logs(real_cluster: str, kubectl_bin: str, hostile: str) -> None:
