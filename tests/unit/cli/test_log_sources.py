@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sluice.cli.log_sources import log_sources, task_pods
+from sluice.views.log_sources import log_sources, task_pods
 from sluice.views.run_view import run_view
 from tests.unit.cli.runs import entry, run_object, spec_task
 
