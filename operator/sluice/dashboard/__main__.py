@@ -1,0 +1,55 @@
+"""Entry point: ``sluice-dashboard`` (the chart's dashboard Deployment).
+
+Settings from the environment, as the chart sets them: SLUICE_NAMESPACE
+(show only that namespace; default all it may read), SLUICE_DASHBOARD_PORT
+(default 8080). Outside a cluster it uses the kubeconfig, so
+``sluice-dashboard`` on a laptop shows what its user may read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import kopf
+from aiohttp import web
+
+from sluice.dashboard.server import Dashboard
+from sluice.dashboard.store import Store
+from sluice.kube import KubeClient, in_cluster_connection
+
+log = logging.getLogger("sluice.dashboard")
+
+
+async def serve() -> None:
+    info = in_cluster_connection() or kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    if info is None:
+        raise SystemExit("no Kubernetes credentials: neither in-cluster nor a kubeconfig")
+    client = KubeClient(info)
+    store = Store(client, os.environ.get("SLUICE_NAMESPACE") or None)
+    tasks = await store.start()
+    runner = web.AppRunner(Dashboard(client, store).app(), access_log=None)
+    await runner.setup()
+    port = int(os.environ.get("SLUICE_DASHBOARD_PORT") or 8080)
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    log.info("sluice dashboard serving on :%d (%s)", port, store.namespace or "all namespaces")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    for task in tasks:
+        task.cancel()
+    await client.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
