@@ -125,25 +125,33 @@ def install_rbac(
     return installation
 
 
-def install_triggers_rbac(
-    kube: Admin, helm: str, release: str, namespace: str, directory: pathlib.Path
+def install_component_rbac(
+    kube: Admin, helm: str, release: str, namespace: str, directory: pathlib.Path, component: str
 ) -> Installation:
-    """Apply the chart's triggers-server RBAC (``triggers.enabled=true``) for
-    ``release`` into ``namespace``, with a kubeconfig holding its token.
+    """Apply the chart's RBAC of one of its servers (``triggers``,
+    ``dashboard``: enabled for the render) for ``release`` into
+    ``namespace``, with a kubeconfig holding its ServiceAccount's token.
     """
     documents = [
         doc
-        for doc in yaml.safe_load_all(render(helm, release, namespace, "triggers.enabled=true"))
+        for doc in yaml.safe_load_all(render(helm, release, namespace, f"{component}.enabled=true"))
         if doc
         and doc["kind"] in RBAC_KINDS
-        and (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "triggers"
+        and (doc["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == component
     ]
     kube.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(documents))
     account = next(d["metadata"]["name"] for d in documents if d["kind"] == "ServiceAccount")
     token = kube.kubectl("create", "token", account, "-n", namespace, "--duration", "12h").stdout.strip()
-    path = directory / f"{release}-triggers.kubeconfig"
+    path = directory / f"{release}-{component}.kubeconfig"
     path.write_text(yaml.safe_dump(token_kubeconfig(kube.kubeconfig, token, namespace)))
     return Installation(release, namespace, path, tuple(documents))
+
+
+def install_triggers_rbac(
+    kube: Admin, helm: str, release: str, namespace: str, directory: pathlib.Path
+) -> Installation:
+    """The triggers server's RBAC and token (see ``install_component_rbac``)."""
+    return install_component_rbac(kube, helm, release, namespace, directory, "triggers")
 
 
 def _free_port() -> int:
