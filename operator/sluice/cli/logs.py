@@ -18,9 +18,9 @@ from kubernetes.client.exceptions import ApiException
 
 from sluice.api import labels
 from sluice.cli.connection import Session, UsageError
-from sluice.views.log_sources import LogSource, TaskPod, log_sources, task_pods
 from sluice.cli.terminal import Terminal
 from sluice.cli.watching import RunDeleted, follow_pods, follow_run
+from sluice.views.log_sources import LogSource, TaskPod, log_sources, task_pods
 from sluice.views.run_view import run_view
 
 _watch_module: Any = cast(Any, _watch)
