@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.builders import pipeline, task
+from tests.builders import run as run_body
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 from tests.integration.installed import render, token_kubeconfig
 
@@ -147,7 +148,8 @@ def test_start_wait_list_graph_as_a_namespace_editor(
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert rows[name][1:4] == ["etl", "Succeeded", "5/5"]
     assert rows[broken][1:3] == ["etl-broken", "Failed"]
-    assert [r for r in rows] == [broken, name]  # newest first
+    created = [kube.run(namespace, r)["metadata"]["creationTimestamp"] for r in rows]
+    assert created == sorted(created, reverse=True)  # newest first (ties within a second either way)
     only = editor.ok("list", "--pipeline", "etl", "-o", "name").split()
     assert only == [f"pipelinerun.sluice.dev/{name}"]
     listed = json.loads(editor.ok("list", "-o", "json"))
@@ -273,3 +275,79 @@ def test_completion_through_kubectl(
     assert complete("graph", "") == [run]
     wait_for("the run's snapshot", lambda: (kube.run(namespace, run).get("status") or {}).get("pipelineSpec"))
     assert complete("logs", run, "") == ["audit", "extract", "load", "report", "transform"]
+
+
+def _popen(user: User, *args: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(user.kubeconfig),
+        "PATH": f"{BIN}:{pathlib.Path(user.kube.kubectl_bin).parent}:{os.environ['PATH']}",
+        "NO_COLOR": "1",
+    }
+    return subprocess.Popen(
+        [user.kube.kubectl_bin, "sluice", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_watching_ends_with_the_run_its_deletion_or_the_timeout(
+    kube: Kube, operator: OperatorProcess, namespace: str, editor: User
+) -> None:
+    kube.apply(
+        namespace, pipeline("slow", [task("first", duration="2s"), task("second", "first", duration="2s")])
+    )
+    # --timeout: exit 3, and the run goes on
+    timed_out = editor.sluice("start", "slow", "--wait", "--timeout", "1")
+    assert timed_out.returncode == 3, timed_out.stderr
+    assert "gave up waiting after 1s" in timed_out.stderr
+    run = timed_out.stdout.strip()
+
+    # graph --watch follows it to its end: exit 0, the last drawing all green
+    watched = _popen(editor, "graph", run, "--watch")
+    out, err = watched.communicate(timeout=90)
+    assert watched.returncode == 0, err
+    drawings = out.split(f"{run}  pipeline slow  ")
+    assert len(drawings) >= 3  # at least two drawings: redrawn as it ran
+    last = drawings[-1]
+    assert last.startswith("✔ Succeeded") and last.count("Succeeded") == 3  # the run and both tasks
+    assert kube.run(namespace, run)["status"]["phase"] == "Succeeded"
+
+    # logs -f follows a running run until it ends (kwok pods serve no log:
+    # it says so for each, and still ends with the run)
+    second = editor.ok("start", "slow").strip()
+    following = _popen(editor, "logs", second, "-f")
+    out, err = following.communicate(timeout=90)
+    assert kube.run(namespace, second)["status"]["phase"] == "Succeeded"
+    assert "first: cannot read the log of pod" in err and "second: cannot read the log of pod" in err
+    assert following.returncode == 1
+
+    # a run deleted while watched: one line, exit 1
+    kube.apply(namespace, pipeline("slower", [task("wait", duration="120s")]))
+    third = editor.ok("start", "slower").strip()
+    watched = _popen(editor, "graph", third, "--watch")
+    assert watched.stdout is not None
+    assert watched.stdout.readline().startswith(third)  # it has drawn the run once: it is watching
+    kube.custom.delete_namespaced_custom_object("sluice.dev", "v1alpha1", namespace, "pipelineruns", third)
+    out, err = watched.communicate(timeout=60)
+    assert watched.returncode == 1
+    assert err.strip() == f"error: run {namespace}/{third} was deleted"
+
+
+def test_a_viewer_reads_graphs_and_logs(
+    kube: Kube, operator: OperatorProcess, namespace: str, user_roles: None, tmp_path: pathlib.Path
+) -> None:
+    viewer = _user(kube, namespace, "view", tmp_path)
+    kube.apply(
+        namespace,
+        _etl("etl-broken", fail=True),
+        run_body("b-1", "etl-broken", params=[{"name": "day", "value": "1"}]),
+    )
+    kube.wait_run(namespace, "b-1")
+    assert "✘ load" in viewer.ok("graph", "b-1")
+    assert viewer.ok("list", "-o", "name").split() == ["pipelinerun.sluice.dev/b-1"]
+    # kwok serves no logs: the failed task's tail comes from the status, for a viewer too
+    result = viewer.sluice("logs", "b-1", "load")
+    assert "table sales is locked" in result.stdout, result.stderr

@@ -6,6 +6,7 @@ exit code a script can test, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -71,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_FAILED
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say to it.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (so the exit's flush does not fail too)
+        code = EXIT_FAILED
+    except Exception as error:  # the last resort: one line, never a traceback
+        term.say(f"error: {type(error).__name__}: {error}")
+        code = EXIT_FAILED
     return code
 
 

@@ -1,6 +1,7 @@
-"""The command line, kubectl-style: the same flags (``-n``, ``-A``,
-``--context``, ``--kubeconfig``, ``-o``) before or after the command. The
-one parser also tells shell completion which commands and flags exist.
+"""The command line, kubectl-style: the connection flags (``-n``,
+``--context``, ``--kubeconfig``, ``--color``) before or after the command,
+the command's own (``-A``, ``-o``, ...) after it. The one parser also tells
+shell completion which commands and flags exist.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     args = parser().parse_args(argv)
     if args.command == "ls":
         args.command = "list"
+    if getattr(args, "timeout", None) is not None and not args.wait:
+        parser().error("--timeout goes with --wait")
     for name, value in (
         ("attempt", getattr(args, "attempt", None)),
         ("instance", getattr(args, "instance", None)),

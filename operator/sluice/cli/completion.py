@@ -21,6 +21,14 @@ from sluice.cli.output import FORMATS
 
 NO_FILE_COMPLETION = ":4"
 _RUN_COMMANDS = {"graph", "logs", "cancel", "rerun"}
+# What -o takes, per command (as its parser says).
+_OUTPUTS = {
+    "list": FORMATS,
+    "ls": FORMATS,
+    "graph": ("json", "yaml"),
+    "start": ("name", "json", "yaml"),
+    "rerun": ("name", "json", "yaml"),
+}
 _FLAGS = {
     "": ["--namespace", "--context", "--kubeconfig", "--color", "--help"],
     "list": ["--all-namespaces", "--selector", "--pipeline", "--output"],
@@ -82,7 +90,7 @@ def _value_candidates(flag: str, parsed: Parsed, names: Names) -> list[str]:
         "namespace": names.namespaces,
         "context": names.contexts,
         "pipeline": names.pipelines,
-        "output": lambda: list(FORMATS),
+        "output": lambda: list(_OUTPUTS.get(parsed.command or "", ())),
         "color": lambda: ["auto", "always", "never"],
     }
     if kind == "param" and parsed.command == "start" and parsed.positionals:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
-from kubernetes import watch as _watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from sluice.api import labels
 from sluice.cli.connection import Session, UsageError
@@ -23,8 +24,9 @@ from sluice.cli.watching import RunDeleted, follow_pods, follow_run
 from sluice.views.log_sources import LogSource, TaskPod, log_sources, task_pods
 from sluice.views.run_view import run_view
 
-_watch_module: Any = cast(Any, _watch)
 CONTAINER = "task"
+# How long, after the run ended, the logs still streaming may take to end.
+FOLLOWER_GRACE_SECONDS = 10.0
 
 
 class _Printer:
@@ -47,16 +49,22 @@ class _Printer:
 
 
 def _lines(session: Session, namespace: str, pod: str, follow: bool) -> Iterator[str]:
-    if follow:
-        stream = _watch_module.Watch().stream(
-            session.core.read_namespaced_pod_log, pod, namespace, container=CONTAINER, follow=True
-        )
-        yield from (str(line) for line in stream)
-        return
+    """The pod's log line by line, as it comes with ``follow``; a last line
+    without a newline (a message printed just before an exit) is kept.
+    """
     response = session.core.read_namespaced_pod_log(
-        pod, namespace, container=CONTAINER, _preload_content=False
+        pod, namespace, container=CONTAINER, follow=follow, _preload_content=False
     )
-    yield from response.data.decode(errors="replace").splitlines()
+    try:
+        pending = b""
+        for chunk in response.stream(4096):
+            pending += chunk
+            *whole, pending = pending.split(b"\n")
+            yield from (line.decode(errors="replace") for line in whole)
+        if pending:
+            yield pending.decode(errors="replace")
+    finally:
+        response.release_conn()
 
 
 def _show(
@@ -73,6 +81,9 @@ def _show(
         except ValueError:
             pass
         printer.note(f"{label}: cannot read the log of pod {pod.name}: {detail}")
+        return False
+    except (HTTPError, OSError) as error:  # the connection broke mid-stream
+        printer.note(f"{label}: the log of pod {pod.name} was cut off: {error}")
         return False
     return True
 
@@ -108,24 +119,32 @@ def logs(
         sources = log_sources(view, pods, task, attempt, instance)
     except LookupError as error:
         raise UsageError(str(error)) from error
-    printer = _Printer(term, prefixed=task is None or len(sources) > 1)
-    ok = True
-    if not follow:
+    chosen = view.task(task) if task is not None else None
+    many = task is None or len(sources) > 1 or (chosen is not None and chosen.fanned_out and instance is None)
+    printer = _Printer(term, prefixed=many)
+    if follow and not view.finished_for_good:
         for source in sources:
-            if source.pod is None:
+            if source.pod is None and source.kept:
                 _show_missing(printer, source)
-            elif not source.pod.started:
-                printer.note(
-                    f"{source.label}: pod {source.pod.name} has not started its container "
-                    f"({source.pod.phase})"
-                )
-            else:
-                ok = _show(session, namespace, printer, source.label, source.pod, follow=False) and ok
-        return 0 if ok else 1
+        return _follow(session, printer, run_name, view.uid, task, attempt, instance)
+    ok = True
+    if not sources:
+        printer.note(f"run {run_name}: no task has a log yet")
     for source in sources:
-        if source.pod is None and view.finished_for_good:
+        if source.pod is None:
             _show_missing(printer, source)
-    return _follow(session, printer, run_name, view.uid, task, attempt, instance)
+        elif not source.pod.started:
+            printer.note(
+                f"{source.label}: pod {source.pod.name} has not started its container ({source.pod.phase})"
+            )
+        elif not _show(session, namespace, printer, source.label, source.pod, follow=False):
+            ok = False
+            if source.kept:  # the node cannot serve it, but the run's status kept its tail
+                _show_missing(
+                    printer,
+                    LogSource(source.label, None, "the run's status keeps its last lines:", source.kept),
+                )
+    return 0 if ok else 1
 
 
 def _wanted(pod: TaskPod, task: str | None, attempt: int | None, instance: int | None) -> bool:
@@ -155,9 +174,14 @@ def _follow(
             for obj in follow_run(session, namespace, run_name):
                 if run_view(obj).finished_for_good:
                     break
-        except (RunDeleted, ApiException) as error:
-            printer.note(f"stopped following: {error}")
-        ended.set()
+        except RunDeleted as error:
+            printer.note(str(error))
+            failures.append(run_name)
+        except Exception as error:  # whatever broke, following must end, not hang
+            printer.note(f"stopped following run {run_name}: {error}")
+            failures.append(run_name)
+        finally:
+            ended.set()
 
     def start(pod: TaskPod) -> None:
         label = pod.task if pod.instance is None else f"{pod.task}[{pod.instance}]"
@@ -165,7 +189,12 @@ def _follow(
             label += f" #{pod.attempt}"
 
         def run() -> None:
-            if not _show(session, namespace, printer, label, pod, follow=True):
+            try:
+                shown = _show(session, namespace, printer, label, pod, follow=True)
+            except Exception as error:  # one line, never a thread's traceback
+                printer.note(f"{label}: {error}")
+                shown = False
+            if not shown:
                 failures.append(pod.name)
 
         followers[pod.name] = threading.Thread(target=run, daemon=True)
@@ -183,6 +212,9 @@ def _follow(
     for pod in task_pods(_pods(session, namespace, uid)):
         if pod.started and pod.name not in followers and _wanted(pod, task, attempt, instance):
             start(pod)
+    # Streams end with their containers; one cut off without a word is given
+    # a little while, not forever.
+    deadline = time.monotonic() + FOLLOWER_GRACE_SECONDS
     for thread in list(followers.values()):
-        thread.join()
+        thread.join(max(deadline - time.monotonic(), 0))
     return 1 if failures else 0

@@ -55,7 +55,9 @@ def open_terminal(color: str = "auto", out: TextIO | None = None, err: TextIO | 
         colored = False
     else:
         colored = interactive and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
-    width = (
-        shutil.get_terminal_size((100, 24)).columns if interactive else int(os.environ.get("COLUMNS", "100"))
-    )
+    columns = os.environ.get("COLUMNS", "")
+    if interactive:
+        width = shutil.get_terminal_size((100, 24)).columns
+    else:
+        width = int(columns) if columns.isdigit() else 100
     return Terminal(out, err, Painter(color=colored, unicode=_encodes(out)), width, interactive)

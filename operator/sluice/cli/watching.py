@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from kubernetes import watch as _watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from sluice.cli.connection import GROUP, VERSION, Session
 
@@ -20,6 +21,8 @@ _watch_module: Any = cast(Any, _watch)
 # How long one watch request lasts before it is renewed (the server may end
 # it sooner); short enough that a deadline or a stop request is noticed.
 _WATCH_SECONDS = 30
+# A watch broken by the API server (a restart) is started again after this.
+RETRY_SECONDS = 2.0
 
 
 class RunDeleted(Exception):
@@ -57,8 +60,6 @@ def follow_run(
             for event in stream:
                 obj = event["object"]
                 kind = event["type"]
-                if kind == "ERROR":
-                    raise ApiException(status=obj.get("code", 500), reason=obj.get("message"))
                 version = obj["metadata"]["resourceVersion"]
                 if kind == "DELETED":
                     raise RunDeleted(f"run {namespace}/{name} was deleted")
@@ -66,13 +67,44 @@ def follow_run(
                     yield obj
                 if deadline is not None and time.monotonic() >= deadline:
                     return
-        except ApiException as error:
-            if error.status != 410:
+        except (ApiException, HTTPError) as error:
+            if not _transient(error):
                 raise
-            # Our version is too old to resume from: start again from now.
-            current = session.get("pipelineruns", name, namespace)
+            # Our version is too old to resume from (410), or the API server
+            # is restarting: start again from now, once it answers.
+            current = _current(session, namespace, name, deadline, pause=_status(error) != 410)
             version = current["metadata"]["resourceVersion"]
             yield current
+
+
+def _status(error: Exception) -> int | None:
+    return getattr(error, "status", None) if isinstance(error, ApiException) else None
+
+
+def _transient(error: Exception) -> bool:
+    """A 410, a 429, a 5xx or a broken connection: worth trying again."""
+    status = _status(error)
+    return status is None or status in (410, 429) or status >= 500
+
+
+def _current(
+    session: Session, namespace: str, name: str, deadline: float | None, pause: bool
+) -> dict[str, Any]:
+    """The run as it is now, read again until the API server answers (or the deadline)."""
+    while True:
+        if pause:
+            time.sleep(max(min(RETRY_SECONDS, _remaining(deadline)), 0))
+        try:
+            return session.get("pipelineruns", name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                raise RunDeleted(f"run {namespace}/{name} was deleted") from error
+            if not _transient(error) or _remaining(deadline) <= 0:
+                raise
+        except HTTPError:
+            if _remaining(deadline) <= 0:
+                raise
+        pause = True
 
 
 def follow_pods(

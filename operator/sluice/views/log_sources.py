@@ -77,20 +77,81 @@ def _label(task: str, instance: int | None, attempt: int, many_attempts: bool) -
     return f"{name} #{attempt}" if many_attempts else name
 
 
-def _gone_note(run: RunView, task: str, instance: int | None) -> tuple[str, str | None]:
-    """Why there is no pod to read, and the log tail the status keeps, if any."""
+def _unit(run: RunView, task: str, instance: int | None) -> AttemptView | None:
+    """The status entry of a task, or of one instance of a fanned-out task."""
     view: AttemptView | None = run.task(task)
     if isinstance(view, TaskView) and instance is not None:
         view = next((i for i in view.instances if i.index == instance), None)
+    return view
+
+
+def _gone_note(run: RunView, task: str, instance: int | None) -> tuple[str, str | None]:
+    """Why there is no pod to read, and the log tail the status keeps, if any."""
+    label = task if instance is None else f"{task}[{instance}]"
+    view = _unit(run, task, instance)
     if view is not None and view.reason == "Reused":
         source = (run.started_by or "the run it reruns").removeprefix("rerun of ")
-        return f"{task}: reused from {source}; its log is that run's", None
+        return f"{label}: reused from {source}; its log is that run's", None
+    if view is not None and view.state == "Skipped":
+        return f"{label}: skipped, so it has no log ({view.reason or 'not run'})", None
     if view is None or view.pod_name is None:
-        return f"{task}: no pod yet, the task has not started", None
-    gone = f"{task}: pod {view.pod_name} is gone (deleted by hand, or with its run)"
+        return f"{label}: no pod yet, the task has not started", None
+    gone = f"{label}: pod {view.pod_name} is gone (deleted by hand, or with its run)"
     if view.message:
         return f"{gone}; the run's status keeps its last lines:", view.message
     return f"{gone}; the run's status keeps no log for it (only a failed task keeps its tail)", None
+
+
+def _units(
+    run: RunView, name: str, pods: Sequence[TaskPod], instance: int | None, asked: bool
+) -> list[int | None]:
+    """The task itself ([None]), or the indexes of its instances when it fans out."""
+    view = run.task(name)
+    fanned = bool(view is not None and (view.fanned_out or view.instances)) or any(
+        p.task == name and p.instance is not None for p in pods
+    )
+    if not fanned:
+        if instance is not None and asked:
+            raise LookupError(f'task "{name}" is not fanned out: it has no instance {instance}')
+        return [] if instance is not None else [None]
+    indexes: set[int] = {i.index for i in view.instances} if view is not None else set()
+    indexes |= {p.instance for p in pods if p.task == name and p.instance is not None}
+    chosen: list[int | None] = [i for i in sorted(indexes) if instance is None or i == instance]
+    if instance is not None and not chosen and asked:
+        raise LookupError(f'task "{name}" has no instance {instance}')
+    return chosen
+
+
+def _unit_sources(
+    run: RunView, name: str, unit: int | None, pods: Sequence[TaskPod], attempt: int | None, asked: bool
+) -> list[LogSource]:
+    mine = [p for p in pods if p.task == name and p.instance == unit]
+    status = _unit(run, name, unit)
+    if attempt is not None:
+        chosen = [p for p in mine if p.attempt == attempt]
+        if not chosen and asked:
+            tried = sorted({p.attempt for p in mine})
+            raise LookupError(
+                f'task "{name}" has no attempt {attempt} with a pod'
+                + (f" (attempts with pods: {', '.join(map(str, tried))})" if tried else "")
+            )
+    else:
+        chosen = [max(mine, key=lambda p: p.attempt)] if mine else []
+    many = any(p.attempt > 1 for p in mine)
+    newest = max((p.attempt for p in mine), default=0)
+    kept = status.message if status is not None else None
+    sources = [
+        LogSource(_label(name, unit, pod.attempt, many), pod, None, kept if pod.attempt == newest else None)
+        for pod in chosen
+    ]
+    if (
+        not chosen
+        and attempt is None
+        and (asked or (status is not None and status.state not in {"Pending", "Skipped"}))
+    ):
+        note, tail = _gone_note(run, name, unit)
+        sources.append(LogSource(_label(name, unit, 1, False), None, note, tail))
+    return sources
 
 
 def log_sources(
@@ -101,10 +162,11 @@ def log_sources(
     instance: int | None = None,
 ) -> list[LogSource]:
     """What to show, in the run's task order: for each task (or ``task``),
-    each instance's newest attempt, or ``attempt`` when given. A task the
-    run's status says ran but whose pod is gone gets a note instead.
+    and each instance of a fanned-out one, the newest attempt's pod, or
+    ``attempt``'s when given. Where the status says it ran but its pod is
+    gone, a note and the log tail the status keeps stand in for it.
 
-    Raises LookupError naming the choices when ``task``/``attempt`` match nothing.
+    Raises LookupError naming the choices when ``task``/``attempt``/``instance`` match nothing.
     """
     order = [t.name for level in levels(run.tasks) for t in level] + [
         t.name for t in run.tasks if t.is_finally
@@ -114,26 +176,10 @@ def log_sources(
         choices = ", ".join(order) or "none yet"
         raise LookupError(f'run {run.name} has no task "{task}" (tasks: {choices})')
     wanted = [task] if task is not None else order + sorted({p.task for p in pods} - set(order))
-    sources: list[LogSource] = []
-    for name in wanted:
-        mine = [p for p in pods if p.task == name and (instance is None or p.instance == instance)]
-        keys = sorted({p.instance for p in mine}, key=lambda i: -1 if i is None else i)
-        if attempt is not None:
-            chosen = [p for p in mine if p.attempt == attempt]
-            if not chosen and task is not None:
-                tried = sorted({p.attempt for p in mine})
-                raise LookupError(
-                    f'task "{name}" has no attempt {attempt} with a pod'
-                    + (f" (attempts with pods: {', '.join(map(str, tried))})" if tried else "")
-                )
-        else:
-            chosen = [max((p for p in mine if p.instance == key), key=lambda p: p.attempt) for key in keys]
-        many = any(p.attempt > 1 for p in mine)
-        for pod in sorted(chosen, key=lambda p: (-1 if p.instance is None else p.instance, p.attempt)):
-            sources.append(LogSource(_label(name, pod.instance, pod.attempt, many), pod))
-        if not chosen and attempt is None:
-            view = run.task(name)
-            if (view is not None and view.state not in {"Pending", "Skipped"}) or task is not None:
-                note, kept = _gone_note(run, name, instance)
-                sources.append(LogSource(_label(name, instance, 1, False), None, note, kept))
-    return sources
+    asked = task is not None
+    return [
+        source
+        for name in wanted
+        for unit in _units(run, name, pods, instance, asked)
+        for source in _unit_sources(run, name, unit, pods, attempt, asked)
+    ]

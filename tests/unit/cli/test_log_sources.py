@@ -92,3 +92,44 @@ def test_a_reused_task_points_at_the_run_it_came_from() -> None:
     obj["spec"] = {"rerunOf": {"name": "etl-0"}}
     (a,) = log_sources(run_view(obj), [], task="a")
     assert a.note == "a: reused from etl-0; its log is that run's"
+
+
+def test_a_fanned_out_tasks_gone_pods_are_said_so_per_instance_with_their_tails() -> None:
+    obj = run_object(
+        [spec_task("fan", matrix={"axes": [{"name": "r", "values": ["eu", "us"]}]})],
+        [
+            entry(
+                "fan",
+                "Failed",
+                instances=[
+                    {"index": 0, "phase": "Succeeded", "podName": "p-fan-0"},
+                    {"index": 1, "phase": "Failed", "podName": "p-fan-1", "message": "no data for us"},
+                ],
+            )
+        ],
+    )
+    sources = log_sources(run_view(obj), [])
+    assert [(s.label, s.pod, s.kept) for s in sources] == [
+        ("fan[0]", None, None),
+        ("fan[1]", None, "no data for us"),
+    ]
+    assert "fan[1]: pod p-fan-1 is gone" in (sources[1].note or "")
+    (one,) = log_sources(run_view(obj), [], task="fan", instance=1)
+    assert one.label == "fan[1]" and one.kept == "no data for us"
+
+
+def test_instances_only_of_fanned_out_tasks_and_a_skipped_task_says_so() -> None:
+    with pytest.raises(LookupError, match='task "load" is not fanned out'):
+        log_sources(run_view(RUN), PODS, task="load", instance=0)
+    # without a task, --instance picks among the fanned-out ones only
+    assert [s.label for s in log_sources(run_view(RUN), PODS, instance=1)] == ["fan[1]"]
+    obj = run_object([spec_task("a")], [entry("a", "Skipped", reason="UpstreamNotSucceeded")])
+    (a,) = log_sources(run_view(obj), [], task="a")
+    assert a.note == "a: skipped, so it has no log (UpstreamNotSucceeded)"
+
+
+def test_a_live_pod_carries_the_tail_for_when_its_node_cannot_serve_the_log() -> None:
+    (load,) = log_sources(run_view(RUN), PODS, task="load")
+    assert load.pod is not None and load.pod.name == "p-load-2" and load.kept == "line 1\nTraceback: boom"
+    (first,) = log_sources(run_view(RUN), PODS, task="load", attempt=1)
+    assert first.kept is None  # the status's tail is the newest attempt's
