@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -18,6 +19,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
+from tests.integration.browser import Browser, chromium_binary
 from tests.integration.conftest import HACK, Kube, hack_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -199,11 +201,13 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
             "triggers.enabled=true",
             "--set",
             "pendingDeadlineSeconds=20",
+            "--set",
+            "dashboard.enabled=true",
         ],
         check=True,
     )
     kubectl = [kubectl_bin, "--kubeconfig", real_cluster]
-    for deployment in ("sluice", "sluice-triggers"):
+    for deployment in ("sluice", "sluice-triggers", "sluice-dashboard"):
         subprocess.run(
             [
                 *kubectl,
@@ -350,6 +354,7 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
     assert logs_of(tasks["dns"]["podName"]).split()[0] == "10.96.0.1"
 
     _plugin_reads_the_logs(real_cluster, kubectl_bin, hostile)
+    _the_dashboard_streams_a_running_tasks_log(kubectl, image)
 
     def run_done(name: str) -> dict | None:
         try:
@@ -437,6 +442,66 @@ def _the_webhook_refuses_a_cycle_through_its_service(kubectl: list[str]) -> None
 
     message = wait_for("the webhook to refuse a cycle", refused, timeout=60, interval=1)
     assert "denied the request: Pipeline is invalid: CycleDetected: tasks form a cycle" in message
+
+
+def _the_dashboard_streams_a_running_tasks_log(kubectl: list[str], image: str) -> None:
+    """The dashboard as installed (its Service, reached by port-forward as
+    documented), in headless Chromium: a task's log page shows its lines
+    while the container still runs, then says the container ended."""
+    binary = chromium_binary()
+    assert binary, "chromium is not installed: run hack/install-deps"
+    ticker = {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "ticker"},
+        "spec": {
+            "tasks": [
+                {
+                    "name": "tick",
+                    "image": image,
+                    "command": ["sh", "-c", "for i in $(seq 1 20); do echo tick $i; sleep 0.5; done"],
+                }
+            ]
+        },
+    }
+    run = {
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "PipelineRun",
+        "metadata": {"name": "ticker-1"},
+        "spec": {"pipelineRef": {"name": "ticker"}},
+    }
+    subprocess.run(
+        [*kubectl, "apply", "-n", "default", "-f", "-"],
+        input=yaml.safe_dump_all([ticker, run]),
+        text=True,
+        check=True,
+    )
+    forward = subprocess.Popen(
+        [*kubectl, "-n", "sluice-system", "port-forward", "svc/sluice-dashboard", "0:80"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    browser = Browser(binary)
+    try:
+        assert forward.stdout is not None
+        line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> 8080"
+        port = int(line.split("127.0.0.1:")[1].split()[0])
+        browser.goto(f"http://127.0.0.1:{port}/ns/default/runs/ticker-1/tasks/tick/log")
+        text = "document.getElementById('log').textContent"
+        browser.wait("the first lines", f"{text}.includes('tick 2')", timeout=120)
+        assert "tick 20" not in browser.evaluate(text)  # shown while it runs, not after
+        browser.wait("the last line", f"{text}.includes('tick 20')", timeout=60)
+        browser.wait(
+            "the end", "document.getElementById('log-status').textContent.includes('container ended')"
+        )
+        lines = browser.evaluate(text).splitlines()
+        assert lines == [f"tick {i}" for i in range(1, 21)]
+        logs = pathlib.Path(os.environ.get("SLUICE_TEST_LOGS") or tempfile.gettempdir())
+        browser.screenshot(logs / "screenshots" / "log-page.png")
+    finally:
+        browser.close()
+        forward.terminate()
 
 
 def _plugin_reads_the_logs(real_cluster: str, kubectl_bin: str, hostile: str) -> None:
