@@ -120,6 +120,11 @@ def main() -> None:
     )
     results["overview_bytes"] = len(pipelines_page(pipelines, views, NOW))
     events = [{"type": "Normal", "reason": "Started", "message": "running", "count": 1}]
+    flat = [{"name": "root", "image": "x"}] + [
+        {"name": f"p{i}", "image": "x", "dependsOn": ["root"]} for i in range(499)
+    ]
+    wide = _run("flat-500", "flat", flat, "Succeeded", 0)
+    results["run_page_500_wide_ms"] = _median_ms(lambda: run_page(wide, events, NOW), args.repeat)
     for size in (500, 5000):
         run = _run(f"big-{size}", "big", _dag(size), "Succeeded", 0)
         results[f"run_page_{size}_tasks_ms"] = _median_ms(lambda r=run: run_page(r, events, NOW), args.repeat)

@@ -447,7 +447,8 @@ def _the_webhook_refuses_a_cycle_through_its_service(kubectl: list[str]) -> None
 def _the_dashboard_streams_a_running_tasks_log(kubectl: list[str], image: str) -> None:
     """The dashboard as installed (its Service, reached by port-forward as
     documented), in headless Chromium: a task's log page shows its lines
-    while the container still runs, then says the container ended."""
+    while the container still runs, then says the container ended; the run
+    page of real-1 draws every task Succeeded."""
     binary = chromium_binary()
     assert binary, "chromium is not installed: run hack/install-deps"
     ticker = {
@@ -499,6 +500,13 @@ def _the_dashboard_streams_a_running_tasks_log(kubectl: list[str], image: str) -
         assert lines == [f"tick {i}" for i in range(1, 21)]
         logs = pathlib.Path(os.environ.get("SLUICE_TEST_LOGS") or tempfile.gettempdir())
         browser.screenshot(logs / "screenshots" / "log-page.png")
+        # the run page of the pipeline that ran in real containers: every task green
+        browser.goto(f"http://127.0.0.1:{port}/ns/default/runs/real-1")
+        states = browser.evaluate(
+            "[...document.querySelectorAll('svg.dag g.task')].map(g => g.dataset.state)"
+        )
+        assert states and set(states) == {"Succeeded"}, states
+        browser.screenshot(logs / "screenshots" / "real-run-page.png")
     finally:
         browser.close()
         forward.terminate()

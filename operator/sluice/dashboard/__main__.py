@@ -18,7 +18,7 @@ from aiohttp import web
 
 from sluice.dashboard.server import Dashboard
 from sluice.dashboard.store import Store
-from sluice.kube import KubeClient, in_cluster_connection
+from sluice.kube import ApiError, KubeClient, in_cluster_connection
 
 log = logging.getLogger("sluice.dashboard")
 
@@ -29,8 +29,17 @@ async def serve() -> None:
         raise SystemExit("no Kubernetes credentials: neither in-cluster nor a kubeconfig")
     client = KubeClient(info)
     store = Store(client, os.environ.get("SLUICE_NAMESPACE") or None)
-    tasks = await store.start()
-    runner = web.AppRunner(Dashboard(client, store).app(), access_log=None)
+    try:
+        tasks = await store.start()
+    except ApiError as error:
+        scope = f"namespace {store.namespace}" if store.namespace else "all namespaces"
+        hint = "" if store.namespace else " (set SLUICE_NAMESPACE to a namespace you may read)"
+        raise SystemExit(
+            f"sluice-dashboard: cannot read pipelines and runs in {scope}: {error}{hint}"
+        ) from error
+    # A page or log left by its viewer ends at once (its watch of the store,
+    # its upstream log connection), rather than at its next write.
+    runner = web.AppRunner(Dashboard(client, store).app(), access_log=None, handler_cancellation=True)
     await runner.setup()
     port = int(os.environ.get("SLUICE_DASHBOARD_PORT") or 8080)
     await web.TCPSite(runner, "0.0.0.0", port).start()

@@ -28,10 +28,11 @@ def _columns(run: RunView) -> list[list[TaskView]]:
     row: dict[str, float] = {}
     ordered: list[list[TaskView]] = []
     for level in columns:
+        declared = {task.name: float(i) for i, task in enumerate(level)}
 
-        def weight(task: TaskView, level: list[TaskView] = level) -> float:
+        def weight(task: TaskView, declared: dict[str, float] = declared) -> float:
             placed = [row[d] for d in task.deps if d in row]
-            return sum(placed) / len(placed) if placed else float(level.index(task))
+            return sum(placed) / len(placed) if placed else declared[task.name]
 
         column = sorted(level, key=weight)
         row.update({task.name: float(i) for i, task in enumerate(column)})

@@ -55,6 +55,9 @@ _LIVE_SCRIPT = """
   var badge=document.getElementById('live-badge');
   var source=new EventSource(live.dataset.src);
   source.addEventListener('page',function(e){live.innerHTML=e.data; if(badge) badge.textContent='live';});
+  source.addEventListener('gone',function(e){
+    source.close(); live.textContent=e.data; if(badge) badge.textContent='';
+  });
   source.onerror=function(){ if(badge) badge.textContent='reconnecting…'; };
 })();
 </script>

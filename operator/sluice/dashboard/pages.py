@@ -73,17 +73,22 @@ def _squares(runs: Sequence[RunView]) -> str:
 
 def _by_age(runs: Sequence[RunView]) -> list[RunView]:
     """Oldest first (creation time, then name, for a stable order)."""
-    return sorted(
-        runs, key=lambda r: (r.created or r.started or datetime.min.replace(tzinfo=None).astimezone(), r.name)
-    )
+    return sorted(runs, key=lambda r: (r.created or r.started or EPOCH, r.name))
 
 
 def pipelines_page(
     pipelines: Sequence[Mapping[str, Any]], runs: Mapping[tuple[str, str], Sequence[RunView]], now: datetime
 ) -> str:
     """Every pipeline: schedule, next run, validity, its latest runs as squares."""
+    shown = {(p["metadata"].get("namespace", ""), p["metadata"]["name"]) for p in pipelines}
+    others = [run for key, group in runs.items() if key not in shown for run in group]
+    other = (
+        f"<section><h2>Runs of no Pipeline shown here</h2>{runs_table(others, now)}</section>"
+        if others
+        else ""
+    )
     if not pipelines:
-        return "<p>No pipelines yet. <code>kubectl apply</code> one.</p>"
+        return "<p>No pipelines yet. <code>kubectl apply</code> one.</p>" + other
     rows = []
     for obj in sorted(pipelines, key=lambda p: (p["metadata"].get("namespace", ""), p["metadata"]["name"])):
         meta = obj["metadata"]
@@ -99,7 +104,7 @@ def pipelines_page(
         )
     return (
         "<table><tr><th>Namespace</th><th>Pipeline</th><th>Schedule</th><th>Next run</th>"
-        f"<th>Valid</th><th>Runs</th><th>Latest runs</th></tr>{''.join(rows)}</table>"
+        f"<th>Valid</th><th>Runs</th><th>Latest runs</th></tr>{''.join(rows)}</table>{other}"
     )
 
 
@@ -223,7 +228,8 @@ def run_page(
         + "<section><h2>Conditions</h2><table>"
         + "<tr><th>Type</th><th>Status</th><th>Reason</th><th>Message</th></tr>"
         + conditions
-        + "</table><h2>Events</h2><table><tr><th>Type</th><th>Reason</th><th>Message</th><th>Count</th></tr>"
+        + '</table><h2>Events</h2><table id="events">'
+        + "<tr><th>Type</th><th>Reason</th><th>Message</th><th>Count</th></tr>"
         + event_rows
         + "</table></section>"
     )
@@ -236,6 +242,7 @@ def log_page(run_name: str, task: str, stream_src: str) -> str:
         '<p id="log-status" class="muted">connecting…</p><pre id="log"></pre></section>'
         "<script>(function(){var pre=document.getElementById('log'),st=document.getElementById('log-status');"
         f"var s=new EventSource({esc_js(stream_src)});"
+        "s.onopen=function(){pre.textContent='';};"
         "s.addEventListener('line',function(e){pre.appendChild(document.createTextNode(e.data+'\\n'));"
         "pre.scrollTop=pre.scrollHeight;});"
         "s.addEventListener('status',function(e){st.textContent=e.data;});"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from sluice.api import labels
@@ -21,7 +23,7 @@ from sluice.dashboard import pages
 from sluice.dashboard.html import page
 from sluice.dashboard.store import Store
 from sluice.kube import ApiError, KubeClient
-from sluice.views.log_sources import log_sources, task_pods
+from sluice.views.log_sources import LogSource, log_sources, task_pods
 from sluice.views.run_view import run_view
 
 log = logging.getLogger("sluice.dashboard")
@@ -33,6 +35,9 @@ MIN_UPDATE_SECONDS = 0.25
 # While a task's container has not started, its pod is looked at this often.
 POD_POLL_SECONDS = 1.0
 CONTAINER = "task"
+# Log streams open at once (each holds an API connection while it runs).
+MAX_LOG_STREAMS = 32
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 Render = Callable[[], Any]
 
@@ -42,18 +47,19 @@ class Dashboard:
         self.client = client
         self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.streams = asyncio.Semaphore(MAX_LOG_STREAMS)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[_guard])
         app.add_routes(
             [
                 web.get("/healthz", self.healthz),
                 web.get("/", self.html(self.overview, "Pipelines")),
                 web.get("/ns/{ns}/pipelines/{name}", self.html(self.pipeline, "Pipeline")),
                 web.get("/ns/{ns}/runs/{name}", self.html(self.run, "Run")),
-                web.get("/live/", self.live(self.overview)),
-                web.get("/live/ns/{ns}/pipelines/{name}", self.live(self.pipeline)),
-                web.get("/live/ns/{ns}/runs/{name}", self.live(self.run)),
+                web.get("/live/", self.live(self.overview, self._any_change)),
+                web.get("/live/ns/{ns}/pipelines/{name}", self.live(self.pipeline, self._any_change)),
+                web.get("/live/ns/{ns}/runs/{name}", self.live(self.run, self._run_version)),
                 web.get("/ns/{ns}/runs/{name}/tasks/{task}/log", self.log_page),
                 web.get("/ns/{ns}/runs/{name}/tasks/{task}/log/stream", self.log_stream),
             ]
@@ -62,6 +68,16 @@ class Dashboard:
 
     async def healthz(self, _: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    # What a live page shows changed when its stamp did (or HEARTBEAT_SECONDS
+    # passed, for durations that grow and Events).
+
+    def _any_change(self, _: web.Request) -> object:
+        return self.store.version
+
+    def _run_version(self, request: web.Request) -> object:
+        found = self.store.runs.get((request.match_info["ns"], request.match_info["name"]))
+        return None if found is None else found["metadata"].get("resourceVersion")
 
     # --- page bodies: None when the object does not exist -----------------------
 
@@ -97,7 +113,7 @@ class Dashboard:
                 f"/api/v1/namespaces/{namespace}/events",
                 params={"fieldSelector": f"involvedObject.name={name},involvedObject.kind=PipelineRun"},
             )
-        except ApiError as error:
+        except (ApiError, aiohttp.ClientError, TimeoutError) as error:
             log.warning("events of %s/%s: %s", namespace, name, error)
             return []
         return list(listed.get("items") or ())
@@ -115,21 +131,30 @@ class Dashboard:
 
         return handler
 
-    def live(self, body: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+    def live(
+        self, body: Callable[[web.Request], Any], stamp: Callable[[web.Request], object]
+    ) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.StreamResponse:
             response = await _event_stream(request)
             shown: str | None = None
+            shown_stamp: object = ()
+            rendered_at = 0.0
+            loop = asyncio.get_running_loop()
             while True:
                 version = self.store.version
-                content = await body(request)
-                if content is None:
-                    await _send(response, "page", "<p>It was deleted.</p>")
-                    return response
-                if content != shown:
-                    await _send(response, "page", content)
-                    shown = content
-                if not await self.store.changed_after(version, HEARTBEAT_SECONDS):
-                    await response.write(b": still here\n\n")  # also re-renders durations
+                due = loop.time() - rendered_at >= HEARTBEAT_SECONDS
+                if stamp(request) != shown_stamp or due:
+                    shown_stamp, rendered_at = stamp(request), loop.time()
+                    content = await body(request)
+                    if content is None:
+                        await _send(response, "gone", "It was deleted.")
+                        return response
+                    if content != shown:
+                        await _send(response, "page", content)
+                        shown = content
+                    elif due:
+                        await response.write(b": still here\n\n")
+                await self.store.changed_after(version, HEARTBEAT_SECONDS)
                 await asyncio.sleep(MIN_UPDATE_SECONDS)
 
         return handler
@@ -146,41 +171,70 @@ class Dashboard:
 
     async def log_stream(self, request: web.Request) -> web.StreamResponse:
         namespace, name, task = (request.match_info[k] for k in ("ns", "name", "task"))
-        attempt = _number(request.query.get("attempt"))
-        instance = _number(request.query.get("instance"))
-        found = self.store.runs.get((namespace, name))
-        if found is None:
+        if (namespace, name) not in self.store.runs:
             raise web.HTTPNotFound(text=f"run {name} not found")
         response = await _event_stream(request)
-        view = run_view(found)
-        selector = f"{labels.RUN_UID}={view.uid},{labels.TASK}={task}"
+        if self.streams.locked():
+            await _send(response, "end", f"{MAX_LOG_STREAMS} logs are open already: close one and reload")
+            return response
+        async with self.streams:
+            try:
+                await self._stream_log(response, namespace, name, task, request)
+            except (ApiError, aiohttp.ClientError, TimeoutError) as error:
+                await _send(response, "end", f"the log stopped: {error}")
+        return response
+
+    async def _pods(self, namespace: str, uid: str, task: str) -> list[dict[str, Any]]:
+        selector = f"{labels.RUN_UID}={uid},{labels.TASK}={task}"
         listed = await self.client.request(
             "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}
         )
-        try:
-            sources = log_sources(view, task_pods(listed.get("items") or ()), task, attempt, instance)
-        except LookupError as error:
-            await _send(response, "end", str(error))
-            return response
-        if not sources:
-            await _send(response, "end", f"{task}: nothing to show yet")
-            return response
-        source = sources[0]
+        return list(listed.get("items") or ())
+
+    async def _source(
+        self, response: web.StreamResponse, namespace: str, name: str, task: str, request: web.Request
+    ) -> LogSource | None:
+        """The log to show, waiting while the task has no pod yet (and its run goes on)."""
+        attempt = _number(request.query.get("attempt"))
+        instance = _number(request.query.get("instance"))
+        while True:
+            found = self.store.runs.get((namespace, name))
+            if found is None:
+                await _send(response, "end", f"run {name} was deleted")
+                return None
+            view = run_view(found)
+            pods = task_pods(await self._pods(namespace, view.uid, task))
+            try:
+                sources = log_sources(view, pods, task, attempt, instance)
+            except LookupError as error:
+                await _send(response, "end", str(error))
+                return None
+            if sources and (sources[0].pod is not None or view.finished_for_good or sources[0].kept):
+                return sources[0]
+            await _send(response, "status", f"{task}: no pod yet, waiting for the task to start")
+            await asyncio.sleep(POD_POLL_SECONDS)
+
+    async def _stream_log(
+        self, response: web.StreamResponse, namespace: str, name: str, task: str, request: web.Request
+    ) -> None:
+        source = await self._source(response, namespace, name, task, request)
+        if source is None:
+            return
         if source.pod is None:
             await _send(response, "status", source.note or "no pod")
             for line in (source.kept or "").splitlines():
                 await _send(response, "line", line)
             await _send(response, "end", source.note or "no pod")
-            return response
+            return
         pod = source.pod
         pod_path = f"/api/v1/namespaces/{namespace}/pods/{pod.name}"
-        while not pod.started:
+        while not pod.started and pod.phase not in ("Succeeded", "Failed"):
             await _send(response, "status", f"pod {pod.name} is {pod.phase}: waiting for it to start")
             await asyncio.sleep(POD_POLL_SECONDS)
             current = await self.client.get_optional(pod_path)
             if current is None:
                 await _send(response, "end", f"pod {pod.name} is gone")
-                return response
+                return
             pod = task_pods([current])[0]
         await _send(response, "status", f"{source.label}: pod {pod.name}, following")
         params = {"container": CONTAINER, "follow": "true"}
@@ -188,11 +242,24 @@ class Dashboard:
             if upstream.status >= 300:
                 text = (await upstream.read()).decode(errors="replace")
                 await _send(response, "end", f"cannot read the log of pod {pod.name}: {text[:300]}")
-                return response
+                return
             async for raw in upstream.content:
                 await _send(response, "line", raw.decode(errors="replace").rstrip("\n"))
         await _send(response, "end", f"{source.label}: the container ended")
-        return response
+
+
+# Namespaces, names and task names are DNS labels or subdomains: anything else
+# in a path is no object of ours (and never reaches an API path).
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    if any(not _NAME.match(value) for value in request.match_info.values()):
+        raise web.HTTPNotFound(text="no such object")
+    response: web.StreamResponse = await handler(request)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def _number(value: str | None) -> int | None:
@@ -210,6 +277,14 @@ async def _event_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def frame(event: str, data: str) -> bytes:
+    """One server-sent event. Every line break the spec knows (CR, LF, CRLF)
+    starts a new ``data:`` line, so nothing in ``data`` can end the event or
+    start another one.
+    """
+    lines = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    return f"event: {event}\n{lines}\n".encode()
+
+
 async def _send(response: web.StreamResponse, event: str, data: str) -> None:
-    lines = "".join(f"data: {line}\n" for line in (data.split("\n") or [""]))
-    await response.write(f"event: {event}\n{lines}\n".encode())
+    await response.write(frame(event, data))

@@ -90,6 +90,6 @@ class Store:
             if namespace is not None and key[0] != namespace:
                 continue
             view = self.view(key)
-            if view is not None and view.pipeline:
-                grouped[(key[0], view.pipeline)].append(view)
+            if view is not None:
+                grouped[(key[0], view.pipeline or "(none)")].append(view)
         return grouped

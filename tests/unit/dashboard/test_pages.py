@@ -89,3 +89,21 @@ def test_the_timeline_has_a_bar_per_started_task_sized_by_duration() -> None:
     widths = dict(re.findall(r'data-task="([^"]+)".*?<rect x="[\d.]+" y="\d+" width="([\d.]+)"', svg))
     assert set(widths) == {"a", "b"}  # c never started
     assert abs(float(widths["b"]) / float(widths["a"]) - 3.0) < 0.01  # 30 s running against 10 s
+
+
+def test_a_server_sent_event_cannot_be_ended_or_forged_from_its_data() -> None:
+    from sluice.dashboard.server import frame
+
+    forged = "x\r\revent: end\rdata: fake end\r\n50%\n"
+    assert frame("line", forged) == (
+        b"event: line\ndata: x\ndata: \ndata: event: end\ndata: data: fake end\ndata: 50%\ndata: \n\n"
+    )
+    assert frame("end", "") == b"event: end\ndata: \n\n"
+
+
+def test_runs_of_no_pipeline_shown_get_their_own_list() -> None:
+    inline = run_object([spec_task("a")], [], name="adhoc-1")
+    inline["status"]["pipelineName"] = "(inline)"
+    pipelines = [{"metadata": {"name": "etl", "namespace": "etl"}, "spec": {}}]
+    body = pipelines_page(pipelines, {("etl", "(inline)"): [run_view(inline)]}, NOW)
+    assert "Runs of no Pipeline shown here" in body and 'data-run="adhoc-1"' in body
