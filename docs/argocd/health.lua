@@ -34,7 +34,8 @@ elseif found.Reconciling ~= nil and found.Reconciling.status == "True" then
 elseif found.Ready ~= nil and found.Ready.status == "True" then
   hs.status = "Healthy"
   hs.message = say(found.Ready)
-  if obj.kind == "Pipeline" and obj.spec.schedule ~= nil and obj.spec.schedule.suspend == true then
+  local spec = obj.spec or {}
+  if obj.kind == "Pipeline" and spec.schedule ~= nil and spec.schedule.suspend == true then
     hs.status = "Suspended"
     hs.message = "its schedule is suspended"
   end

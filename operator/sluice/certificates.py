@@ -137,17 +137,39 @@ def _covers(cert: x509.Certificate, hosts: Sequence[str]) -> bool:
     return set(hosts) <= have
 
 
+def _serving_ok(bundle: Bundle, ca_cert: x509.Certificate, hosts: Sequence[str], now: datetime) -> bool:
+    """The serving certificate parses, is the CA's, covers ``hosts``, is not
+    due, and its key is the one stored beside it.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(bundle.cert)
+        key = serialization.load_pem_private_key(bundle.key, password=None)
+    except ValueError:
+        return False
+    return (
+        cert.not_valid_after_utc - now >= RENEW_BEFORE
+        and _covers(cert, hosts)
+        and cert.issuer == ca_cert.subject
+        and key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
 def renewed(bundle: Bundle | None, hosts: Sequence[str], now: datetime) -> Bundle | None:
     """The bundle to store instead of ``bundle``, or None if it still serves:
     a new CA when there is none usable, else a new serving certificate from
-    the same CA when the current one expires soon or misses a name.
+    the same CA (so the caBundle stays) when the current one is due, misses
+    a name, or does not parse or match its key.
     """
     try:
         if bundle is None:
             raise ValueError("no bundle")
         ca_cert = x509.load_pem_x509_certificate(bundle.ca_cert)
         ca_key = serialization.load_pem_private_key(bundle.ca_key, password=None)
-        cert = x509.load_pem_x509_certificate(bundle.cert)
         if (
             not isinstance(ca_key, ec.EllipticCurvePrivateKey)
             or ca_cert.not_valid_after_utc - now < RENEW_BEFORE
@@ -155,11 +177,7 @@ def renewed(bundle: Bundle | None, hosts: Sequence[str], now: datetime) -> Bundl
             raise ValueError("the CA is not usable")
     except ValueError:
         return issue(hosts, now)
-    if (
-        cert.not_valid_after_utc - now >= RENEW_BEFORE
-        and _covers(cert, hosts)
-        and cert.issuer == ca_cert.subject
-    ):
+    if _serving_ok(bundle, ca_cert, hosts, now):
         return None
     serving, key = _serving(ca_cert, ca_key, hosts, now)
     return Bundle(bundle.ca_cert, bundle.ca_key, serving, key)

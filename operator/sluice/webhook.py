@@ -25,7 +25,7 @@ import kopf
 
 from sluice import metrics
 from sluice.certificates import Bundle, renewed
-from sluice.engine.admission_review import review
+from sluice.engine.admission_review import PIPELINE_RUNS, PIPELINES, review
 from sluice.kube import ApiError, KubeClient
 from sluice.settings import Settings
 
@@ -37,6 +37,7 @@ CHECK_SECONDS = 10.0
 RETRY_SECONDS = 5.0
 RENEWAL_CHECK_SECONDS = 24 * 3600.0
 WEBHOOK_PATH = "/validate"
+WEBHOOKS = frozenset({PIPELINES, PIPELINE_RUNS})
 
 
 class AdmissionWebhook:
@@ -70,8 +71,30 @@ class AdmissionWebhook:
             log.warning("admission webhook: %s", message)
 
     async def run(self) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled. Nothing that goes wrong (the API server
+        restarting, a Secret edited by hand, certificates the server cannot
+        load) ends it: each step is retried, and the server is started again.
+        """
         await self._until_done(self.ensure_certificates)
+        serving = asyncio.create_task(self._serve())
+        try:
+            while True:
+                # The Secret is the one truth for every replica: read each
+                # time, so a chain another replica stored is served here too,
+                # and its CA is what goes into the caBundle.
+                stored = await self._step(self.ensure_certificates)
+                in_place = stored and await self._step(self.ensure_ca_bundle)
+                if serving.done():
+                    if not serving.cancelled() and serving.exception() is not None:
+                        self._say_once(
+                            "serving", f"the server stopped: {serving.exception()}; starting it again"
+                        )
+                    serving = asyncio.create_task(self._serve())
+                await asyncio.sleep(CHECK_SECONDS if in_place else RETRY_SECONDS)
+        finally:
+            serving.cancel()
+
+    async def _serve(self) -> None:
         server = kopf.WebhookServer(
             addr="0.0.0.0",
             port=self.settings.webhook_port,
@@ -80,20 +103,7 @@ class AdmissionWebhook:
             pkeyfile=str(self.keyfile),
             file_check_interval=10.0,
         )
-        serving = asyncio.create_task(self._serve(server))
-        renewal_due = asyncio.get_running_loop().time() + RENEWAL_CHECK_SECONDS
-        try:
-            while True:
-                in_place = await self._step(self.ensure_ca_bundle)
-                if asyncio.get_running_loop().time() >= renewal_due and await self._step(
-                    self.ensure_certificates
-                ):
-                    renewal_due += RENEWAL_CHECK_SECONDS
-                await asyncio.sleep(CHECK_SECONDS if in_place else RETRY_SECONDS)
-        finally:
-            serving.cancel()
 
-    async def _serve(self, server: kopf.WebhookServer) -> None:
         async def answer(
             request: Any,
             *,
@@ -101,9 +111,12 @@ class AdmissionWebhook:
             headers: dict[str, str] | None = None,
             sslpeer: dict[str, Any] | None = None,
         ) -> Any:
-            response = review(request, webhook or "")
+            # A 5,000-task pipeline takes seconds to check: not on the loop
+            # that also reconciles (the leader answers reviews too).
+            response = await asyncio.to_thread(review, request, webhook or "")
             allowed = response["response"]["allowed"]
-            metrics.ADMISSION_REVIEWS.labels(webhook or "", str(allowed).lower()).inc()
+            known = webhook if webhook in WEBHOOKS else "other"
+            metrics.ADMISSION_REVIEWS.labels(known, str(allowed).lower()).inc()
             return response
 
         async for _ in server(answer):  # one yield per (re)start, e.g. after renewed files
@@ -118,9 +131,13 @@ class AdmissionWebhook:
     async def _step(self, step: Callable[[], Any]) -> bool:
         try:
             return bool(await step())
+        except asyncio.CancelledError:
+            raise
         except ApiError as error:
             self._say_once(f"{error.status}{error.path}", f"{error} (retrying every {RETRY_SECONDS:g}s)")
-            return False
+        except Exception as error:  # a broken connection, a fenced write, a bad file: try again
+            self._say_once(type(error).__name__, f"{error!r} (retrying every {RETRY_SECONDS:g}s)")
+        return False
 
     async def ensure_certificates(self) -> bool:
         """Read the stored chain, store a renewed one if due, write the files."""

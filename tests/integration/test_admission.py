@@ -154,6 +154,32 @@ def test_while_the_operator_is_down_the_failure_policy_decides(
         "the cycle's Valid condition", lambda: pipeline_condition(kube, namespace, "cycle", "Valid")
     )
     assert (condition["status"], condition["reason"]) == ("False", "CycleDetected")
-    assert pipeline_condition(kube, namespace, "valid", "Valid") or wait_for(
-        "valid's condition", lambda: pipeline_condition(kube, namespace, "valid", "Valid")
-    )
+    valid = wait_for("valid's condition", lambda: pipeline_condition(kube, namespace, "valid", "Valid"))
+    assert valid["status"] == "True"
+
+
+def test_an_emptied_secret_is_filled_again_and_the_new_ca_trusted(
+    kube: Kube, webhook: str, installation: Installation, namespace: str
+) -> None:
+    """The Secret is the one truth: emptied (a restore, a `helm upgrade
+    --force`), the operator stores a new chain, serves it, and puts its CA in
+    the caBundle, without a restart."""
+    secret = f"{webhook}-webhook-tls"
+    before = _configuration(kube, webhook)["webhooks"][0]["clientConfig"]["caBundle"]
+    remove = '[{"op": "remove", "path": "/data"}]'
+    kube.kubectl("patch", "secret", secret, "-n", installation.namespace, "--type=json", "-p", remove)
+
+    def renewed() -> bool:
+        bundles = {h["clientConfig"].get("caBundle") for h in _configuration(kube, webhook)["webhooks"]}
+        return len(bundles) == 1 and before not in bundles
+
+    wait_for("a new CA in the caBundle", renewed)
+    cycle = yaml.safe_dump(MISTAKES["cycle"])
+
+    def refused() -> bool:
+        # until the new files are served: a TLS error (failurePolicy Fail in this test)
+        answer = kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=cycle, check=False)
+        return answer.returncode != 0 and "CycleDetected" in answer.stderr
+
+    # served with the new certificate (kopf reloads the files it changed)
+    wait_for("the webhook to refuse with the new chain", refused, timeout=60, interval=1)

@@ -27,8 +27,16 @@ HEALTH_LUA = ROOT / "docs" / "argocd" / "health.lua"
 LUA_HARNESS = """
 local cjson = require("cjson")
 local script = assert(loadfile(os.getenv("HEALTH_LUA")))
+-- Argo CD hands the script JSON null as nil, not as cjson's null marker.
+local function strip(value)
+  if value == cjson.null then return nil end
+  if type(value) == "table" then
+    for k, v in pairs(value) do value[k] = strip(v) end
+  end
+  return value
+end
 for line in io.lines() do
-  local env = setmetatable({obj = cjson.decode(line)}, {__index = _G})
+  local env = setmetatable({obj = strip(cjson.decode(line))}, {__index = _G})
   setfenv(script, env)
   local hs = script()
   print(env.obj.metadata.name .. "\\t" .. hs.status .. "\\t" .. (hs.message or ""))
@@ -84,9 +92,35 @@ def test_kstatus_and_argocd_read_pipelines_and_runs_as_meant(
         run("ok", "good"),
         run("bad", "broken"),
         run("busy", "slow"),
+        run("stopped", "slow"),
     )
     kube.wait_run(namespace, "ok")
     kube.wait_run(namespace, "bad")
+    # Cancelled by an edit of its spec (a new generation): it must say it saw it.
+    kube.kubectl(
+        "patch",
+        "pipelinerun",
+        "stopped",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"cancelled":true}}',
+    )
+    kube.wait_run(namespace, "stopped", ("Cancelled",))
+    # Written before the health conditions existed (an upgrade): they come back.
+    old = [c for c in kube.run(namespace, "ok")["status"]["conditions"] if c["type"] == "Succeeded"]
+    kube.kubectl(
+        "patch",
+        "pipelinerun",
+        "ok",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": old}}),
+    )
 
     def get(plural: str, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = kube.custom.get_namespaced_custom_object(
@@ -114,6 +148,7 @@ def test_kstatus_and_argocd_read_pipelines_and_runs_as_meant(
             ("pipelineruns", "ok", ""),
             ("pipelineruns", "bad", ""),
             ("pipelineruns", "busy", "Running"),
+            ("pipelineruns", "stopped", ""),
         )
     ]
     # A Pipeline edited but not yet seen by the operator (generation ahead).
@@ -130,6 +165,7 @@ def test_kstatus_and_argocd_read_pipelines_and_runs_as_meant(
         "ok": "Current",
         "bad": "Failed",
         "busy": "InProgress",
+        "stopped": "Failed",
         "edited": "InProgress",
     }
     assert "tasks form a cycle: a -> b -> a" in flux["cyclic"][1]
@@ -143,6 +179,7 @@ def test_kstatus_and_argocd_read_pipelines_and_runs_as_meant(
         "ok": "Healthy",
         "bad": "Degraded",
         "busy": "Progressing",
+        "stopped": "Degraded",
         "edited": "Progressing",
     }
     assert argo["cyclic"][1].startswith("CycleDetected: tasks form a cycle")

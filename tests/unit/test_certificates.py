@@ -50,3 +50,15 @@ def test_a_new_name_renews_the_serving_certificate_and_garbage_makes_a_new_ca() 
     replaced = renewed(broken, HOSTS, NOW)
     assert replaced is not None and replaced.ca_cert != bundle.ca_cert
     assert renewed(None, HOSTS, NOW) is not None
+
+
+def test_a_broken_or_mismatched_serving_certificate_is_reissued_by_the_same_ca() -> None:
+    bundle = issue(HOSTS, NOW)
+    garbage = Bundle(bundle.ca_cert, bundle.ca_key, b"garbage", bundle.key)
+    fixed = renewed(garbage, HOSTS, NOW)
+    assert fixed is not None and fixed.ca_cert == bundle.ca_cert and fixed.cert != b"garbage"
+    other_key = issue(HOSTS, NOW).key
+    mismatched = Bundle(bundle.ca_cert, bundle.ca_key, bundle.cert, other_key)
+    fixed = renewed(mismatched, HOSTS, NOW)
+    assert fixed is not None and fixed.ca_cert == bundle.ca_cert
+    assert renewed(fixed, HOSTS, NOW) is None  # and then it holds

@@ -48,7 +48,8 @@ def review(admission_review: Mapping[str, Any], webhook: str) -> dict[str, Any]:
         response["status"] = {
             "code": 422,
             "reason": "Invalid",
-            "message": f"{kind} is invalid: {problem}",
+            # Cut where the Valid condition cuts it: the same words in both places.
+            "message": f"{kind} is invalid: {problem.reason}: {problem.message[:1024]}",
         }
     return {
         "apiVersion": admission_review.get("apiVersion", "admission.k8s.io/v1"),

@@ -41,6 +41,7 @@ from sluice.engine.announce import Announcement, normal, warning
 from sluice.engine.asset_schedule import ASSETS_READY, ScheduledRun, asset_run_number, plan_asset_schedule
 from sluice.engine.assets import AssetView, read_sequences
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
+from sluice.engine.conditions import with_health
 from sluice.engine.cron import CronSchedule, due_times
 from sluice.engine.data_interval import scheduled_interval
 from sluice.engine.errors import InvalidPipeline
@@ -209,7 +210,7 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
             "next_schedule_time": None,
             "schedule_active_since": None,
             "assets": None,
-            "conditions": without_asset_condition(status.conditions),
+            "conditions": without_asset_condition(status.conditions, rfc3339(now)),
         }
         if not (pipeline.get("spec") or {}).get("schedule"):
             cleared["observed_schedule"] = None
@@ -233,7 +234,7 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     if schedule.on_assets:
         update |= _plan_assets(facts, status, schedule, runs, actions, wakes)
     else:
-        update |= {"assets": None, "conditions": without_asset_condition(status.conditions)}
+        update |= {"assets": None, "conditions": without_asset_condition(status.conditions, rfc3339(now))}
     return PipelinePlan(
         status=_changed(current, status.model_copy(update=update)),
         actions=tuple(actions),
@@ -241,11 +242,13 @@ def plan_pipeline(facts: PipelineFacts) -> PipelinePlan:
     )
 
 
-def without_asset_condition(conditions: list[Condition] | None) -> list[Condition] | None:
-    """The conditions, without AssetsReadable once nothing is scheduled on assets."""
-    if not conditions:
+def without_asset_condition(conditions: list[Condition] | None, now: str) -> list[Condition] | None:
+    """The conditions, without AssetsReadable once nothing is scheduled on
+    assets, and the health they then imply (it no longer stalls).
+    """
+    if not conditions or not any(c.type == ASSETS_READY for c in conditions):
         return conditions
-    return [c for c in conditions if c.type != ASSETS_READY] or None
+    return with_health([c for c in conditions if c.type != ASSETS_READY], now) or None
 
 
 def _plan_cron(

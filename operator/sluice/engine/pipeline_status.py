@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sluice.api.v1alpha1 import Condition, PipelineStatus
-from sluice.engine.conditions import condition, set_condition
+from sluice.engine.conditions import READY, condition, set_condition
 from sluice.engine.validation import pipeline_problem
 
 
@@ -23,7 +23,8 @@ def pipeline_status(pipeline: Mapping[str, Any], now: str) -> PipelineStatus | N
     """The status to write, or None when the current one is up to date."""
     generation = pipeline["metadata"].get("generation")
     status = PipelineStatus.model_validate(pipeline.get("status") or {})
-    if status.observed_generation == generation and status.conditions:
+    has_health = any(c.type == READY for c in status.conditions or ())
+    if status.observed_generation == generation and status.conditions and has_health:
         return None
     raw_tasks = (pipeline.get("spec") or {}).get("tasks") or ()
     problem = pipeline_problem(pipeline.get("spec") or {})

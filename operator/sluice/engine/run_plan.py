@@ -53,7 +53,7 @@ from sluice.engine.assets import (
     with_recorded,
 )
 from sluice.engine.clock import WAKE_MARGIN_SECONDS, parse_time, rfc3339
-from sluice.engine.conditions import condition, set_condition
+from sluice.engine.conditions import READY, condition, set_condition, with_health
 from sluice.engine.dag import Graph, build_graph, ready_tasks, task_verdict
 from sluice.engine.data_interval import RunTimes, run_times
 from sluice.engine.matrix import Fanout, expand, fanout_bytes, gathered, recorded_bytes, split_key, unit_key
@@ -184,6 +184,10 @@ def _plan_run(facts: RunFacts) -> RunPlan:
         # may come to do it (the status write's own event wakes nothing).
         ttl = _plan_finished(replace(facts, status=recorded))
         plan = replace(plan, wake_after=WAKE_MARGIN_SECONDS if ttl.delete_run else ttl.wake_after)
+    kept = kept_current(recorded, facts.generation, facts.now)
+    if kept is not None:
+        recorded = kept
+        plan = replace(plan, status=recorded)
     updates = updates_due(recorded, facts.namespace, facts.name, facts.uid, facts.now)
     if updates:
         # Recorded on the Assets first, then listed in the status: a pass cut
@@ -191,6 +195,26 @@ def _plan_run(facts: RunFacts) -> RunPlan:
         recorded = with_recorded(recorded, updates)
         plan = replace(plan, status=recorded, asset_updates=updates)
     return replace(plan, release=facts.orphans + releasable(recorded, facts.tracked))
+
+
+def kept_current(status: PipelineRunStatus, generation: int | None, now: str) -> PipelineRunStatus | None:
+    """The status with ``observedGeneration`` at the run's generation and the
+    health conditions in place, when either is behind; None when both are.
+
+    What GitOps tools read: a run cancelled by an edit of its spec (a new
+    generation) must say it saw that edit, or kstatus reads it as in
+    progress for ever; a run finished before the health conditions existed
+    (an upgrade) gets them on its next pass.
+    """
+    conditions = status.conditions or []
+    missing_health = bool(conditions) and not any(c.type == READY for c in conditions)
+    behind = generation is not None and status.observed_generation != generation and bool(conditions)
+    if not (missing_health or behind):
+        return None
+    update: dict[str, object] = {"observed_generation": generation if behind else status.observed_generation}
+    if missing_health:
+        update["conditions"] = with_health(conditions, now)
+    return status.model_copy(update=update)
 
 
 def _plan_finished(facts: RunFacts) -> RunPlan:

@@ -48,3 +48,43 @@ def test_transition_times_hold_while_the_health_does_not_change() -> None:
     ready = next(c for c in later if c.type == "Ready")
     assert ready.last_transition_time == T0 and ready.message == "2 of 3"
     assert [c.type for c in later] == ["Succeeded", "Ready", "Reconciling"]  # a stable order
+
+
+def test_a_run_catches_up_with_its_generation_and_an_old_status_gets_its_health() -> None:
+    from sluice.api.v1alpha1 import PipelineRunStatus
+    from sluice.engine.run_plan import kept_current
+
+    failed = condition("Succeeded", "False", "Cancelled", "cancelled", T0)
+    # cancelled by an edit of the spec (generation 2): it says it saw it
+    cancelled = PipelineRunStatus(
+        phase="Cancelled", observed_generation=1, conditions=set_condition(None, failed)
+    )
+    kept = kept_current(cancelled, 2, T1)
+    assert kept is not None and kept.observed_generation == 2
+    assert kept_current(kept, 2, T1) is None  # once caught up: nothing more to write
+    # finished before the health conditions existed (an upgrade)
+    old = PipelineRunStatus(phase="Failed", observed_generation=1, conditions=[failed])
+    fixed = kept_current(old, 1, T1)
+    assert fixed is not None and health(fixed.conditions or []) == {
+        "Ready": ("False", "Cancelled"),
+        "Stalled": ("True", "Cancelled"),
+    }
+    assert kept_current(PipelineRunStatus(), 1, T1) is None  # not started yet: nothing to say
+
+
+def test_an_old_pipeline_status_gets_its_health_and_dropping_assets_unstalls_it() -> None:
+    from sluice.api.v1alpha1 import PipelineStatus
+    from sluice.engine.pipeline_plan import without_asset_condition
+    from sluice.engine.pipeline_status import pipeline_status
+
+    valid = condition("Valid", "True", "Valid", "1 tasks form a valid DAG", T0)
+    old = {
+        "metadata": {"generation": 1},
+        "spec": {"tasks": [{"name": "a", "image": "x"}]},
+        "status": PipelineStatus(observed_generation=1, conditions=[valid]).to_api(),
+    }
+    status = pipeline_status(old, T1)
+    assert status is not None and health(status.conditions or []) == {"Ready": ("True", "Valid")}
+    unshared = set_condition([valid], condition("AssetsReadable", "False", "AssetNotShared", "x", T0))
+    assert "Stalled" in health(unshared)
+    assert health(without_asset_condition(unshared, T1) or []) == {"Ready": ("True", "Valid")}
