@@ -35,16 +35,20 @@ class User:
     kubeconfig: pathlib.Path
     namespace: str
 
-    def sluice(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        env = {
+    @property
+    def env(self) -> dict[str, str]:
+        """kubectl and the plugin on PATH, this user's kubeconfig, no colour."""
+        return {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "PATH": f"{BIN}:{pathlib.Path(self.kube.kubectl_bin).parent}:{os.environ['PATH']}",
             "NO_COLOR": "1",
         }
+
+    def sluice(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [self.kube.kubectl_bin, "sluice", *args],
-            env=env,
+            env=self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -278,15 +282,9 @@ def test_completion_through_kubectl(
 
 
 def _popen(user: User, *args: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(user.kubeconfig),
-        "PATH": f"{BIN}:{pathlib.Path(user.kube.kubectl_bin).parent}:{os.environ['PATH']}",
-        "NO_COLOR": "1",
-    }
     return subprocess.Popen(
         [user.kube.kubectl_bin, "sluice", *args],
-        env=env,
+        env=user.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -9,62 +9,28 @@ page are saved with the test logs ($SLUICE_TEST_LOGS/screenshots).
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
-import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from tests.builders import pipeline, run, task
 from tests.integration.browser import Browser, chromium_binary
-from tests.integration.conftest import ROOT, Kube, OperatorProcess, free_port, wait_for
+from tests.integration.conftest import Kube, OperatorProcess, free_port, wait_for
 from tests.integration.installed import Installation, install_component_rbac
+from tests.integration.servers import ChildServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster_scope_only]
 
 
-class DashboardProcess:
+class DashboardProcess(ChildServer):
     """sluice-dashboard as a child process, with the chart's identity."""
 
     def __init__(self, installed: Installation, log_dir: pathlib.Path) -> None:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(installed.kubeconfig),
-            "PYTHONPATH": str(ROOT / "operator"),
-            "SLUICE_DASHBOARD_PORT": str(self.port),
-        }
-        self.log = log_dir / "dashboard.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sluice.dashboard"],
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
+        port = free_port()
+        super().__init__(
+            "sluice.dashboard", installed, log_dir / "dashboard.log", port, SLUICE_DASHBOARD_PORT=str(port)
         )
-        wait_for("the dashboard to serve", self._ready, timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, f"the dashboard exited: {self.log.read_text()[-2000:]}"
-        try:
-            return urllib.request.urlopen(f"{self.url}/healthz", timeout=2).status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import pathlib
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,8 +22,9 @@ from sluice.triggers.plan import trigger_run_name
 from sluice.triggers.signature import sign
 from tests.builders import pipeline, task
 from tests.builders import run as run_of_pipeline
-from tests.integration.conftest import ROOT, Kube, OperatorProcess, free_port, wait_for
+from tests.integration.conftest import Kube, OperatorProcess, free_port, wait_for
 from tests.integration.installed import Installation, install_triggers_rbac
+from tests.integration.servers import ChildServer
 from tests.integration.test_metrics import scrape
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster_scope_only]
@@ -55,35 +52,21 @@ class Answer:
     headers: dict[str, str]
 
 
-class TriggersProcess:
+class TriggersProcess(ChildServer):
     """The triggers server as a child process, with the chart's identity."""
 
     def __init__(self, installed: Installation, log_dir: pathlib.Path) -> None:
-        self.port, self.metrics_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(installed.kubeconfig),
-            "PYTHONPATH": str(ROOT / "operator"),
-            "SLUICE_TRIGGERS_PORT": str(self.port),
-            "SLUICE_METRICS_PORT": str(self.metrics_port),
-            "SLUICE_TRIGGERS_MAX_BODY_BYTES": str(1024 * 1024),
-        }
-        self.log = log_dir / "triggers.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sluice.triggers"],
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
+        self.metrics_port = free_port()
+        port = free_port()
+        super().__init__(
+            "sluice.triggers",
+            installed,
+            log_dir / "triggers.log",
+            port,
+            SLUICE_TRIGGERS_PORT=str(port),
+            SLUICE_METRICS_PORT=str(self.metrics_port),
+            SLUICE_TRIGGERS_MAX_BODY_BYTES=str(1024 * 1024),
         )
-        wait_for("the triggers server to be ready", self._ready, timeout=30)
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, f"the triggers server exited: {self.log.read_text()[-2000:]}"
-        try:
-            return urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status == 200
-        except (urllib.error.URLError, OSError):
-            return False
 
     def post(
         self,
@@ -114,13 +97,6 @@ class TriggersProcess:
             f'result="{result}",trigger="{trigger}"}}'
         )
         return scrape(self.metrics_port).get(name, 0.0)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 @pytest.fixture(scope="module")

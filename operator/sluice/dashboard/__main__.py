@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 
 import kopf
 from aiohttp import web
@@ -19,6 +18,7 @@ from aiohttp import web
 from sluice.dashboard.server import Dashboard
 from sluice.dashboard.store import Store
 from sluice.kube import ApiError, KubeClient, in_cluster_connection
+from sluice.signals import until_stopped
 
 log = logging.getLogger("sluice.dashboard")
 
@@ -44,11 +44,7 @@ async def serve() -> None:
     port = int(os.environ.get("SLUICE_DASHBOARD_PORT") or 8080)
     await web.TCPSite(runner, "0.0.0.0", port).start()
     log.info("sluice dashboard serving on :%d (%s)", port, store.namespace or "all namespaces")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     await runner.cleanup()
     for task in tasks:
         task.cancel()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 
 import kopf
 from aiohttp import web
 from prometheus_client import start_http_server
 
 from sluice.kube import KubeClient, in_cluster_connection
+from sluice.signals import until_stopped
 from sluice.triggers.server import TriggerServer, close
 
 log = logging.getLogger("sluice.triggers")
@@ -43,11 +43,7 @@ async def serve() -> None:
     tasks = await server.start_watches()
     tasks.append(asyncio.create_task(server.write_statuses()))
     log.info("sluice triggers serving on :%d (%s)", port, server.namespace or "all namespaces")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stopped()
     await runner.cleanup()
     await close(server, tasks)
 
