@@ -96,7 +96,7 @@ class AdmissionWebhook:
 
     async def _serve(self) -> None:
         server = kopf.WebhookServer(
-            addr="0.0.0.0",
+            addr=None,  # every interface, IPv4 and IPv6
             port=self.settings.webhook_port,
             path=WEBHOOK_PATH,
             certfile=str(self.certfile),

@@ -64,6 +64,20 @@ def test_chart_passes_server_side_validation(
     assert "deployment.apps/sluice created (server dry run)" in result.stdout
 
 
+def test_a_misspelt_webhook_setting_is_refused_by_helm_not_by_the_api_server(helm: str) -> None:
+    for setting, says in (
+        ("webhook.failurePolicy=fail", "value must be one of 'Ignore', 'Fail'"),
+        ("webhook.timeoutSeconds=60", "maximum: got 60, want 30"),
+    ):
+        result = subprocess.run(
+            [helm, "template", "sluice", str(CHART), "--set", setting],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode != 0 and says in result.stderr, result.stderr
+
+
 def test_rbac_has_no_wildcards(helm: str) -> None:
     for doc in yaml.safe_load_all(render(helm, "sluice-system")):
         if doc and doc["kind"] in ("Role", "ClusterRole"):
