@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,18 +33,62 @@ def args_of(pod: Any) -> list[str]:
     return list(pod.spec.containers[0].args or [])
 
 
-def pod_changes(
-    kube: Kube, namespace: str, run_name: str, since: str, seconds: int
-) -> Iterator[dict[str, Any]]:
-    """Every change to the run's pods after resourceVersion ``since``, in order."""
-    changes: Iterator[dict[str, Any]] = watch.Watch().stream(
-        kube.core.list_namespaced_pod,
-        namespace,
-        label_selector=f"sluice.dev/run={run_name}",
-        resource_version=since,
-        timeout_seconds=seconds,
-    )
-    return changes
+class PodChanges:
+    """Every change to a run's pods from now on, handed to ``on_change`` by a
+    watch in a thread. ``start`` returns once the API server has confirmed
+    the watch (the bookmark that ends its initial events), so nothing made
+    after it is missed, and no resourceVersion to resume from can be too old
+    by the time the watch opens; an error that ends the watch is kept, and
+    ``check`` fails the test with it.
+    """
+
+    def __init__(
+        self, kube: Kube, namespace: str, run_name: str, on_change: Callable[[dict[str, Any]], None]
+    ) -> None:
+        self.kube, self.namespace, self.run_name, self.on_change = kube, namespace, run_name, on_change
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self.error: Exception | None = None
+
+    def _watch(self) -> None:
+        """Raw events (decoding pods into models is slow enough that the API
+        server closes a watcher that falls behind a 300-pod burst), resumed
+        from the last version seen whenever the server ends the stream."""
+        version: str | None = None
+        try:
+            while not self.done.is_set():
+                options: dict[str, Any] = {"allow_watch_bookmarks": True, "timeout_seconds": 300}
+                if version is None:
+                    options |= {"send_initial_events": True, "resource_version_match": "NotOlderThan"}
+                else:
+                    options["resource_version"] = version
+                for change in watch.Watch().stream(
+                    self.kube.core.list_namespaced_pod,
+                    self.namespace,
+                    label_selector=f"sluice.dev/run={self.run_name}",
+                    deserialize=False,
+                    **options,
+                ):
+                    meta = change["object"]["metadata"]
+                    version = meta["resourceVersion"]
+                    if change["type"] == "BOOKMARK":
+                        if (meta.get("annotations") or {}).get("k8s.io/initial-events-end") == "true":
+                            self.ready.set()
+                        continue
+                    self.on_change(change)
+                    if self.done.is_set():
+                        return
+        except Exception as error:
+            self.error = error
+            self.ready.set()
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, daemon=True).start()
+        wait_for("the pod watch to open", self.ready.is_set, timeout=30)
+        self.check()
+
+    def check(self) -> None:
+        assert self.error is None, f"the pod watch ended: {self.error}"
 
 
 def lister(files: list[Any]) -> dict[str, Any]:
@@ -213,36 +257,33 @@ def test_a_result_that_is_not_a_json_array_fails_the_task_with_a_specific_reason
 def test_matrix_parallelism_bounds_the_instances_running_at_once_as_a_watch_sees_them(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    listed = kube.core.list_namespaced_pod(namespace)
     active: set[str] = set()
     most = 0
     seen: set[str] = set()
-    done = threading.Event()
 
-    def count() -> None:
+    def count(change: dict[str, Any]) -> None:
         nonlocal most
-        for change in pod_changes(kube, namespace, "para-1", listed.metadata.resource_version, 120):
-            pod = change["object"]
-            name = pod.metadata.name
-            seen.add(name)
-            if change["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
-                active.discard(name)
-            else:
-                active.add(name)
-            most = max(most, len(active))
-            if done.is_set():
-                return
+        pod = change["object"]
+        name = pod["metadata"]["name"]
+        seen.add(name)
+        if change["type"] == "DELETED" or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            active.discard(name)
+        else:
+            active.add(name)
+        most = max(most, len(active))
 
-    watcher = threading.Thread(target=count, daemon=True)
-    watcher.start()
+    changes = PodChanges(kube, namespace, "para-1", count)
+    changes.start()
     fanned = task(
         "load", duration="1s", matrix={"axes": [{"name": "num", "values": list(range(8))}], "parallelism": 3}
     )
     kube.apply(namespace, pipeline("para", [fanned]), run("para-1", "para"))
     obj = kube.wait_run(namespace, "para-1", timeout=120)
     assert obj["status"]["phase"] == "Succeeded"
-    wait_for("the watch to have seen all 8 pods end", lambda: len(seen) >= 8 and not active)
-    done.set()
+    wait_for(
+        "the watch to have seen all 8 pods end", lambda: changes.check() or (len(seen) >= 8 and not active)
+    )
+    changes.done.set()
     assert most == 3, f"at most {most} instance pods were active at once; parallelism is 3"
 
 
@@ -278,20 +319,15 @@ def test_a_thousand_instances_run_in_one_run_within_its_status_limits(
 def test_an_operator_killed_mid_fan_out_creates_no_instance_twice(
     kube: Kube, operator: OperatorProcess, namespace: str
 ) -> None:
-    listed = kube.core.list_namespaced_pod(namespace)
     added: Counter[str] = Counter()
-    stop = threading.Event()
 
-    def watch_added() -> None:
-        for change in pod_changes(kube, namespace, "kill-1", listed.metadata.resource_version, 240):
-            if change["type"] == "ADDED":
-                labels = change["object"].metadata.labels
-                added[f"{labels['sluice.dev/instance']}/{labels['sluice.dev/attempt']}"] += 1
-            if stop.is_set():
-                return
+    def count_added(change: dict[str, Any]) -> None:
+        if change["type"] == "ADDED":
+            labels = change["object"]["metadata"]["labels"]
+            added[f"{labels['sluice.dev/instance']}/{labels['sluice.dev/attempt']}"] += 1
 
-    watcher = threading.Thread(target=watch_added, daemon=True)
-    watcher.start()
+    changes = PodChanges(kube, namespace, "kill-1", count_added)
+    changes.start()
     # No parallelism: the first pass creates all 300 pods before it writes
     # the status that records them, and the kill lands in between.
     matrix = {"axes": [{"name": "num", "values": list(range(300))}]}
@@ -303,8 +339,8 @@ def test_an_operator_killed_mid_fan_out_creates_no_instance_twice(
     operator.start()
     obj = kube.wait_run(namespace, "kill-1", timeout=240)
     assert obj["status"]["phase"] == "Succeeded"
-    wait_for("the watch to have seen 300 pods", lambda: len(added) >= 300, timeout=30)
-    stop.set()
+    wait_for("the watch to have seen 300 pods", lambda: changes.check() or len(added) >= 300, timeout=30)
+    changes.done.set()
     # One pod per instance, all first attempts: none created twice, none lost and retried.
     assert sorted(added) == sorted(f"{n}/0" for n in range(300))
     assert set(added.values()) == {1}, [k for k, v in added.items() if v > 1]
