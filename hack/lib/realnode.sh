@@ -337,7 +337,13 @@ load_image() {
 
 cleanup_real_node() {
   local other
-  # Pod sandboxes outlive the kubelet; stop their shims and unmount what they left.
+  # Pod sandboxes outlive the kubelet; stop their shims and unmount what they
+  # left. Each container's first process is its shim's child: killed first,
+  # it takes its PID namespace with it (a killed shim alone would leave the
+  # container's processes running, reparented to init).
+  local shim shims
+  shims="$(pgrep -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $(CONTAINERD_SOCK)" || true)"
+  for shim in $shims; do pkill -KILL -P "$shim" 2>/dev/null || true; done
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $(CONTAINERD_SOCK)" 2>/dev/null || true
   local m
   while read -r m; do umount -l "$m" 2>/dev/null || true; done < <(awk -v s="$STATE_DIR" '$2 ~ "^"s {print $2}' /proc/mounts | sort -r)
