@@ -14,11 +14,13 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client, config
 
+from tests.builders import run as run_body
 from tests.integration.browser import Browser, chromium_binary
 from tests.integration.conftest import HACK, Kube, hack_env, wait_for
 
@@ -321,12 +323,7 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
             },
         },
     ]
-    subprocess.run(
-        [*kubectl, "apply", "-n", "default", "-f", "-"],
-        input=yaml.safe_dump_all(manifests),
-        text=True,
-        check=True,
-    )
+    _apply(kubectl, *manifests)
     custom = client.CustomObjectsApi(config.new_client_from_config(config_file=real_cluster))
 
     def finished() -> dict | None:
@@ -411,6 +408,16 @@ def test_operator_installed_with_helm_runs_a_pipeline_on_the_real_node(
     _an_unpullable_image_shows_then_fails(kubectl, custom, run_done)
 
 
+def _apply(kubectl: list[str], *documents: dict[str, Any]) -> None:
+    """``kubectl apply`` of ``documents`` into the default namespace, as the admin."""
+    subprocess.run(
+        [*kubectl, "apply", "-n", "default", "-f", "-"],
+        input=yaml.safe_dump_all(documents),
+        text=True,
+        check=True,
+    )
+
+
 def _the_webhook_refuses_a_cycle_through_its_service(kubectl: list[str]) -> None:
     """As installed (failurePolicy Ignore): the API server reaches the
     operator's webhook through its Service, trusting the CA the operator
@@ -465,18 +472,7 @@ def _the_dashboard_streams_a_running_tasks_log(kubectl: list[str], image: str) -
             ]
         },
     }
-    run = {
-        "apiVersion": "sluice.dev/v1alpha1",
-        "kind": "PipelineRun",
-        "metadata": {"name": "ticker-1"},
-        "spec": {"pipelineRef": {"name": "ticker"}},
-    }
-    subprocess.run(
-        [*kubectl, "apply", "-n", "default", "-f", "-"],
-        input=yaml.safe_dump_all([ticker, run]),
-        text=True,
-        check=True,
-    )
+    _apply(kubectl, ticker, run_body("ticker-1", "ticker"))
     forward = subprocess.Popen(
         [*kubectl, "-n", "sluice-system", "port-forward", "svc/sluice-dashboard", "0:80"],
         stdout=subprocess.PIPE,
@@ -555,12 +551,7 @@ def _an_unpullable_image_shows_then_fails(
             "spec": {"pipelineRef": {"name": "unpullable"}},
         },
     ]
-    subprocess.run(
-        [*kubectl, "apply", "-n", "default", "-f", "-"],
-        input=yaml.safe_dump_all(unpullable),
-        text=True,
-        check=True,
-    )
+    _apply(kubectl, *unpullable)
 
     def pull_reason() -> str | None:
         found = custom.get_namespaced_custom_object(
