@@ -77,5 +77,6 @@ def page(title: str, body: str, live_src: str | None = None) -> str:
     )
 
 
-def state_badge(state: str) -> str:
-    return f'<span class="state" style="background:{colour(state)}">{esc(state)}</span>'
+def state_badge(state: str, label: str | None = None) -> str:
+    """A state in its colour; ``label`` says it in other words (a reason)."""
+    return f'<span class="state" style="background:{colour(state)}">{esc(label or state)}</span>'

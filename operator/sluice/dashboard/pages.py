@@ -6,6 +6,7 @@ it with ``html.page`` for a first load and sends it alone for live updates.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -53,10 +54,9 @@ def _schedule(spec: Mapping[str, Any]) -> str:
 def _ready(obj: Mapping[str, Any]) -> str:
     for condition in (obj.get("status") or {}).get("conditions") or ():
         if condition.get("type") == "Valid":
-            ok = condition.get("status") == "True"
-            return state_badge("Succeeded" if ok else "Failed").replace(
-                ">Succeeded<" if ok else ">Failed<", ">valid<" if ok else f">{esc(condition.get('reason'))}<"
-            )
+            if condition.get("status") == "True":
+                return state_badge("Succeeded", "valid")
+            return state_badge("Failed", str(condition.get("reason") or "invalid"))
     return ""
 
 
@@ -252,6 +252,4 @@ def log_page(run_name: str, task: str, stream_src: str) -> str:
 
 def esc_js(value: str) -> str:
     """A JavaScript string literal, safe inside an HTML script element."""
-    import json  # noqa: PLC0415
-
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
